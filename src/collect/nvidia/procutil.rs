@@ -1,0 +1,196 @@
+//! Per-process SM utilization from NVML, with `lastSeenTimeStamp` bookkeeping, through
+//! `nvmlDeviceGetProcessUtilization` or, where that is not supported, the newer
+//! `nvmlDeviceGetProcessesUtilizationInfo`.
+
+use std::collections::HashMap;
+use std::mem;
+use std::ptr;
+
+use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
+use nvml_wrapper::{Device, Nvml};
+use nvml_wrapper_sys::bindings::{
+    nvmlProcessUtilizationInfo_v1_t, nvmlProcessesUtilizationInfo_t,
+    nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_SIZE, nvmlReturn_enum_NVML_ERROR_NOT_FOUND,
+};
+
+/// One utilization sample of one process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct ProcSample {
+    pub pid: u32,
+    /// Microseconds since the Unix epoch (NVML's CPU timestamp).
+    pub timestamp: u64,
+    pub sm_util_percent: u32,
+}
+
+/// Which call gives this device's per-process utilization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Legacy,
+    Info,
+    Unsupported,
+}
+
+/// The per-device state of per-process utilization: which call works, and the newest sample
+/// timestamp seen, so each poll returns only samples taken since the previous one.
+#[derive(Debug)]
+pub(super) struct ProcessUtilization {
+    source: Source,
+    last_seen: u64,
+}
+
+impl ProcessUtilization {
+    pub fn new() -> Self {
+        ProcessUtilization {
+            source: Source::Legacy,
+            last_seen: 0,
+        }
+    }
+
+    /// Mean SM utilization (0..1) per pid since the last poll. `Ok(None)`: the device reports no
+    /// per-process utilization at all. An empty map: no process ran since the last poll.
+    pub fn poll(
+        &mut self,
+        nvml: &Nvml,
+        device: &Device<'_>,
+    ) -> Result<Option<HashMap<u32, f64>>, NvmlError> {
+        loop {
+            let samples = match self.source {
+                Source::Unsupported => return Ok(None),
+                Source::Legacy => device
+                    .process_utilization_stats(self.last_seen)
+                    .map(|v| v.into_iter().map(ProcSample::from).collect()),
+                Source::Info => processes_utilization_info(nvml, device, self.last_seen),
+            };
+            match samples {
+                Ok(samples) => {
+                    let (ratios, last_seen) = aggregate(&samples, self.last_seen);
+                    self.last_seen = last_seen;
+                    return Ok(Some(ratios));
+                }
+                // NOT_FOUND: no sample newer than last_seen, i.e. nothing ran. Not an error.
+                Err(NvmlError::NotFound) => return Ok(Some(HashMap::new())),
+                // Older drivers lack the newer symbol: the same as not supported.
+                Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => {
+                    self.source = match self.source {
+                        Source::Legacy => Source::Info,
+                        _ => Source::Unsupported,
+                    };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Averages each pid's samples newer than `last_seen`; returns the ratios and the new
+/// `last_seen` (the newest timestamp seen, never moving backwards).
+pub(super) fn aggregate(samples: &[ProcSample], last_seen: u64) -> (HashMap<u32, f64>, u64) {
+    let mut sums: HashMap<u32, (f64, u32)> = HashMap::new();
+    let mut newest = last_seen;
+    for s in samples.iter().filter(|s| s.timestamp > last_seen) {
+        let e = sums.entry(s.pid).or_insert((0.0, 0));
+        e.0 += f64::from(s.sm_util_percent.min(100));
+        e.1 += 1;
+        newest = newest.max(s.timestamp);
+    }
+    let ratios = sums
+        .into_iter()
+        .map(|(pid, (sum, n))| (pid, sum / f64::from(n) / 100.0))
+        .collect();
+    (ratios, newest)
+}
+
+impl From<nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample> for ProcSample {
+    fn from(s: nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample) -> Self {
+        ProcSample {
+            pid: s.pid,
+            timestamp: s.timestamp,
+            sm_util_percent: s.sm_util,
+        }
+    }
+}
+
+/// `nvmlDeviceGetProcessesUtilizationInfo`, which nvml-wrapper does not wrap: the two-call
+/// protocol (NULL array -> count and `INSUFFICIENT_SIZE`), then the samples.
+fn processes_utilization_info(
+    nvml: &Nvml,
+    device: &Device<'_>,
+    last_seen: u64,
+) -> Result<Vec<ProcSample>, NvmlError> {
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetProcessesUtilizationInfo.as_ref())?;
+    let version = mem::size_of::<nvmlProcessesUtilizationInfo_t>() as u32 | (1 << 24);
+    // SAFETY: the handle comes from this NVML instance and outlives the call; `info` and the
+    // buffer are valid for the sizes we tell NVML, and NVML writes at most `processSamplesCount`.
+    unsafe {
+        let handle = device.handle();
+        let mut info: nvmlProcessesUtilizationInfo_t = mem::zeroed();
+        info.version = version;
+        info.lastSeenTimeStamp = last_seen;
+        info.procUtilArray = ptr::null_mut();
+        let rc = sym(handle, &mut info);
+        if rc == nvmlReturn_enum_NVML_ERROR_NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if rc != nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_SIZE {
+            nvml_try(rc)?;
+        }
+        if info.processSamplesCount == 0 {
+            return Ok(Vec::new());
+        }
+        // Headroom for processes that start between the two calls.
+        let capacity = info.processSamplesCount as usize + 8;
+        let mut buf: Vec<nvmlProcessUtilizationInfo_v1_t> = vec![mem::zeroed(); capacity];
+        info.version = version;
+        info.lastSeenTimeStamp = last_seen;
+        info.processSamplesCount = capacity as u32;
+        info.procUtilArray = buf.as_mut_ptr();
+        nvml_try(sym(handle, &mut info))?;
+        buf.truncate((info.processSamplesCount as usize).min(capacity));
+        Ok(buf
+            .into_iter()
+            .map(|s| ProcSample {
+                pid: s.pid,
+                timestamp: s.timeStamp,
+                sm_util_percent: s.smUtil,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(pid: u32, timestamp: u64, sm: u32) -> ProcSample {
+        ProcSample {
+            pid,
+            timestamp,
+            sm_util_percent: sm,
+        }
+    }
+
+    #[test]
+    fn averages_per_pid_and_advances_last_seen() {
+        let (r, last) = aggregate(&[s(1, 10, 20), s(1, 20, 40), s(2, 15, 100)], 0);
+        assert_eq!(r[&1], 0.3);
+        assert_eq!(r[&2], 1.0);
+        assert_eq!(last, 20);
+    }
+
+    #[test]
+    fn ignores_samples_already_seen_and_never_moves_backwards() {
+        let (r, last) = aggregate(&[s(1, 5, 90), s(2, 30, 10)], 20);
+        assert!(!r.contains_key(&1));
+        assert_eq!(r[&2], 0.1);
+        assert_eq!(last, 30);
+        let (r, last) = aggregate(&[], 30);
+        assert!(r.is_empty());
+        assert_eq!(last, 30);
+    }
+
+    #[test]
+    fn clamps_absurd_percentages() {
+        let (r, _) = aggregate(&[s(1, 1, 250)], 0);
+        assert_eq!(r[&1], 1.0);
+    }
+}

@@ -1,0 +1,311 @@
+//! The command line: what the user typed (`Flags`, clap) and what it resolves to (`Config`).
+//!
+//! Every flag also reads `GPU_POD_EXPORTER_<FLAG>` (upper case, `.` and `-` as `_`), as
+//! CONTRACT §2 fixes. A bad value is one line naming the flag, and a non-zero exit.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+
+use crate::paths::HostPaths;
+
+/// The shortest collection interval accepted: NVML's utilization window is 1/6 s to 1 s, and
+/// GPM needs two samples at least 100 ms apart.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The flags, as typed (stage one).
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpu-pod-exporter",
+    version,
+    about = "Exports per-device and per-pod GPU metrics of a Kubernetes node for Prometheus"
+)]
+pub struct Flags {
+    /// Address to serve /metrics on: `host:port`, or `:port` for every interface.
+    #[arg(
+        long = "web.listen-address",
+        env = "GPU_POD_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = ":9445",
+        value_name = "ADDRESS"
+    )]
+    pub listen_address: String,
+
+    /// Path under which metrics are served.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "GPU_POD_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
+    pub telemetry_path: String,
+
+    /// Web configuration file (TLS and basic auth), in exporter-toolkit's format.
+    #[arg(
+        long = "web.config.file",
+        env = "GPU_POD_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
+    /// The host's root filesystem; procfs, sysfs, pod logs and the kubelet socket are read under it.
+    #[arg(
+        long = "path.rootfs",
+        env = "GPU_POD_EXPORTER_PATH_ROOTFS",
+        default_value = "/",
+        value_name = "DIR"
+    )]
+    pub rootfs: PathBuf,
+
+    /// procfs mount point [default: <rootfs>/proc].
+    #[arg(
+        long = "path.procfs",
+        env = "GPU_POD_EXPORTER_PATH_PROCFS",
+        value_name = "DIR"
+    )]
+    pub procfs: Option<PathBuf>,
+
+    /// sysfs mount point [default: <rootfs>/sys].
+    #[arg(
+        long = "path.sysfs",
+        env = "GPU_POD_EXPORTER_PATH_SYSFS",
+        value_name = "DIR"
+    )]
+    pub sysfs: Option<PathBuf>,
+
+    /// The kubelet's pod-resources socket [default: <rootfs>/var/lib/kubelet/pod-resources/kubelet.sock].
+    #[arg(
+        long = "kubelet.pod-resources-socket",
+        env = "GPU_POD_EXPORTER_KUBELET_POD_RESOURCES_SOCKET",
+        value_name = "FILE"
+    )]
+    pub pod_resources_socket: Option<PathBuf>,
+
+    /// The NVML library to load [default: the system's libnvidia-ml.so.1].
+    #[arg(
+        long = "nvml.library",
+        env = "GPU_POD_EXPORTER_NVML_LIBRARY",
+        value_name = "FILE"
+    )]
+    pub nvml_library: Option<PathBuf>,
+
+    /// How often devices and processes are sampled (e.g. 500ms, 5s, 1m).
+    #[arg(long = "collect.interval", env = "GPU_POD_EXPORTER_COLLECT_INTERVAL", default_value = "5s", value_name = "DURATION", value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// Enable the NVIDIA collector (NVML).
+    #[arg(long = "collector.nvidia", env = "GPU_POD_EXPORTER_COLLECTOR_NVIDIA", action = ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true", value_name = "BOOL")]
+    pub collector_nvidia: bool,
+
+    /// Disable the NVIDIA collector.
+    #[arg(long = "no-collector.nvidia", action = ArgAction::SetTrue)]
+    pub no_collector_nvidia: bool,
+
+    /// Enable the AMD collector (amdgpu sysfs, DRM fdinfo, KFD).
+    #[arg(long = "collector.amd", env = "GPU_POD_EXPORTER_COLLECTOR_AMD", action = ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true", value_name = "BOOL")]
+    pub collector_amd: bool,
+
+    /// Disable the AMD collector.
+    #[arg(long = "no-collector.amd", action = ArgAction::SetTrue)]
+    pub no_collector_amd: bool,
+
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(
+        long = "log.level",
+        env = "GPU_POD_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub log_level: String,
+}
+
+/// Where to listen: one address, or every interface on a port (`:9445`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    AnyInterface(u16),
+    Exact(SocketAddr),
+}
+
+/// The resolved settings (stage two): everything checked, nothing left to parse.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: ListenAddress,
+    pub telemetry_path: String,
+    pub web_config_file: Option<PathBuf>,
+    pub paths: HostPaths,
+    pub nvml_library: Option<PathBuf>,
+    pub interval: Duration,
+    pub nvidia: bool,
+    pub amd: bool,
+    pub log_level: String,
+}
+
+/// A flag whose value cannot be used; the message names the flag.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value {value:?} for --{flag}: {reason}")]
+pub struct FlagError {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Flags {
+    /// Checks and resolves the flags.
+    pub fn resolve(self) -> Result<Config, FlagError> {
+        let listen = parse_listen_address(&self.listen_address).map_err(|reason| FlagError {
+            flag: "web.listen-address",
+            value: self.listen_address.clone(),
+            reason,
+        })?;
+        if !self.telemetry_path.starts_with('/') || self.telemetry_path.len() < 2 {
+            return Err(FlagError {
+                flag: "web.telemetry-path",
+                value: self.telemetry_path,
+                reason: "must start with '/' and name a path other than '/'".into(),
+            });
+        }
+        if let Some(file) = &self.web_config_file {
+            if !file.is_file() {
+                return Err(FlagError {
+                    flag: "web.config.file",
+                    value: file.display().to_string(),
+                    reason: "no such file".into(),
+                });
+            }
+        }
+        if !self.rootfs.is_dir() {
+            return Err(FlagError {
+                flag: "path.rootfs",
+                value: self.rootfs.display().to_string(),
+                reason: "not a directory".into(),
+            });
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(FlagError {
+                flag: "log.level",
+                value: self.log_level,
+                reason: "expected error, warn, info, debug or trace".into(),
+            });
+        }
+        let paths = HostPaths::new(
+            &self.rootfs,
+            self.procfs.as_deref(),
+            self.sysfs.as_deref(),
+            self.pod_resources_socket.as_deref(),
+        );
+        Ok(Config {
+            listen,
+            telemetry_path: self.telemetry_path,
+            web_config_file: self.web_config_file,
+            paths,
+            nvml_library: self.nvml_library,
+            interval: self.interval,
+            nvidia: self.collector_nvidia && !self.no_collector_nvidia,
+            amd: self.collector_amd && !self.no_collector_amd,
+            log_level: self.log_level,
+        })
+    }
+}
+
+fn parse_listen_address(s: &str) -> Result<ListenAddress, String> {
+    if let Some(port) = s.strip_prefix(':') {
+        return port
+            .parse::<u16>()
+            .map(ListenAddress::AnyInterface)
+            .map_err(|_| "expected host:port or :port".to_string());
+    }
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("expected host:port or :port ({e})"))?;
+    addrs
+        .next()
+        .map(ListenAddress::Exact)
+        .ok_or_else(|| "the host name resolves to no address".to_string())
+}
+
+/// Parses a Prometheus-style duration: `500ms`, `5s`, `1m`, `1m30s`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("{s:?} is not a duration such as 500ms, 5s or 1m");
+    if s.is_empty() {
+        return Err(err());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(err()),
+        };
+        total = total.saturating_add(unit);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_INTERVAL {
+        return Err(format!("must be at least {}ms", MIN_INTERVAL.as_millis()));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations_in_prometheus_style() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "5", "s", "5x", "-1s", "1.5s", "5 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn interval_has_a_floor() {
+        assert!(parse_interval("100ms").is_err());
+        assert!(parse_interval("200ms").is_ok());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_address(":9445"),
+            Ok(ListenAddress::AnyInterface(9445))
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:1"),
+            Ok(ListenAddress::Exact("127.0.0.1:1".parse().unwrap()))
+        );
+        assert!(parse_listen_address(":x").is_err());
+        assert!(parse_listen_address("nohostport").is_err());
+    }
+
+    #[test]
+    fn collectors_can_be_disabled_either_way() {
+        let f =
+            Flags::try_parse_from(["x", "--no-collector.amd", "--collector.nvidia=false"]).unwrap();
+        let c = f.resolve().unwrap();
+        assert!(!c.amd && !c.nvidia);
+        let c = Flags::try_parse_from(["x"]).unwrap().resolve().unwrap();
+        assert!(c.amd && c.nvidia);
+    }
+}

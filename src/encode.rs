@@ -1,0 +1,358 @@
+//! Encoding: turns the current snapshot into Prometheus text or OpenMetrics. Never samples.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::sample::{DeviceMetrics, DeviceSample};
+use crate::snapshot::{Snapshot, SnapshotStore};
+
+/// The exposition formats a scrape can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4, the default.
+    Text,
+    /// OpenMetrics 1.0 text, when the scrape's `Accept` header prefers it.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// Picks the format from an `Accept` header: OpenMetrics when it is acceptable and
+    /// weighted at least as high as the classic text format, else the classic text format.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let (mut om, mut text, mut any) = (0.0f32, 0.0f32, 0.0f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => om = om.max(q),
+                "text/plain" | "text/*" => text = text.max(q),
+                "*/*" => any = any.max(q),
+                _ => {}
+            }
+        }
+        let text = if text > 0.0 { text } else { any };
+        if om > 0.0 && om >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// Encodes the latest snapshot; one registry, built once, serves every scrape.
+#[derive(Debug)]
+pub struct Encoder {
+    registry: Registry,
+}
+
+impl Encoder {
+    pub fn new(store: Arc<SnapshotStore>) -> Encoder {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(SnapshotCollector { store }));
+        Encoder { registry }
+    }
+
+    /// The whole exposition in `format`.
+    pub fn encode(&self, format: Format) -> Result<String, fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        match format {
+            Format::Text => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)?
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug)]
+struct SnapshotCollector {
+    store: Arc<SnapshotStore>,
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let snap = self.store.load();
+        encode_devices(&snap, &mut enc)?;
+        encode_self(&snap, &mut enc)
+    }
+}
+
+type Getter = fn(&DeviceMetrics) -> Option<f64>;
+
+/// The device gauges of CONTRACT §3: name, help, value.
+const DEVICE_GAUGES: &[(&str, &str, Getter)] = &[
+    (
+        "gpu_utilization_ratio",
+        "Share of the last sample period during which a kernel ran on the GPU (0..1).",
+        |m| m.utilization_ratio,
+    ),
+    (
+        "gpu_memory_bandwidth_utilization_ratio",
+        "Share of the last sample period during which device memory was read or written (0..1).",
+        |m| m.memory_bandwidth_utilization_ratio,
+    ),
+    (
+        "gpu_memory_used_bytes",
+        "Device memory (framebuffer, VRAM) in use, in bytes.",
+        |m| m.memory_used_bytes,
+    ),
+    (
+        "gpu_memory_total_bytes",
+        "Device memory (framebuffer, VRAM) in total, in bytes.",
+        |m| m.memory_total_bytes,
+    ),
+    (
+        "gpu_power_watts",
+        "Power draw of the device, in watts.",
+        |m| m.power_watts,
+    ),
+    (
+        "gpu_temperature_celsius",
+        "GPU die temperature, in degrees Celsius.",
+        |m| m.temperature_celsius,
+    ),
+    ("gpu_sm_clock_hertz", "Current SM clock, in hertz.", |m| {
+        m.sm_clock_hertz
+    }),
+    (
+        "gpu_sm_active_ratio",
+        "GPM: share of time SMs had at least one warp assigned (0..1).",
+        |m| m.sm_active_ratio,
+    ),
+    (
+        "gpu_sm_occupancy_ratio",
+        "GPM: resident warps over the theoretical maximum, averaged over SMs (0..1).",
+        |m| m.sm_occupancy_ratio,
+    ),
+    (
+        "gpu_tensor_active_ratio",
+        "GPM: share of time tensor cores were active (0..1).",
+        |m| m.tensor_active_ratio,
+    ),
+    (
+        "gpu_dram_active_ratio",
+        "GPM: share of peak device memory bandwidth used (0..1).",
+        |m| m.dram_active_ratio,
+    ),
+];
+
+fn device_labels(d: &DeviceSample) -> [(&'static str, &str); 3] {
+    [
+        ("gpu", d.identity.gpu.as_str()),
+        ("uuid", d.identity.uuid.as_str()),
+        ("vendor", d.vendor.map_or("", |v| v.label())),
+    ]
+}
+
+/// Encodes a gauge family from `(labels, value)` pairs; a family with no series is left out.
+fn gauge_family<'a, L, I>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: I,
+) -> Result<(), fmt::Error>
+where
+    L: prometheus_client::encoding::EncodeLabelSet + 'a,
+    I: IntoIterator<Item = (L, f64)>,
+{
+    let mut series = series.into_iter().peekable();
+    if series.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in series {
+        family.encode_family(&labels)?.encode_gauge(&v)?;
+    }
+    Ok(())
+}
+
+fn counter_family<L, I>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: I,
+) -> Result<(), fmt::Error>
+where
+    L: prometheus_client::encoding::EncodeLabelSet,
+    I: IntoIterator<Item = (L, f64)>,
+{
+    let mut series = series.into_iter().peekable();
+    if series.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in series {
+        family
+            .encode_family(&labels)?
+            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(&v, None)?;
+    }
+    Ok(())
+}
+
+fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    gauge_family(
+        enc,
+        "gpu_info",
+        "Static facts about a GPU; always 1.",
+        snap.devices.iter().map(|d| {
+            let labels = [
+                ("gpu", d.identity.gpu.as_str()),
+                ("uuid", d.identity.uuid.as_str()),
+                ("vendor", d.vendor.map_or("", |v| v.label())),
+                ("model", d.identity.model.as_str()),
+                ("pci_bus_id", d.identity.pci_bus_id.as_str()),
+                ("driver_version", d.identity.driver_version.as_str()),
+            ];
+            (labels, 1.0)
+        }),
+    )?;
+    gauge_family(
+        enc,
+        "gpu_up",
+        "1 when the GPU answered its last sample, else 0.",
+        snap.devices
+            .iter()
+            .map(|d| (device_labels(d), if d.up() { 1.0 } else { 0.0 })),
+    )?;
+    for (name, help, get) in DEVICE_GAUGES {
+        gauge_family(
+            enc,
+            name,
+            help,
+            snap.devices
+                .iter()
+                .filter(|d| !matches!(d.down, Some(crate::sample::DeviceDown::Failed(_))))
+                .filter_map(|d| get(&d.metrics).map(|v| (device_labels(d), v))),
+        )?;
+    }
+    Ok(())
+}
+
+fn encode_self(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    gauge_family(
+        enc,
+        "gpu_pod_exporter_build_info",
+        "The agent's version; always 1.",
+        [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+    )?;
+    gauge_family(
+        enc,
+        "gpu_pod_exporter_collector_success",
+        "1 when the collector's last cycle worked: library loaded, every device answered in time.",
+        snap.collectors
+            .iter()
+            .map(|c| ([("collector", c.name)], if c.success { 1.0 } else { 0.0 })),
+    )?;
+    gauge_family(
+        enc,
+        "gpu_pod_exporter_collector_duration_seconds",
+        "How long the collector's last cycle took, in seconds.",
+        snap.collectors
+            .iter()
+            .map(|c| ([("collector", c.name)], c.duration_seconds)),
+    )?;
+    counter_family(
+        enc,
+        "gpu_pod_exporter_driver_call_errors",
+        "Driver calls that failed, by collector, call family and driver error.",
+        snap.call_errors.iter().map(|(c, e, n)| {
+            (
+                [
+                    ("collector", *c),
+                    ("call", e.call),
+                    ("error", e.error.as_str()),
+                ],
+                *n as f64,
+            )
+        }),
+    )?;
+    if let Some(p) = &snap.process {
+        let none: [(&str, &str); 0] = [];
+        counter_family(
+            enc,
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            [(none, p.cpu_seconds)],
+        )?;
+        gauge_family(
+            enc,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            [(none, p.resident_memory_bytes)],
+        )?;
+        gauge_family(
+            enc,
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            [(none, p.virtual_memory_bytes)],
+        )?;
+        gauge_family(
+            enc,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            [(none, p.open_fds)],
+        )?;
+        gauge_family(
+            enc,
+            "process_threads",
+            "Number of OS threads in the process.",
+            [(none, p.threads)],
+        )?;
+        gauge_family(
+            enc,
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            [(none, p.start_time_seconds)],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_accept_weights() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
+        // What Prometheus 2.x/3.x sends.
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; version=1.0.0")),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0.2,text/plain;q=0.9")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
+    }
+}

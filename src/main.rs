@@ -1,0 +1,158 @@
+//! The `gpu-pod-exporter` binary: parses the command line, starts the collectors, the snapshot
+//! stage and the HTTP server, and stops them on SIGTERM or SIGINT.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use gpu_pod_exporter::collect::nvidia::NvidiaBackend;
+use gpu_pod_exporter::collect::{self, Backend, Hub};
+use gpu_pod_exporter::config::{Config, Flags, ListenAddress};
+use gpu_pod_exporter::encode::Encoder;
+use gpu_pod_exporter::snapshot::{self, SnapshotStore};
+use gpu_pod_exporter::web::config::WebConfig;
+use gpu_pod_exporter::web::server::{self, App};
+
+fn main() -> ExitCode {
+    let flags = match Flags::try_parse() {
+        Ok(f) => f,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line, naming the flag; clap's own message spans several.
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid command line");
+            eprintln!("gpu-pod-exporter: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let config = match flags.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gpu-pod-exporter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log_level);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gpu-pod-exporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let web = match &config.web_config_file {
+        Some(path) => Some(
+            WebConfig::load(path)
+                .with_context(|| format!("--web.config.file {}", path.display()))?,
+        ),
+        None => None,
+    };
+
+    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+    if config.nvidia {
+        backends.push(Box::new(NvidiaBackend::new(config.nvml_library.clone())));
+    }
+    if config.amd {
+        tracing::info!("the AMD collector is not built yet; --collector.amd has no effect");
+    }
+    let names: Vec<&'static str> = backends.iter().map(|b| b.name()).collect();
+    let (hub, nudges) = Hub::new(&names);
+    let store = Arc::new(SnapshotStore::default());
+    snapshot::spawn_publisher(
+        Arc::clone(&hub),
+        nudges,
+        Arc::clone(&store),
+        config.interval,
+    )
+    .context("starting the snapshot thread")?;
+    let mut stops = Vec::new();
+    for backend in backends {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        stops.push(stop_tx);
+        collect::spawn(backend, config.interval, Arc::clone(&hub), stop_rx)
+            .context("starting a collector thread")?;
+    }
+
+    let app = Arc::new(App {
+        encoder: Encoder::new(Arc::clone(&store)),
+        store,
+        telemetry_path: config.telemetry_path.clone(),
+        web,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("http")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = bind(&config.listen).await?;
+        let local = listener.local_addr().context("reading the listen address")?;
+        tracing::info!(address = %local, path = %config.telemetry_path, interval = ?config.interval, "serving");
+        server::serve(listener, app, shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
+    tracing::info!("shutting down");
+    drop(stops);
+    hub.close();
+    Ok(())
+}
+
+/// Binds the listen address; `:port` means every interface, IPv6 and IPv4 where the host has
+/// IPv6, else IPv4 only.
+async fn bind(listen: &ListenAddress) -> anyhow::Result<TcpListener> {
+    let bind_one = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--web.listen-address: cannot listen on {addr}"))
+    };
+    match listen {
+        ListenAddress::Exact(addr) => bind_one(*addr).await,
+        ListenAddress::AnyInterface(port) => {
+            match TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port))).await {
+                Ok(l) => Ok(l),
+                Err(_) => bind_one(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port))).await,
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}

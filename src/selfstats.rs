@@ -1,0 +1,125 @@
+//! The agent's own resource use (CPU seconds, memory, fds, threads), read from its own `/proc/self`.
+
+use std::fs;
+
+use crate::paths::HostPaths;
+
+/// The standard `process_*` figures of the agent itself.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SelfStats {
+    pub cpu_seconds: f64,
+    pub resident_memory_bytes: f64,
+    pub virtual_memory_bytes: f64,
+    pub open_fds: f64,
+    pub threads: f64,
+    pub start_time_seconds: f64,
+}
+
+/// Reads the agent's own figures; `None` where `/proc/self` cannot be read or parsed.
+pub fn read() -> Option<SelfStats> {
+    let dir = HostPaths::own_process();
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    let boot_time = fs::read_to_string(HostPaths::own_proc_stat())
+        .ok()
+        .and_then(|s| parse_boot_time(&s));
+    let open_fds = fs::read_dir(dir.join("fd")).map(|d| d.count()).unwrap_or(0);
+    parse_stat(
+        &stat,
+        clock_ticks(),
+        page_size(),
+        boot_time.unwrap_or(0.0),
+        open_fds,
+    )
+}
+
+/// Parses `/proc/<pid>/stat`. The command name (field 2) may hold spaces and parentheses, so
+/// fields are counted from the last `)`.
+fn parse_stat(
+    stat: &str,
+    ticks_per_second: f64,
+    page_size: f64,
+    boot_time: f64,
+    open_fds: usize,
+) -> Option<SelfStats> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Fields after the name start at field 3 (state); `field(n)` is proc(5)'s field n.
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |n: usize| -> Option<f64> { fields.get(n.checked_sub(3)?)?.parse::<f64>().ok() };
+    let utime = field(14)?;
+    let stime = field(15)?;
+    let threads = field(20)?;
+    let start_ticks = field(22)?;
+    let vsize = field(23)?;
+    let rss_pages = field(24)?;
+    Some(SelfStats {
+        cpu_seconds: (utime + stime) / ticks_per_second,
+        resident_memory_bytes: rss_pages * page_size,
+        virtual_memory_bytes: vsize,
+        open_fds: open_fds as f64,
+        threads,
+        start_time_seconds: boot_time + start_ticks / ticks_per_second,
+    })
+}
+
+fn parse_boot_time(proc_stat: &str) -> Option<f64> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn page_size() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as f64
+    } else {
+        4096.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_a_stat_line_with_a_hostile_name() {
+        // A command name with spaces and a ')' must not shift the fields.
+        let line = "4242 (gpu) pod (x)) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 9 0 1000 104857600 2560 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let s = parse_stat(line, 100.0, 4096.0, 1_700_000_000.0, 7).unwrap();
+        assert_eq!(s.cpu_seconds, 3.0);
+        assert_eq!(s.threads, 9.0);
+        assert_eq!(s.virtual_memory_bytes, 104857600.0);
+        assert_eq!(s.resident_memory_bytes, 2560.0 * 4096.0);
+        assert_eq!(s.start_time_seconds, 1_700_000_010.0);
+        assert_eq!(s.open_fds, 7.0);
+    }
+
+    #[test]
+    fn garbage_is_none_not_a_panic() {
+        assert!(parse_stat("", 100.0, 4096.0, 0.0, 0).is_none());
+        assert!(parse_stat("1 (x) S 1 2", 100.0, 4096.0, 0.0, 0).is_none());
+    }
+
+    #[test]
+    fn reads_its_own_process() {
+        let s = read().unwrap();
+        assert!(s.resident_memory_bytes > 0.0 && s.threads >= 1.0);
+    }
+
+    #[test]
+    fn boot_time() {
+        assert_eq!(parse_boot_time("cpu 1 2\nbtime 1700000000\n"), Some(1.7e9));
+    }
+}

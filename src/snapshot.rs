@@ -1,0 +1,185 @@
+//! The snapshot: one immutable, complete view of the node that every scrape encodes, rebuilt
+//! whenever a collector reports (and on a timer, so that a hung collector shows as down).
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::collect::{CollectorState, Hub};
+use crate::sample::{CallError, DeviceDown, DeviceSample};
+use crate::selfstats::{self, SelfStats};
+
+/// How one collector did in its last cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorSummary {
+    pub name: &'static str,
+    pub success: bool,
+    pub duration_seconds: f64,
+}
+
+/// Everything a scrape shows. Built whole, swapped whole, never changed in place.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every device of every collector, in collector then device order.
+    pub devices: Vec<DeviceSample>,
+    pub collectors: Vec<CollectorSummary>,
+    /// Failed driver calls since start: (collector, call and error, count).
+    pub call_errors: Vec<(&'static str, CallError, u64)>,
+    /// The agent's own figures, when `/proc/self` could be read.
+    pub process: Option<SelfStats>,
+    /// Every enabled collector has completed at least one cycle.
+    pub ready: bool,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from the hub's view at `now`. A collector whose cycle has run longer
+    /// than `interval` is hung: it is reported failed, and its devices down with their last values.
+    pub fn build(
+        view: &BTreeMap<&'static str, CollectorState>,
+        now: Instant,
+        interval: Duration,
+        process: Option<SelfStats>,
+    ) -> Snapshot {
+        let mut snap = Snapshot {
+            process,
+            ready: view.values().all(|c| c.cycles > 0),
+            ..Snapshot::default()
+        };
+        for (name, state) in view {
+            let hung = state
+                .running_since
+                .is_some_and(|since| now.saturating_duration_since(since) > interval);
+            if let Some(last) = &state.last {
+                snap.collectors.push(CollectorSummary {
+                    name,
+                    success: last.success && !hung,
+                    duration_seconds: last.duration.as_secs_f64(),
+                });
+                snap.devices
+                    .extend(last.devices.iter().cloned().map(|mut d| {
+                        if hung && d.down.is_none() {
+                            d.down = Some(DeviceDown::TimedOut);
+                        }
+                        d
+                    }));
+            } else if hung {
+                // Hung in its very first cycle (e.g. a driver that blocks in init).
+                snap.collectors.push(CollectorSummary {
+                    name,
+                    success: false,
+                    duration_seconds: state
+                        .running_since
+                        .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64()),
+                });
+            }
+            snap.call_errors.extend(
+                state
+                    .call_errors
+                    .iter()
+                    .map(|(e, n)| (*name, e.clone(), *n)),
+            );
+        }
+        snap
+    }
+}
+
+/// Holds the current snapshot. Readers take an `Arc` and never wait for a writer for longer
+/// than a pointer swap.
+#[derive(Debug, Default)]
+pub struct SnapshotStore {
+    current: RwLock<Arc<Snapshot>>,
+}
+
+impl SnapshotStore {
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .map(|g| Arc::clone(&g))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    pub fn store(&self, snap: Snapshot) {
+        let snap = Arc::new(snap);
+        match self.current.write() {
+            Ok(mut g) => *g = snap,
+            Err(p) => *p.into_inner() = snap,
+        }
+    }
+}
+
+/// Rebuilds the snapshot whenever a collector reports, and at least every `interval / 4` so that
+/// a hung collector is noticed, until the hub stops nudging.
+pub fn spawn_publisher(
+    hub: Arc<Hub>,
+    nudges: Receiver<()>,
+    store: Arc<SnapshotStore>,
+    interval: Duration,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    let tick = (interval / 4).max(Duration::from_millis(50));
+    thread::Builder::new()
+        .name("snapshot".into())
+        .spawn(move || loop {
+            let snap = Snapshot::build(&hub.view(), Instant::now(), interval, selfstats::read());
+            store.store(snap);
+            match nudges.recv_timeout(tick) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {
+                    // Coalesce a burst of nudges into one rebuild.
+                    while nudges.try_recv().is_ok() {}
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::VendorReport;
+
+    fn state_with(dev_up: bool, running_since: Option<Instant>) -> CollectorState {
+        let dev = DeviceSample {
+            down: (!dev_up).then_some(DeviceDown::Failed("GPU_IS_LOST".into())),
+            ..DeviceSample::default()
+        };
+        CollectorState {
+            last: Some(VendorReport {
+                success: true,
+                devices: vec![dev],
+                ..VendorReport::default()
+            }),
+            running_since,
+            cycles: 1,
+            ..CollectorState::default()
+        }
+    }
+
+    #[test]
+    fn a_cycle_running_past_the_interval_marks_the_collector_failed_and_devices_down() {
+        let now = Instant::now();
+        let interval = Duration::from_secs(1);
+        let mut view = BTreeMap::new();
+        view.insert(
+            "nvidia",
+            state_with(true, now.checked_sub(Duration::from_secs(2))),
+        );
+        let snap = Snapshot::build(&view, now, interval, None);
+        assert!(!snap.collectors[0].success);
+        assert_eq!(snap.devices[0].down, Some(DeviceDown::TimedOut));
+
+        view.insert("nvidia", state_with(true, Some(now)));
+        let snap = Snapshot::build(&view, now, interval, None);
+        assert!(snap.collectors[0].success);
+        assert!(snap.devices[0].up());
+        assert!(snap.ready);
+    }
+
+    #[test]
+    fn not_ready_until_every_collector_reported() {
+        let mut view = BTreeMap::new();
+        view.insert("nvidia", state_with(true, None));
+        view.insert("amd", CollectorState::default());
+        assert!(!Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None).ready);
+    }
+}
