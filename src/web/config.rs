@@ -41,6 +41,10 @@ const ALLOWED_HEADERS: &[(&str, Option<&[&str]>)] = &[
     ("Content-Security-Policy", None),
 ];
 
+const CERT_FILE: &str = "tls_server_config.cert_file";
+const KEY_FILE: &str = "tls_server_config.key_file";
+const CLIENT_CA_FILE: &str = "tls_server_config.client_ca_file";
+
 /// A web config file that could not be used; every variant names the file, and most the field.
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
@@ -154,6 +158,11 @@ impl fmt::Debug for WebConfig {
 impl WebConfig {
     /// Reads, parses and resolves the web config at `path`, loading every certificate and key it
     /// names, so that a bad file fails at startup rather than at the first connection.
+    ///
+    /// # Errors
+    ///
+    /// Any unreadable file, unknown key, unsupported setting, or unusable certificate, key or
+    /// bcrypt hash; the error names the config file and the field.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| WebConfigError::Read {
             path: path.to_path_buf(),
@@ -233,6 +242,11 @@ impl WebConfig {
         ok
     }
 
+    /// Whether basic auth is on (then `authorized` may run bcrypt).
+    pub fn has_users(&self) -> bool {
+        !self.users.is_empty()
+    }
+
     /// Headers from `http_server_config.headers` to add to every response, canonically named.
     pub fn extra_headers(&self) -> &[(String, String)] {
         &self.headers
@@ -261,7 +275,8 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, WebConfigError> {
         .map(Option::unwrap_or_default)
         .map_err(|e| WebConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            // Without the source snippet: it could echo an inline key into the logs.
+            message: e.without_snippet().to_string(),
         })
 }
 
@@ -356,18 +371,28 @@ impl Ctx<'_> {
             ));
         }
         let client_auth = self.client_auth(raw.client_auth_type.as_deref())?;
-        let cert = self.pem("cert_file", set(&raw.cert_file), "cert", set(&raw.cert))?;
-        let key = self.pem("key_file", set(&raw.key_file), "key", set(&raw.key))?;
+        let cert = self.pem(
+            CERT_FILE,
+            set(raw.cert_file.as_deref()),
+            "cert",
+            set(raw.cert.as_deref()),
+        )?;
+        let key = self.pem(
+            KEY_FILE,
+            set(raw.key_file.as_deref()),
+            "key",
+            set(raw.key.as_deref()),
+        )?;
         let client_ca = self.pem(
-            "client_ca_file",
-            set(&raw.client_ca_file),
+            CLIENT_CA_FILE,
+            set(raw.client_ca_file.as_deref()),
             "client_ca",
-            set(&raw.client_ca),
+            set(raw.client_ca.as_deref()),
         )?;
         let enabled = cert.is_some()
             || key.is_some()
             || client_ca.is_some()
-            || set(&raw.client_auth_type).is_some();
+            || set(raw.client_auth_type.as_deref()).is_some();
         if !enabled {
             return Ok(None);
         }
@@ -376,11 +401,11 @@ impl Ctx<'_> {
         let key =
             key.ok_or_else(|| self.invalid("tls_server_config", "missing one of key or key_file"))?;
 
-        let chain = self.certificates("cert_file", &cert)?;
+        let chain = self.certificates(CERT_FILE, &cert)?;
         let key_der =
             PrivateKeyDer::from_pem_slice(&key.bytes).map_err(|e| WebConfigError::Pem {
                 path: self.path.to_path_buf(),
-                field: "key_file",
+                field: KEY_FILE,
                 origin: key.origin.clone(),
                 message: format!("no usable private key: {e}"),
             })?;
@@ -397,7 +422,16 @@ impl Ctx<'_> {
         // Also checks that the key belongs to the first certificate.
         let config = builder
             .with_single_cert(chain, key_der)
-            .map_err(|e| self.tls_error(e))?;
+            .map_err(|e| match e {
+                rustls::Error::InconsistentKeys(_) => self.invalid(
+                    "tls_server_config",
+                    format!(
+                        "the private key from {} does not match the certificate from {}",
+                        key.origin, cert.origin
+                    ),
+                ),
+                other => self.tls_error(other),
+            })?;
         Ok(Some(TlsAcceptor::from(Arc::new(config))))
     }
 
@@ -405,8 +439,14 @@ impl Ctx<'_> {
         &self,
         raw: &RawTls,
     ) -> Result<Vec<&'static SupportedProtocolVersion>, WebConfigError> {
-        let min = self.version("min_version", set(&raw.min_version).unwrap_or("TLS12"))?;
-        let max = self.version("max_version", set(&raw.max_version).unwrap_or("TLS13"))?;
+        let min = self.version(
+            "min_version",
+            set(raw.min_version.as_deref()).unwrap_or("TLS12"),
+        )?;
+        let max = self.version(
+            "max_version",
+            set(raw.max_version.as_deref()).unwrap_or("TLS13"),
+        )?;
         let versions: Vec<_> = [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
             .into_iter()
             .filter(|(v, _)| (min..=max).contains(v))
@@ -580,10 +620,10 @@ impl Ctx<'_> {
 
     fn roots(&self, pem: &PemInput) -> Result<RootCertStore, WebConfigError> {
         let mut roots = RootCertStore::empty();
-        for cert in self.certificates("client_ca_file", pem)? {
+        for cert in self.certificates(CLIENT_CA_FILE, pem)? {
             roots.add(cert).map_err(|e| WebConfigError::Pem {
                 path: self.path.to_path_buf(),
-                field: "client_ca_file",
+                field: CLIENT_CA_FILE,
                 origin: pem.origin.clone(),
                 message: format!("unusable CA certificate: {e}"),
             })?;
@@ -639,8 +679,8 @@ impl Ctx<'_> {
 }
 
 /// `None` for an absent or empty string: exporter-toolkit treats both as "not set".
-fn set(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|v| !v.is_empty())
+fn set(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
 }
 
 /// The policy of Go's `RequestClientCert` and `RequireAnyClientCert`: ask for a client
@@ -690,5 +730,465 @@ impl ClientCertVerifier for AnyClientCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ProtocolVersion};
+    use std::time::Duration;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A throwaway PKI written to a temp dir: a CA, a "localhost" server certificate and a
+    /// client certificate signed by it, plus a self-signed "stranger" client certificate.
+    struct Pki {
+        dir: tempfile::TempDir,
+        ca: CertificateDer<'static>,
+        client: (CertificateDer<'static>, String),
+        stranger: (CertificateDer<'static>, String),
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            let dir = tempfile::tempdir().unwrap();
+            let ca_key = KeyPair::generate().unwrap();
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(DnType::CommonName, "test CA");
+            let ca = ca_params.self_signed(&ca_key).unwrap();
+            let issuer = Issuer::new(ca_params, ca_key);
+
+            let server_key = KeyPair::generate().unwrap();
+            let server = CertificateParams::new(vec!["localhost".to_string()])
+                .unwrap()
+                .signed_by(&server_key, &issuer)
+                .unwrap();
+            let client_key = KeyPair::generate().unwrap();
+            let mut client_params = CertificateParams::new(vec!["scraper".to_string()]).unwrap();
+            client_params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+            let client = client_params.signed_by(&client_key, &issuer).unwrap();
+            let stranger =
+                rcgen::generate_simple_self_signed(vec!["stranger".to_string()]).unwrap();
+
+            write(dir.path(), "ca.pem", &ca.pem());
+            write(dir.path(), "server.pem", &server.pem());
+            write(dir.path(), "server.key", &server_key.serialize_pem());
+            Pki {
+                dir,
+                ca: ca.der().clone(),
+                client: (client.der().clone(), client_key.serialize_pem()),
+                stranger: (
+                    stranger.cert.der().clone(),
+                    stranger.signing_key.serialize_pem(),
+                ),
+            }
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// A client trusting the test CA, presenting `identity` if given.
+        fn client(&self, identity: Option<&(CertificateDer<'static>, String)>) -> ClientConfig {
+            let mut roots = RootCertStore::empty();
+            roots.add(self.ca.clone()).unwrap();
+            let builder = ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+            match identity {
+                Some((cert, key)) => builder
+                    .with_client_auth_cert(
+                        vec![cert.clone()],
+                        PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                    )
+                    .unwrap(),
+                None => builder.with_no_client_auth(),
+            }
+        }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load(dir: &Path, yaml: &str) -> Result<WebConfig, WebConfigError> {
+        WebConfig::load(&write(dir, "web.yml", yaml))
+    }
+
+    /// Runs one TLS handshake over loopback; returns the version the server negotiated, or the
+    /// server's error (with TLS 1.3 the client may finish before the server rejects its cert).
+    async fn handshake(
+        acceptor: TlsAcceptor,
+        client: ClientConfig,
+    ) -> Result<ProtocolVersion, String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = async {
+            let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+            tls.get_ref()
+                .1
+                .protocol_version()
+                .ok_or("no version".to_string())
+        };
+        let client = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(name, tcp)
+                .await
+        };
+        let both = async { tokio::join!(server, client).0 };
+        tokio::time::timeout(Duration::from_secs(10), both)
+            .await
+            .expect("handshake timed out")
+    }
+
+    fn basic(user: &str, password: &str) -> Vec<u8> {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {token}").into_bytes()
+    }
+
+    #[test]
+    fn parses_a_full_config() {
+        let pki = Pki::new();
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let config = load(
+            pki.path(),
+            &format!(
+                r#"
+# Every field exporter-toolkit documents that this exporter accepts.
+tls_server_config:
+  cert_file: server.pem
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: ca.pem
+  min_version: TLS12
+  max_version: TLS13
+  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
+  curve_preferences: [X25519, CurveP256]
+  prefer_server_cipher_suites: true
+http_server_config:
+  http2: false
+  headers:
+    X-Frame-Options: deny
+    strict-transport-security: max-age=31536000
+basic_auth_users:
+  prometheus: {hash}
+"#
+            ),
+        )
+        .unwrap();
+        assert!(config.tls_acceptor().is_some());
+        assert_eq!(
+            config.extra_headers(),
+            [
+                ("X-Frame-Options".to_string(), "deny".to_string()),
+                (
+                    "Strict-Transport-Security".to_string(),
+                    "max-age=31536000".to_string()
+                ),
+            ]
+        );
+        assert!(config.authorized(Some(&basic("prometheus", "s3cret"))));
+        assert!(
+            !format!("{config:?}").contains(&hash),
+            "Debug must not print hashes"
+        );
+    }
+
+    #[test]
+    fn empty_or_comment_only_file_means_plain_http_and_no_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        for yaml in [
+            "",
+            "# nothing here\n",
+            "tls_server_config:\n",
+            "tls_server_config: {}\n",
+        ] {
+            let config = load(dir.path(), yaml).unwrap();
+            assert!(config.tls_acceptor().is_none(), "{yaml:?}");
+            assert!(config.authorized(None), "{yaml:?}");
+            assert!(config.extra_headers().is_empty(), "{yaml:?}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let pki = Pki::new();
+        let conf_dir = pki.path().join("conf");
+        // The test's working directory is the crate root, so these only load if resolved
+        // against conf/.
+        let config = load(
+            &conf_dir,
+            "tls_server_config:\n  cert_file: ../server.pem\n  key_file: ../server.key\n",
+        )
+        .unwrap();
+        assert!(config.tls_acceptor().is_some());
+
+        let abs_cert = pki.path().join("server.pem");
+        let config = load(
+            &conf_dir,
+            &format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: ../server.key\n",
+                abs_cert.display()
+            ),
+        )
+        .unwrap();
+        assert!(config.tls_acceptor().is_some());
+
+        let ctx = Ctx {
+            path: Path::new("/etc/exporter/web.yml"),
+            dir: Path::new("/etc/exporter"),
+        };
+        assert_eq!(
+            ctx.resolve("tls/a.pem"),
+            Path::new("/etc/exporter/tls/a.pem")
+        );
+        assert_eq!(ctx.resolve("/srv/a.pem"), Path::new("/srv/a.pem"));
+    }
+
+    #[test]
+    fn inline_cert_and_key() {
+        let pki = Pki::new();
+        let indent = |text: String| text.replace('\n', "\n    ");
+        let cert = indent(std::fs::read_to_string(pki.path().join("server.pem")).unwrap());
+        let key = indent(std::fs::read_to_string(pki.path().join("server.key")).unwrap());
+        let yaml = format!("tls_server_config:\n  cert: |\n    {cert}\n  key: |\n    {key}\n");
+        assert!(load(pki.path(), &yaml).unwrap().tls_acceptor().is_some());
+    }
+
+    /// Each bad file, and a piece of the error it must give.
+    #[test]
+    fn rejects_bad_configs_with_context() {
+        let pki = Pki::new();
+        let tls = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
+        let cases: &[(&str, String, &str)] = &[
+            ("unknown top-level key", "tls_config: {}\n".into(), "tls_config"),
+            (
+                "unknown nested key",
+                "tls_server_config:\n  cert_path: x.pem\n".into(),
+                "cert_path",
+            ),
+            ("TLS10", format!("{tls}  min_version: TLS10\n"), "rustls implements only"),
+            ("TLS11", format!("{tls}  max_version: TLS11\n"), "TLS11 is not supported"),
+            ("made-up version", format!("{tls}  min_version: TLS14\n"), "unknown TLS version"),
+            (
+                "min above max",
+                format!("{tls}  min_version: TLS13\n  max_version: TLS12\n"),
+                "min_version is above max_version",
+            ),
+            (
+                "missing cert file",
+                "tls_server_config:\n  cert_file: nope.pem\n  key_file: server.key\n".into(),
+                "nope.pem",
+            ),
+            (
+                "cert without key",
+                "tls_server_config:\n  cert_file: server.pem\n".into(),
+                "missing one of key or key_file",
+            ),
+            (
+                "key that is not a key",
+                "tls_server_config:\n  cert_file: server.pem\n  key_file: server.pem\n".into(),
+                "no usable private key",
+            ),
+            (
+                "key of another certificate",
+                "tls_server_config:\n  cert_file: server.pem\n  key_file: other.key\n".into(),
+                "does not match the certificate",
+            ),
+            (
+                "unknown client auth type",
+                format!("{tls}  client_auth_type: Whatever\n"),
+                "unknown value \"Whatever\"",
+            ),
+            (
+                "client CA without client auth",
+                format!("{tls}  client_ca_file: ca.pem\n"),
+                "client_auth_type is NoClientCert",
+            ),
+            (
+                "verification without a CA",
+                format!("{tls}  client_auth_type: RequireAndVerifyClientCert\n"),
+                "needs client_ca_file",
+            ),
+            (
+                "client SAN allow-list",
+                format!(
+                    "{tls}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  client_allowed_sans: [a]\n"
+                ),
+                "client_allowed_sans is not supported",
+            ),
+            (
+                "duplicate key",
+                "basic_auth_users:\n  a: x\n  a: y\n".into(),
+                "duplicate",
+            ),
+            ("rate limit", "rate_limit:\n  burst: 10\n".into(), "rate_limit is not supported"),
+            (
+                "header not on the allow-list",
+                "http_server_config:\n  headers:\n    X-Powered-By: rust\n".into(),
+                "X-Powered-By: this header can not be configured",
+            ),
+            (
+                "header value not allowed",
+                "http_server_config:\n  headers:\n    X-Frame-Options: allow\n".into(),
+                "invalid value \"allow\"",
+            ),
+            (
+                "bad bcrypt hash",
+                "basic_auth_users:\n  alice: plaintext\n".into(),
+                "basic_auth_users.alice: not a bcrypt hash",
+            ),
+        ];
+        write(
+            pki.path(),
+            "other.key",
+            &KeyPair::generate().unwrap().serialize_pem(),
+        );
+        for (name, yaml, expected) in cases {
+            let err = match load(pki.path(), yaml) {
+                Ok(_) => panic!("{name}: loaded, expected an error containing {expected:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(expected), "{name}: {err:?} lacks {expected:?}");
+            assert!(
+                err.contains("web.yml"),
+                "{name}: {err:?} does not name the file"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_config_file_is_named() {
+        let err = WebConfig::load(Path::new("/nonexistent/web.yml")).unwrap_err();
+        assert!(matches!(err, WebConfigError::Read { .. }));
+        assert!(err.to_string().contains("/nonexistent/web.yml"), "{err}");
+    }
+
+    #[test]
+    fn basic_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "basic_auth_users:\n  alice: {}\n  bob: {}\n",
+            bcrypt::hash("wonderland", 4).unwrap(),
+            bcrypt::hash("builder:with:colons", 4).unwrap(),
+        );
+        let config = load(dir.path(), &yaml).unwrap();
+
+        assert!(config.authorized(Some(&basic("alice", "wonderland"))));
+        // Only the first colon separates user from password.
+        assert!(config.authorized(Some(&basic("bob", "builder:with:colons"))));
+        // The scheme is case-insensitive (RFC 7617).
+        let lower = String::from_utf8(basic("alice", "wonderland")).unwrap();
+        assert!(config.authorized(Some(lower.replacen("Basic", "basic", 1).as_bytes())));
+
+        let rejected: &[(&str, Option<Vec<u8>>)] = &[
+            ("no header", None),
+            ("wrong password", Some(basic("alice", "Wonderland"))),
+            ("another user's password", Some(basic("bob", "wonderland"))),
+            ("unknown user", Some(basic("mallory", "wonderland"))),
+            ("empty credentials", Some(basic("", ""))),
+            ("other scheme", Some(b"Bearer d29uZGVybGFuZA==".to_vec())),
+            ("not base64", Some(b"Basic !!!".to_vec())),
+            ("no colon", Some(b"Basic YWxpY2U=".to_vec())),
+            ("scheme only", Some(b"Basic".to_vec())),
+            ("empty", Some(Vec::new())),
+        ];
+        for (name, header) in rejected {
+            assert!(!config.authorized(header.as_deref()), "{name} was accepted");
+        }
+        // Two successes are cached; no failure is.
+        assert_eq!(lock(&config.verified).len(), 2);
+    }
+
+    #[test]
+    fn auth_cache_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let users: String = (0..AUTH_CACHE_CAPACITY + 20)
+            .map(|i| format!("  user{i}: {hash}\n"))
+            .collect();
+        let config = load(dir.path(), &format!("basic_auth_users:\n{users}")).unwrap();
+        for i in 0..AUTH_CACHE_CAPACITY + 20 {
+            assert!(config.authorized(Some(&basic(&format!("user{i}"), "pw"))));
+        }
+        assert_eq!(lock(&config.verified).len(), AUTH_CACHE_CAPACITY);
+        // An evicted entry is simply verified again.
+        assert!(config.authorized(Some(&basic("user0", "pw"))));
+    }
+
+    #[test]
+    fn acceptor_builds_from_a_self_signed_cert() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        write(dir.path(), "tls/cert.pem", &cert.cert.pem());
+        write(dir.path(), "tls/key.pem", &cert.signing_key.serialize_pem());
+        let yaml = "tls_server_config:\n  cert_file: tls/cert.pem\n  key_file: tls/key.pem\n";
+        assert!(load(dir.path(), yaml).unwrap().tls_acceptor().is_some());
+    }
+
+    #[tokio::test]
+    async fn handshake_honours_max_version() {
+        let pki = Pki::new();
+        let base = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
+        for (extra, want) in [
+            ("", ProtocolVersion::TLSv1_3),
+            ("  max_version: TLS12\n", ProtocolVersion::TLSv1_2),
+        ] {
+            let config = load(pki.path(), &format!("{base}{extra}")).unwrap();
+            let got = handshake(config.tls_acceptor().unwrap(), pki.client(None)).await;
+            assert_eq!(got, Ok(want), "{extra:?}");
+        }
+    }
+
+    /// Which client identities each `client_auth_type` lets through the handshake.
+    #[tokio::test]
+    async fn client_auth_types() {
+        let pki = Pki::new();
+        let cases = [
+            // (client_auth_type, no cert, CA-signed cert, self-signed stranger)
+            ("NoClientCert", true, true, true),
+            ("RequestClientCert", true, true, true),
+            ("RequireAnyClientCert", false, true, true),
+            ("VerifyClientCertIfGiven", true, true, false),
+            ("RequireAndVerifyClientCert", false, true, false),
+        ];
+        for (auth, none, signed, stranger) in cases {
+            let ca = if auth == "NoClientCert" {
+                ""
+            } else {
+                "  client_ca_file: ca.pem\n"
+            };
+            let yaml = format!(
+                "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: {auth}\n{ca}"
+            );
+            let acceptor = load(pki.path(), &yaml).unwrap().tls_acceptor().unwrap();
+            for (identity, want) in [
+                (None, none),
+                (Some(&pki.client), signed),
+                (Some(&pki.stranger), stranger),
+            ] {
+                let got = handshake(acceptor.clone(), pki.client(identity)).await;
+                assert_eq!(got.is_ok(), want, "{auth} with {identity:?}: {got:?}");
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ use hyper::header::{
     HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
 };
 use hyper::service::service_fn;
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -55,9 +56,9 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 impl App {
     /// Answers one request. Health and readiness need no credentials, so that the kubelet's
     /// probes work when basic auth is on; they tell nothing about the node.
-    pub fn handle<B>(&self, req: &Request<B>) -> Response<Body> {
-        let path = req.uri().path();
-        let mut resp = if req.method() != Method::GET && req.method() != Method::HEAD {
+    pub fn handle(&self, req: &Parts) -> Response<Body> {
+        let path = req.uri.path();
+        let mut resp = if req.method != Method::GET && req.method != Method::HEAD {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             r.headers_mut()
                 .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -95,15 +96,21 @@ impl App {
         resp
     }
 
-    fn authorized<B>(&self, req: &Request<B>) -> bool {
+    fn authorized(&self, req: &Parts) -> bool {
         match &self.web {
             None => true,
-            Some(web) => web.authorized(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes())),
+            Some(web) => web.authorized(req.headers.get(AUTHORIZATION).map(|v| v.as_bytes())),
         }
     }
 
-    fn metrics<B>(&self, req: &Request<B>) -> Response<Body> {
-        let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+    /// Whether answering may run bcrypt (tens of milliseconds of CPU), which must then run
+    /// off the async workers.
+    fn may_check_passwords(&self) -> bool {
+        self.web.as_ref().is_some_and(WebConfig::has_users)
+    }
+
+    fn metrics(&self, req: &Parts) -> Response<Body> {
+        let accept = req.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
         let format = Format::negotiate(accept);
         match self.encoder.encode(format) {
             Ok(body) => {
@@ -173,8 +180,19 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         };
         let app = Arc::clone(&app);
         let service = service_fn(move |req: Request<Incoming>| {
-            let resp = app.handle(&req);
-            async move { Ok::<_, Infallible>(resp) }
+            let app = Arc::clone(&app);
+            async move {
+                let (parts, _body) = req.into_parts();
+                if app.may_check_passwords() {
+                    let app2 = Arc::clone(&app);
+                    match tokio::task::spawn_blocking(move || app2.handle(&parts)).await {
+                        Ok(resp) => Ok::<_, Infallible>(resp),
+                        Err(_) => Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")),
+                    }
+                } else {
+                    Ok(app.handle(&parts))
+                }
+            }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder

@@ -1,0 +1,287 @@
+//! Test harness: runs the real `gpu-pod-exporter` binary against the mock NVML library, with a
+//! scenario file of its own, and scrapes it over loopback.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod prom;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>/`, where cargo puts the binary and the mock library.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test binary>
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// The mock NVML library. `cargo test --workspace` builds it (it is a workspace member with a
+/// cdylib target); a missing library fails the test, it never skips it.
+pub fn mock_library() -> PathBuf {
+    let p = target_dir().join("libnvidia_ml_mock.so");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        p.display()
+    );
+    p
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// A free loopback port (bound, then released for the agent to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes through a rename, as a careful operator (and the demo) does.
+pub fn write_atomic(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// One running agent, killed on drop.
+pub struct Agent {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub scenario: PathBuf,
+    pub log: PathBuf,
+}
+
+pub struct AgentBuilder {
+    scenario: Option<String>,
+    library: Option<PathBuf>,
+    args: Vec<String>,
+    interval: String,
+}
+
+impl AgentBuilder {
+    pub fn library(mut self, p: impl Into<PathBuf>) -> Self {
+        self.library = Some(p.into());
+        self
+    }
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn interval(mut self, i: &str) -> Self {
+        self.interval = i.into();
+        self
+    }
+    pub fn no_scenario(mut self) -> Self {
+        self.scenario = None;
+        self
+    }
+
+    pub fn start(self) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("scenario.yaml");
+        if let Some(s) = &self.scenario {
+            write_atomic(&scenario, s);
+        }
+        let root = dir.path().join("node");
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        let log = dir.path().join("agent.log");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--nvml.library={}",
+                self.library.unwrap_or_else(mock_library).display()
+            ))
+            .arg(format!("--path.rootfs={}", root.display()))
+            .arg(format!("--collect.interval={}", self.interval))
+            .args(&self.args)
+            .env("MOCK_NVML_SCENARIO", &scenario)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let agent = Agent {
+            child,
+            port,
+            dir,
+            scenario,
+            log,
+        };
+        agent.wait_for(Duration::from_secs(20), "/healthz answers", |a| {
+            a.try_get("/healthz", &[]).is_some_and(|r| r.status == 200)
+        });
+        agent
+    }
+}
+
+/// An HTTP response, as the test client reads it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Agent {
+    pub fn with_scenario(yaml: &str) -> AgentBuilder {
+        AgentBuilder {
+            scenario: Some(yaml.to_string()),
+            library: None,
+            args: Vec::new(),
+            interval: "500ms".into(),
+        }
+    }
+
+    pub fn set_scenario(&self, yaml: &str) {
+        write_atomic(&self.scenario, yaml);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A plain HTTP/1.1 GET over loopback; `None` when the agent does not answer.
+    pub fn try_get(&self, path: &str, headers: &[(&str, &str)]) -> Option<Response> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        parse_response(&raw)
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.try_get(path, headers)
+            .unwrap_or_else(|| panic!("GET {path} got no answer; agent log:\n{}", self.log_text()))
+    }
+
+    pub fn scrape(&self) -> String {
+        let r = self.get("/metrics", &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// Scrapes until `cond` holds on the parsed samples, or fails after `timeout`.
+    pub fn scrape_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&prom::Samples) -> bool,
+    ) -> prom::Samples {
+        let start = Instant::now();
+        loop {
+            let s = prom::parse(&self.scrape());
+            if cond(&s) {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for: {what}\nlast scrape:\n{}\nagent log:\n{}",
+                    s.text,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn wait_for(&self, timeout: Duration, what: &str, cond: impl Fn(&Agent) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for: {what}\nagent log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "agent did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

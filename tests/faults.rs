@@ -1,0 +1,267 @@
+//! Faults: NVML missing, init failing then recovering, a lost GPU, a hung driver call, a
+//! scenario changed under the running agent, a broken scenario, bad flags.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{fixture, Agent};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn golden() -> String {
+    std::fs::read_to_string(fixture("scenarios/golden.yaml")).unwrap()
+}
+
+/// The golden scenario with one device's `errors` or `delays_ms` (a YAML flow map) replaced.
+fn with_device_field(gpu: usize, field: &str, value: &str) -> String {
+    let mut seen = 0;
+    golden()
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with(&format!("{field}:")) {
+                seen += 1;
+                if seen == gpu + 1 {
+                    return format!("    {field}: {value}\n");
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect()
+}
+
+const NVIDIA: [(&str, &str); 1] = [("collector", "nvidia")];
+
+#[test]
+fn library_missing_the_agent_serves_and_reports_the_collector_down() {
+    let agent = Agent::with_scenario(&golden())
+        .library("/nonexistent/libnvidia-ml.so.1")
+        .start();
+    let s = agent.scrape_until(WAIT, "collector_success 0", |s| {
+        s.value("gpu_pod_exporter_collector_success", &NVIDIA) == Some(0.0)
+    });
+    assert!(!s.has("gpu_up"));
+    agent.wait_for(WAIT, "/readyz 200 (a cycle completed)", |a| {
+        a.get("/readyz", &[]).status == 200
+    });
+    // Said once, however many retries follow.
+    std::thread::sleep(Duration::from_secs(2));
+    let log = agent.log_text();
+    assert_eq!(log.matches("NVML is not available").count(), 1, "{log}");
+    assert!(log.contains("/nonexistent/libnvidia-ml.so.1"), "{log}");
+}
+
+#[test]
+fn init_failure_then_recovery() {
+    let failing = golden().replace("init_error: null", "init_error: DRIVER_NOT_LOADED");
+    let agent = Agent::with_scenario(&failing).start();
+    agent.scrape_until(WAIT, "collector down while init fails", |s| {
+        s.value("gpu_pod_exporter_collector_success", &NVIDIA) == Some(0.0)
+            && s.value(
+                "gpu_pod_exporter_driver_call_errors_total",
+                &[("call", "init"), ("error", "DRIVER_NOT_LOADED")],
+            )
+            .is_some()
+    });
+    // The driver "gets installed": init works on a later retry.
+    agent.set_scenario(&golden());
+    let s = agent.scrape_until(WAIT, "recovery after the driver appears", |s| {
+        s.value("gpu_pod_exporter_collector_success", &NVIDIA) == Some(1.0)
+    });
+    assert_eq!(s.value("gpu_up", &[("gpu", "0")]), Some(1.0));
+    assert!(agent.log_text().contains("NVML initialized"));
+}
+
+#[test]
+fn one_lost_gpu_does_not_hide_the_others() {
+    let agent = Agent::with_scenario(&with_device_field(
+        0,
+        "errors",
+        "{utilization: GPU_IS_LOST}",
+    ))
+    .start();
+    let s = agent.scrape_until(WAIT, "gpu 0 down, gpu 1 up", |s| {
+        s.value("gpu_up", &[("gpu", "0")]) == Some(0.0)
+            && s.value("gpu_up", &[("gpu", "1")]) == Some(1.0)
+    });
+    // The lost GPU keeps its identity, and no values.
+    assert_eq!(s.value("gpu_info", &[("gpu", "0")]), Some(1.0));
+    assert_eq!(s.value("gpu_utilization_ratio", &[("gpu", "0")]), None);
+    assert_eq!(s.value("gpu_power_watts", &[("gpu", "0")]), None);
+    assert_eq!(
+        s.value("gpu_temperature_celsius", &[("gpu", "1")]),
+        Some(33.0)
+    );
+    assert_eq!(
+        s.value("gpu_temperature_celsius", &[("gpu", "2")]),
+        Some(70.0)
+    );
+    assert_eq!(
+        s.value("gpu_pod_exporter_collector_success", &NVIDIA),
+        Some(0.0)
+    );
+    assert!(
+        s.value(
+            "gpu_pod_exporter_driver_call_errors_total",
+            &[("call", "utilization"), ("error", "GPU_IS_LOST")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+}
+
+#[test]
+fn a_hung_call_never_blocks_metrics() {
+    let agent = Agent::with_scenario(&golden()).interval("1s").start();
+    agent.scrape_until(WAIT, "all up", |s| {
+        s.value("gpu_up", &[("gpu", "1")]) == Some(1.0)
+    });
+    let before = common::prom::parse(&agent.scrape());
+    let temp0 = before.value("gpu_temperature_celsius", &[("gpu", "1")]);
+
+    // GPU 1's utilization call now blocks for 10 s.
+    agent.set_scenario(&with_device_field(1, "delays_ms", "{utilization: 10000}"));
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut saw_down = false;
+    while started.elapsed() < Duration::from_secs(6) {
+        let t = Instant::now();
+        let s = common::prom::parse(&agent.scrape());
+        slowest = slowest.max(t.elapsed());
+        if s.value("gpu_up", &[("gpu", "1")]) == Some(0.0) {
+            saw_down = true;
+            assert_eq!(
+                s.value("gpu_pod_exporter_collector_success", &NVIDIA),
+                Some(0.0)
+            );
+            // The last data is still served for the hung device, and fresh data for the others.
+            assert_eq!(s.value("gpu_temperature_celsius", &[("gpu", "1")]), temp0);
+            assert_eq!(s.value("gpu_up", &[("gpu", "0")]), Some(1.0));
+            assert_eq!(s.value("gpu_up", &[("gpu", "2")]), Some(1.0));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        saw_down,
+        "gpu 1 was never reported down while hung:\n{}",
+        agent.log_text()
+    );
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a scrape took {slowest:?} while NVML hung"
+    );
+
+    // When the call returns, the device comes back.
+    agent.set_scenario(&golden());
+    agent.scrape_until(Duration::from_secs(30), "gpu 1 back after the hang", |s| {
+        s.value("gpu_up", &[("gpu", "1")]) == Some(1.0)
+            && s.value("gpu_pod_exporter_collector_success", &NVIDIA) == Some(1.0)
+    });
+}
+
+#[test]
+fn a_changed_scenario_is_picked_up_within_one_interval() {
+    let agent = Agent::with_scenario(&golden()).interval("1s").start();
+    agent.scrape_until(WAIT, "first values", |s| {
+        s.value("gpu_utilization_ratio", &[("gpu", "0")]) == Some(0.87)
+    });
+    agent.set_scenario(
+        &golden().replace("utilization_gpu_percent: 87", "utilization_gpu_percent: 13"),
+    );
+    let t = Instant::now();
+    agent.scrape_until(WAIT, "the new utilization", |s| {
+        s.value("gpu_utilization_ratio", &[("gpu", "0")]) == Some(0.13)
+    });
+    // One interval, plus the time the snapshot takes to publish.
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn devices_are_re_enumerated_when_the_count_changes() {
+    let agent = Agent::with_scenario(&golden()).start();
+    agent.scrape_until(WAIT, "three GPUs", |s| s.find("gpu_up", &[]).len() == 3);
+    // Drop the last device (the L4).
+    let two: String = golden()
+        .split("  # A device whose power sensor fails")
+        .next()
+        .unwrap()
+        .to_string();
+    agent.set_scenario(&two);
+    agent.scrape_until(WAIT, "two GPUs", |s| {
+        s.find("gpu_up", &[]).len() == 2 && s.find("gpu_info", &[("model", "NVIDIA L4")]).is_empty()
+    });
+    assert!(agent.log_text().contains("NVIDIA devices enumerated"));
+}
+
+#[test]
+fn a_broken_scenario_keeps_the_last_good_one() {
+    let agent = Agent::with_scenario(&golden()).start();
+    agent.scrape_until(WAIT, "values", |s| {
+        s.value("gpu_up", &[("gpu", "0")]) == Some(1.0)
+    });
+    agent.set_scenario("devices: [ {uuid: ");
+    std::thread::sleep(Duration::from_secs(2));
+    let s = common::prom::parse(&agent.scrape());
+    assert_eq!(s.value("gpu_up", &[("gpu", "0")]), Some(1.0));
+    assert_eq!(
+        s.value("gpu_pod_exporter_collector_success", &NVIDIA),
+        Some(1.0)
+    );
+}
+
+fn run_with(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
+        .args(args)
+        .env_remove("GPU_POD_EXPORTER_COLLECT_INTERVAL")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_are_one_line_naming_the_flag() {
+    for (args, flag) in [
+        (vec!["--collect.interval=fast"], "--collect.interval"),
+        (vec!["--collect.interval=10ms"], "--collect.interval"),
+        (vec!["--web.listen-address=nowhere"], "--web.listen-address"),
+        (vec!["--web.telemetry-path=metrics"], "--web.telemetry-path"),
+        (vec!["--path.rootfs=/nonexistent-root"], "--path.rootfs"),
+        (
+            vec!["--web.config.file=/nonexistent.yml"],
+            "--web.config.file",
+        ),
+        (vec!["--collector.nvidia=maybe"], "--collector.nvidia"),
+        (vec!["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let (code, stderr) = run_with(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?} gave:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(flag),
+            "{args:?} does not name {flag}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn flags_read_environment_variables() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
+        .env("GPU_POD_EXPORTER_COLLECT_INTERVAL", "1ms")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--collect.interval"));
+}

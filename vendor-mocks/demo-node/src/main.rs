@@ -1,0 +1,123 @@
+//! The demo: runs gpu-pod-exporter on a simulated GPU node (the mock NVML and a fake node
+//! tree) whose load moves over time, so that `/metrics` shows live, changing values.
+//!
+//! Usage: `demo-node [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]`. The exporter and the
+//! mock are taken from the folder this binary is in (`target/<profile>/`).
+
+mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+struct Args {
+    dir: PathBuf,
+    seconds: Option<u64>,
+    exporter_args: Vec<String>,
+}
+
+fn parse_args() -> anyhow::Result<Option<Args>> {
+    let mut args = std::env::args().skip(1);
+    let mut out = Args {
+        dir: PathBuf::from("target/demo-node"),
+        seconds: None,
+        exporter_args: Vec::new(),
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--dir" => out.dir = args.next().context("--dir needs a folder")?.into(),
+            "--seconds" => {
+                let v = args.next().context("--seconds needs a number")?;
+                out.seconds = Some(
+                    v.parse()
+                        .with_context(|| format!("--seconds: {v:?} is not a number"))?,
+                );
+            }
+            "--" => out.exporter_args.extend(args.by_ref()),
+            "-h" | "--help" => {
+                println!("usage: demo-node [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]");
+                return Ok(None);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    Ok(Some(out))
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("demo-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let dir = exe.parent().context("this binary has no folder")?;
+    let p = dir.join(name);
+    if !p.exists() {
+        bail!(
+            "{} not found: build the workspace first (cargo build --release --workspace)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Writes `content` to `path` through a rename, so that the mock never reads half a file.
+fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let Some(args) = parse_args()? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let exporter = sibling("gpu-pod-exporter")?;
+    let mock = sibling("libnvidia_ml_mock.so")?;
+    let root = args.dir.join("node");
+    std::fs::create_dir_all(root.join("proc"))
+        .with_context(|| format!("creating {}", root.display()))?;
+    let scenario_path = args.dir.join("scenario.yaml");
+    let start = Instant::now();
+    write_atomic(&scenario_path, &scenario::render(0.0))?;
+
+    let mut cmd = Command::new(&exporter);
+    cmd.arg("--nvml.library")
+        .arg(&mock)
+        .arg("--path.rootfs")
+        .arg(&root)
+        .arg("--collect.interval=1s")
+        .args(&args.exporter_args)
+        .env("MOCK_NVML_SCENARIO", &scenario_path);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", exporter.display()))?;
+    eprintln!(
+        "demo-node: simulated node in {}; scenario {} changes every second.\n\
+         demo-node: try: curl -s localhost:9445/metrics | grep -E '^gpu_'   (Ctrl-C stops)",
+        root.display(),
+        scenario_path.display()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some(status) = child.try_wait().context("waiting for the exporter")? {
+            bail!("the exporter exited: {status}");
+        }
+        let t = start.elapsed().as_secs_f64();
+        if args.seconds.is_some_and(|s| t >= s as f64) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(ExitCode::SUCCESS);
+        }
+        write_atomic(&scenario_path, &scenario::render(t))?;
+    }
+}
