@@ -236,6 +236,15 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
             .iter()
             .map(|d| (device_labels(d), if d.up() { 1.0 } else { 0.0 })),
     )?;
+    gauge_family(
+        enc,
+        "gpu_processes",
+        "Processes holding a compute context on the GPU (or reporting utilization on it).",
+        snap.devices
+            .iter()
+            .filter(|d| d.up())
+            .map(|d| (device_labels(d), d.processes.len() as f64)),
+    )?;
     for (name, help, get) in DEVICE_GAUGES {
         gauge_family(
             enc,

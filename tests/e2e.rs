@@ -114,6 +114,8 @@ struct ScenarioDevice {
     #[serde(default)]
     gpm: Option<BTreeMap<String, f64>>,
     #[serde(default)]
+    processes: Vec<BTreeMap<String, f64>>,
+    #[serde(default)]
     errors: BTreeMap<String, String>,
     #[serde(default)]
     delays_ms: BTreeMap<String, u64>,
@@ -184,6 +186,7 @@ fn check_scenario_values(yaml: &str, origin: &str) {
             ("gpu_power_watts", d.power_milliwatts / 1000.0),
             ("gpu_temperature_celsius", d.temperature_celsius),
             ("gpu_sm_clock_hertz", d.sm_clock_mhz * 1e6),
+            ("gpu_processes", d.processes.len() as f64),
         ];
         for (name, want) in expect {
             let got = s
