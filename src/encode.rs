@@ -8,6 +8,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::attribute::PodSample;
 use crate::sample::{DeviceMetrics, DeviceSample};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
@@ -95,6 +96,7 @@ impl Collector for SnapshotCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
         let snap = self.store.load();
         encode_devices(&snap, &mut enc)?;
+        encode_pods(&snap, &mut enc)?;
         encode_self(&snap, &mut enc)
     }
 }
@@ -259,6 +261,48 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
     Ok(())
 }
 
+/// Labels of a pod series: the container's names and its device's labels.
+fn pod_labels<'a>(snap: &'a Snapshot, p: &'a PodSample) -> Option<[(&'static str, &'a str); 6]> {
+    let d = snap.devices.get(p.device)?;
+    Some([
+        ("namespace", p.key.namespace.as_str()),
+        ("pod", p.key.pod.as_str()),
+        ("container", p.key.container.as_str()),
+        ("gpu", d.identity.gpu.as_str()),
+        ("uuid", d.identity.uuid.as_str()),
+        ("vendor", d.vendor.map_or("", |v| v.label())),
+    ])
+}
+
+fn encode_pods(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    gauge_family(
+        enc,
+        "pod_gpu_utilization_ratio",
+        "The container's share of the GPU's compute (0..1): its processes' SM utilization, or the GPU's utilization when it holds the GPU alone.",
+        snap.pods
+            .iter()
+            .filter_map(|p| Some((pod_labels(snap, p)?, p.utilization_ratio?))),
+    )?;
+    gauge_family(
+        enc,
+        "pod_gpu_memory_used_bytes",
+        "Device memory held by the container's processes on the GPU, in bytes.",
+        snap.pods
+            .iter()
+            .filter_map(|p| Some((pod_labels(snap, p)?, p.memory_used_bytes?))),
+    )?;
+    gauge_family(
+        enc,
+        "pod_gpu_allocated",
+        "1 for each GPU the kubelet allocated to the container.",
+        snap.pods
+            .iter()
+            .filter(|p| p.allocated)
+            .filter_map(|p| Some((pod_labels(snap, p)?, 1.0))),
+    )?;
+    Ok(())
+}
+
 fn encode_self(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     gauge_family(
         enc,
@@ -296,6 +340,14 @@ fn encode_self(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::
                 *n as f64,
             )
         }),
+    )?;
+    counter_family(
+        enc,
+        "gpu_pod_exporter_attribution_failures",
+        "GPU processes or kubelet allocations that could not be attributed to a pod, by reason.",
+        snap.attribution_failures
+            .iter()
+            .map(|(f, n)| ([("reason", f.label())], *n as f64)),
     )?;
     if let Some(p) = &snap.process {
         let none: [(&str, &str); 0] = [];

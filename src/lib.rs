@@ -10,6 +10,7 @@
 //! `config` turns the command line into resolved settings and `paths` holds every host path;
 //! `selfstats` reads the agent's own CPU time and memory from `/proc/self`.
 
+pub mod attribute;
 pub mod collect;
 pub mod config;
 pub mod encode;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 
+use gpu_pod_exporter::attribute::podresources::KubeletView;
 use gpu_pod_exporter::collect::nvidia::NvidiaBackend;
 use gpu_pod_exporter::collect::{self, Backend, Hub};
 use gpu_pod_exporter::config::{Config, Flags, ListenAddress};
@@ -80,11 +81,14 @@ fn run(config: Config) -> anyhow::Result<()> {
     let names: Vec<&'static str> = backends.iter().map(|b| b.name()).collect();
     let (hub, nudges) = Hub::new(&names);
     let store = Arc::new(SnapshotStore::default());
+    let kubelet: snapshot::KubeletSource = Box::new(|| Arc::new(KubeletView::default()));
     snapshot::spawn_publisher(
         Arc::clone(&hub),
         nudges,
         Arc::clone(&store),
         config.interval,
+        config.paths.clone(),
+        kubelet,
     )
     .context("starting the snapshot thread")?;
     let mut stops = Vec::new();

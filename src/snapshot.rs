@@ -7,7 +7,11 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::attribute::names::NodeNames;
+use crate::attribute::podresources::KubeletView;
+use crate::attribute::{self, Failure, PodSample};
 use crate::collect::{CollectorState, Hub};
+use crate::paths::HostPaths;
 use crate::sample::{CallError, DeviceDown, DeviceSample};
 use crate::selfstats::{self, SelfStats};
 
@@ -27,6 +31,10 @@ pub struct Snapshot {
     pub collectors: Vec<CollectorSummary>,
     /// Failed driver calls since start: (collector, call and error, count).
     pub call_errors: Vec<(&'static str, CallError, u64)>,
+    /// Per-pod series: one entry per (container, device).
+    pub pods: Vec<PodSample>,
+    /// Attribution failures since start, every reason present (0 until it happens).
+    pub attribution_failures: BTreeMap<Failure, u64>,
     /// The agent's own figures, when `/proc/self` could be read.
     pub process: Option<SelfStats>,
     /// Every enabled collector has completed at least one cycle.
@@ -109,6 +117,48 @@ impl SnapshotStore {
     }
 }
 
+/// The latest kubelet view, however it is obtained (the pod-resources client, or a test).
+pub type KubeletSource = Box<dyn Fn() -> Arc<KubeletView> + Send>;
+
+/// The attribution stage: reruns the rules when a collector has reported or the kubelet's view
+/// has changed, and keeps the failure counts.
+struct Attributor {
+    paths: HostPaths,
+    kubelet: KubeletSource,
+    /// (collector cycles, kubelet fetch time) of the last pass.
+    last_inputs: Option<(u64, Option<std::time::SystemTime>)>,
+    pods: Vec<PodSample>,
+    failures: BTreeMap<Failure, u64>,
+}
+
+impl Attributor {
+    fn new(paths: HostPaths, kubelet: KubeletSource) -> Self {
+        Attributor {
+            paths,
+            kubelet,
+            last_inputs: None,
+            pods: Vec::new(),
+            failures: Failure::ALL.iter().map(|f| (*f, 0)).collect(),
+        }
+    }
+
+    fn apply(&mut self, snap: &mut Snapshot, cycles: u64) {
+        let kubelet = (self.kubelet)();
+        let inputs = (cycles, kubelet.fetched_at);
+        if self.last_inputs != Some(inputs) {
+            let names = NodeNames::read(&self.paths.pod_logs, &self.paths.container_logs);
+            let result = attribute::attribute(&snap.devices, &self.paths.procfs, &names, &kubelet);
+            for f in result.failures {
+                *self.failures.entry(f).or_insert(0) += 1;
+            }
+            self.pods = result.pods;
+            self.last_inputs = Some(inputs);
+        }
+        snap.pods.clone_from(&self.pods);
+        snap.attribution_failures.clone_from(&self.failures);
+    }
+}
+
 /// Rebuilds the snapshot whenever a collector reports, and at least every `interval / 4` so that
 /// a hung collector is noticed, until the hub stops nudging.
 pub fn spawn_publisher(
@@ -116,12 +166,18 @@ pub fn spawn_publisher(
     nudges: Receiver<()>,
     store: Arc<SnapshotStore>,
     interval: Duration,
+    paths: HostPaths,
+    kubelet: KubeletSource,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let tick = (interval / 4).max(Duration::from_millis(50));
+    let mut attributor = Attributor::new(paths, kubelet);
     thread::Builder::new()
         .name("snapshot".into())
         .spawn(move || loop {
-            let snap = Snapshot::build(&hub.view(), Instant::now(), interval, selfstats::read());
+            let view = hub.view();
+            let cycles = view.values().map(|c| c.cycles).sum();
+            let mut snap = Snapshot::build(&view, Instant::now(), interval, selfstats::read());
+            attributor.apply(&mut snap, cycles);
             store.store(snap);
             match nudges.recv_timeout(tick) {
                 Ok(()) | Err(RecvTimeoutError::Timeout) => {

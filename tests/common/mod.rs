@@ -51,6 +51,23 @@ pub fn write_atomic(path: &Path, content: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Copies a fixture tree (keeping symlinks as symlinks) into `to`, for tests that change it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ft = entry.file_type().unwrap();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if ft.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
 /// One running agent, killed on drop.
 pub struct Agent {
     pub child: Child,
@@ -61,6 +78,7 @@ pub struct Agent {
 }
 
 pub struct AgentBuilder {
+    rootfs: Option<PathBuf>,
     scenario: Option<String>,
     library: Option<PathBuf>,
     args: Vec<String>,
@@ -80,6 +98,11 @@ impl AgentBuilder {
         self.interval = i.into();
         self
     }
+    /// A fake node tree (CONTRACT §5) to use as `--path.rootfs`; by default an empty one.
+    pub fn rootfs(mut self, p: impl Into<PathBuf>) -> Self {
+        self.rootfs = Some(p.into());
+        self
+    }
     pub fn no_scenario(mut self) -> Self {
         self.scenario = None;
         self
@@ -91,7 +114,7 @@ impl AgentBuilder {
         if let Some(s) = &self.scenario {
             write_atomic(&scenario, s);
         }
-        let root = dir.path().join("node");
+        let root = self.rootfs.clone().unwrap_or_else(|| dir.path().join("node"));
         std::fs::create_dir_all(root.join("proc")).unwrap();
         let log = dir.path().join("agent.log");
         let port = free_port();
@@ -144,6 +167,7 @@ impl Response {
 impl Agent {
     pub fn with_scenario(yaml: &str) -> AgentBuilder {
         AgentBuilder {
+            rootfs: None,
             scenario: Some(yaml.to_string()),
             library: None,
             args: Vec::new(),

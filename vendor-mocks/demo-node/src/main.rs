@@ -4,6 +4,7 @@
 //! Usage: `demo-node [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]`. The exporter and the
 //! mock are taken from the folder this binary is in (`target/<profile>/`).
 
+mod node;
 mod scenario;
 
 use std::path::{Path, PathBuf};
@@ -84,11 +85,11 @@ fn run() -> anyhow::Result<ExitCode> {
     let exporter = sibling("gpu-pod-exporter")?;
     let mock = sibling("libnvidia_ml_mock.so")?;
     let root = args.dir.join("node");
-    std::fs::create_dir_all(root.join("proc"))
-        .with_context(|| format!("creating {}", root.display()))?;
     let scenario_path = args.dir.join("scenario.yaml");
     let start = Instant::now();
-    write_atomic(&scenario_path, &scenario::render(0.0))?;
+    let pods = scenario::pods(0.0);
+    node::sync(&root, &pods)?;
+    write_atomic(&scenario_path, &scenario::render(0.0, &pods))?;
 
     let mut cmd = Command::new(&exporter);
     cmd.arg("--nvml.library")
@@ -103,7 +104,7 @@ fn run() -> anyhow::Result<ExitCode> {
         .with_context(|| format!("starting {}", exporter.display()))?;
     eprintln!(
         "demo-node: simulated node in {}; scenario {} changes every second.\n\
-         demo-node: try: curl -s localhost:9445/metrics | grep -E '^gpu_'   (Ctrl-C stops)",
+         demo-node: try: curl -s localhost:9445/metrics | grep -E '^(gpu|pod)_'   (Ctrl-C stops)",
         root.display(),
         scenario_path.display()
     );
@@ -118,6 +119,8 @@ fn run() -> anyhow::Result<ExitCode> {
             let _ = child.wait();
             return Ok(ExitCode::SUCCESS);
         }
-        write_atomic(&scenario_path, &scenario::render(t))?;
+        let pods = scenario::pods(t);
+        node::sync(&root, &pods)?;
+        write_atomic(&scenario_path, &scenario::render(t, &pods))?;
     }
 }

@@ -1,7 +1,54 @@
-//! The demo node's mock NVML scenario at time `t`: four GPUs of three models whose load moves
-//! in waves, and one (the L4) that falls off the bus for 10 s of every 60.
+//! The demo node at time `t`: five GPUs of three models, the pods on them, and the mock NVML
+//! scenario that matches. Loads move in waves; one GPU falls off the bus now and then; a batch
+//! job comes and goes.
+//!
+//! Pods: two vLLM replicas (one GPU each), a training job whose one process spans two GPUs,
+//! two notebooks time-slicing the L4 with a batch job that comes and goes, and a host daemon
+//! outside any pod.
 
 use std::fmt::Write;
+
+/// A container with one GPU process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoPod {
+    pub namespace: &'static str,
+    pub pod: String,
+    pub container: &'static str,
+    pub pid: u32,
+    /// GPUs the process runs on.
+    pub gpus: &'static [usize],
+    /// Share of each of its GPUs' load, 0..1.
+    pub share: f64,
+    pub memory: u64,
+}
+
+impl DemoPod {
+    /// A stable pod UID derived from the pod's name.
+    pub fn uid(&self) -> String {
+        let h = fnv(&self.pod);
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            (h >> 32) as u32,
+            (h >> 16) as u16,
+            (h & 0xfff) as u16,
+            ((h >> 12) & 0xfff) as u16,
+            h & 0xffff_ffff_ffff
+        )
+    }
+
+    /// A stable 64-hex container ID derived from the pod's name.
+    pub fn container_id(&self) -> String {
+        (0..4)
+            .map(|i| format!("{:016x}", fnv(&format!("{}/{i}", self.pod))))
+            .collect()
+    }
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
 
 struct Gpu {
     uuid: &'static str,
@@ -11,8 +58,6 @@ struct Gpu {
     max_power_mw: f64,
     gpm: bool,
     process_utilization: &'static str,
-    /// (pid, share of the device's load, memory in bytes)
-    processes: &'static [(u32, f64, u64)],
     /// Seconds per load wave, and where in the wave the GPU starts.
     period: f64,
     phase: f64,
@@ -28,7 +73,6 @@ const GPUS: &[Gpu] = &[
         max_power_mw: 700_000.0,
         gpm: true,
         process_utilization: "supported",
-        processes: &[(4242, 0.7, 30_000_000_000), (4243, 0.3, 12_000_000_000)],
         period: 60.0,
         phase: 0.0,
         flaky: false,
@@ -41,7 +85,6 @@ const GPUS: &[Gpu] = &[
         max_power_mw: 700_000.0,
         gpm: true,
         process_utilization: "supported",
-        processes: &[(5151, 1.0, 71_000_000_000)],
         period: 45.0,
         phase: 1.5,
         flaky: false,
@@ -53,10 +96,21 @@ const GPUS: &[Gpu] = &[
         memory_total: 42_949_672_960,
         max_power_mw: 400_000.0,
         gpm: false,
-        process_utilization: "supported",
-        processes: &[(6060, 1.0, 20_000_000_000)],
+        process_utilization: "not_supported",
         period: 90.0,
         phase: 3.0,
+        flaky: false,
+    },
+    Gpu {
+        uuid: "GPU-4d5e6f70-8192-4ab3-c4d5-e6f708192a3b",
+        name: "NVIDIA A100-SXM4-40GB",
+        pci: "00000000:3C:00.0",
+        memory_total: 42_949_672_960,
+        max_power_mw: 400_000.0,
+        gpm: false,
+        process_utilization: "not_supported",
+        period: 90.0,
+        phase: 3.2,
         flaky: false,
     },
     Gpu {
@@ -66,13 +120,80 @@ const GPUS: &[Gpu] = &[
         memory_total: 24_152_899_584,
         max_power_mw: 72_000.0,
         gpm: false,
-        process_utilization: "not_supported",
-        processes: &[(7070, 1.0, 8_000_000_000)],
+        process_utilization: "supported",
         period: 30.0,
         phase: 0.7,
         flaky: true,
     },
 ];
+
+/// The host daemon's pid: on GPU 0, outside any pod.
+pub const HOST_PID: u32 = 999;
+
+/// The pods on the node at time `t`.
+pub fn pods(t: f64) -> Vec<DemoPod> {
+    let mut v = vec![
+        DemoPod {
+            namespace: "llm",
+            pod: "vllm-7d9f8b6c5d-x2x9k".into(),
+            container: "vllm",
+            pid: 4242,
+            gpus: &[0],
+            share: 0.95,
+            memory: 60_000_000_000,
+        },
+        DemoPod {
+            namespace: "llm",
+            pod: "vllm-7d9f8b6c5d-q8m4z".into(),
+            container: "vllm",
+            pid: 5151,
+            gpus: &[1],
+            share: 0.95,
+            memory: 60_000_000_000,
+        },
+        DemoPod {
+            namespace: "ml",
+            pod: "trainer-0".into(),
+            container: "pytorch",
+            pid: 6060,
+            gpus: &[2, 3],
+            share: 1.0,
+            memory: 30_000_000_000,
+        },
+        DemoPod {
+            namespace: "research",
+            pod: "notebook-alice".into(),
+            container: "jupyter",
+            pid: 7070,
+            gpus: &[4],
+            share: 0.3,
+            memory: 6_000_000_000,
+        },
+        DemoPod {
+            namespace: "research",
+            pod: "notebook-bob".into(),
+            container: "jupyter",
+            pid: 7171,
+            gpus: &[4],
+            share: 0.2,
+            memory: 4_000_000_000,
+        },
+    ];
+    // A batch job runs for 30 s of every minute, a new pod each time.
+    if t % 60.0 < 30.0 {
+        let n = (t / 60.0) as u64;
+        v.push(DemoPod {
+            namespace: "batch",
+            pod: format!("embed-job-{n}-abcde"),
+            container: "embed",
+            pid: 8000 + (n % 1000) as u32,
+            gpus: &[4],
+            share: 0.4,
+            memory: 3_000_000_000,
+        });
+    }
+    v
+}
 
 /// A load between 0.05 and 0.95 that moves in a wave.
 fn load(t: f64, period: f64, phase: f64) -> f64 {
@@ -80,17 +201,20 @@ fn load(t: f64, period: f64, phase: f64) -> f64 {
     0.5 + 0.45 * w
 }
 
-pub fn render(t: f64) -> String {
+/// The mock NVML scenario at time `t`, with the processes of `pods`.
+pub fn render(t: f64, pods: &[DemoPod]) -> String {
     let mut y = String::from("driver_version: \"550.54.15\"\ninit_error: null\ndevices:\n");
-    for g in GPUS {
+    for (i, g) in GPUS.iter().enumerate() {
         let l = load(t, g.period, g.phase);
-        let util = (l * 100.0).round() as u32;
-        let used: u64 = g.processes.iter().map(|p| p.2).sum();
+        let util = (l * 100.0).round();
+        let on: Vec<&DemoPod> = pods.iter().filter(|p| p.gpus.contains(&i)).collect();
+        let host_mem = if i == 0 { 300_000_000 } else { 0 };
+        let used: u64 = on.iter().map(|p| p.memory).sum::<u64>() + host_mem;
         let _ = writeln!(y, "  - uuid: {}", g.uuid);
         let _ = writeln!(y, "    name: {}", g.name);
         let _ = writeln!(y, "    pci_bus_id: \"{}\"", g.pci);
         let _ = writeln!(y, "    memory_total_bytes: {}", g.memory_total);
-        let _ = writeln!(y, "    memory_used_bytes: {used}");
+        let _ = writeln!(y, "    memory_used_bytes: {}", used.min(g.memory_total));
         let _ = writeln!(y, "    utilization_gpu_percent: {util}");
         let _ = writeln!(y, "    utilization_memory_percent: {}", (l * 55.0).round());
         let _ = writeln!(
@@ -102,25 +226,21 @@ pub fn render(t: f64) -> String {
         let _ = writeln!(y, "    sm_clock_mhz: {}", if l > 0.1 { 1980 } else { 345 });
         let _ = writeln!(y, "    process_utilization: {}", g.process_utilization);
         if g.gpm {
-            let _ = writeln!(
-                y,
-                "    gpm: {{sm_active: {:.3}, sm_occupancy: {:.3}, tensor_active: {:.3}, dram_active: {:.3}}}",
-                l * 0.95,
-                l * 0.6,
-                l * 0.7,
-                l * 0.5
-            );
+            let _ = writeln!(y, "    gpm: {{sm_active: {:.3}, sm_occupancy: {:.3}, tensor_active: {:.3}, dram_active: {:.3}}}", l * 0.95, l * 0.6, l * 0.7, l * 0.5);
         } else {
             let _ = writeln!(y, "    gpm: null");
         }
         let _ = writeln!(y, "    processes:");
-        for (pid, share, mem) in g.processes {
-            let sm = (f64::from(util) * share).round();
-            let _ = writeln!(
-                y,
-                "      - {{pid: {pid}, used_memory_bytes: {mem}, sm_util_percent: {sm}, mem_util_percent: {}}}",
-                (sm * 0.5).round()
-            );
+        if i == 0 {
+            let _ = writeln!(y, "      - {{pid: {HOST_PID}, used_memory_bytes: {host_mem}, sm_util_percent: 1, mem_util_percent: 0}}");
+        }
+        for p in &on {
+            let sm = (util * p.share).round();
+            let _ = writeln!(y, "      - {{pid: {}, used_memory_bytes: {}, sm_util_percent: {sm}, mem_util_percent: {}}}", p.pid, p.memory, (sm * 0.5).round());
+        }
+        if i != 0 && on.is_empty() {
+            y.truncate(y.len() - "    processes:\n".len());
+            let _ = writeln!(y, "    processes: []");
         }
         // The flaky GPU falls off the bus for 10 s of every minute.
         if g.flaky && t % 60.0 >= 50.0 {
@@ -143,8 +263,19 @@ mod tests {
             let l = load(f64::from(i) * 0.5, 60.0, 0.3);
             assert!((0.05..=0.95).contains(&l));
         }
-        assert_ne!(render(0.0), render(7.0));
-        assert!(render(55.0).contains("GPU_IS_LOST"));
-        assert!(!render(5.0).contains("GPU_IS_LOST"));
+        assert_ne!(render(0.0, &pods(0.0)), render(7.0, &pods(7.0)));
+        assert!(render(55.0, &pods(55.0)).contains("GPU_IS_LOST"));
+        assert!(!render(5.0, &pods(5.0)).contains("GPU_IS_LOST"));
+    }
+
+    #[test]
+    fn pods_come_and_go_with_stable_ids() {
+        assert_eq!(pods(10.0).len(), 6);
+        assert_eq!(pods(40.0).len(), 5);
+        assert_ne!(pods(10.0)[5].pod, pods(70.0)[5].pod);
+        let p = &pods(0.0)[0];
+        assert_eq!(p.uid(), pods(99.0)[0].uid());
+        assert_eq!(p.uid().len(), 36);
+        assert_eq!(p.container_id().len(), 64);
     }
 }

@@ -1,0 +1,315 @@
+//! Pod attribution: which pod and container a GPU process and a kubelet allocation belong to,
+//! and the per-pod series that follow from CONTRACT §3's rules.
+//!
+//! Runs once per collector report, from scratch: nothing is carried from one sample to the
+//! next, so a container whose processes and allocations are gone has no series in the next
+//! snapshot, and a reused pid is read afresh.
+
+pub mod cgroup;
+pub mod deviceid;
+pub mod names;
+pub mod podresources;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::ErrorKind;
+use std::path::Path;
+
+use self::cgroup::ContainerRef;
+use self::deviceid::DeviceRef;
+use self::names::NodeNames;
+use self::podresources::KubeletView;
+use crate::sample::{DeviceDown, DeviceSample, Vendor};
+
+/// Why a process or an allocation could not be attributed; the `reason` label of
+/// `gpu_pod_exporter_attribution_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Failure {
+    /// The process exited between the driver's list and the read of its cgroup.
+    ProcessVanished,
+    /// `/proc/<pid>/cgroup` could not be read (permissions, I/O).
+    CgroupUnreadable,
+    /// `/proc/<pid>/cgroup` could not be parsed, or its lines disagree.
+    CgroupMalformed,
+    /// The process is in a pod whose UID has no `/var/log/pods` folder.
+    PodUnknown,
+    /// The pod is known but not which of its containers the process is in.
+    ContainerUnknown,
+    /// A kubelet allocation names a device ID that matches no device on this node.
+    DeviceUnknown,
+}
+
+impl Failure {
+    pub const ALL: [Failure; 6] = [
+        Failure::ProcessVanished,
+        Failure::CgroupUnreadable,
+        Failure::CgroupMalformed,
+        Failure::PodUnknown,
+        Failure::ContainerUnknown,
+        Failure::DeviceUnknown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::ProcessVanished => "process_vanished",
+            Failure::CgroupUnreadable => "cgroup_unreadable",
+            Failure::CgroupMalformed => "cgroup_malformed",
+            Failure::PodUnknown => "pod_unknown",
+            Failure::ContainerUnknown => "container_unknown",
+            Failure::DeviceUnknown => "device_unknown",
+        }
+    }
+}
+
+/// A container, by the names its series carry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerKey {
+    pub namespace: String,
+    pub pod: String,
+    /// Empty when the container's name could not be told (counted as `container_unknown`).
+    pub container: String,
+}
+
+/// The per-pod series of one container on one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodSample {
+    pub key: ContainerKey,
+    /// Index of the device in the snapshot's device list.
+    pub device: usize,
+    /// `pod_gpu_utilization_ratio`; `None` where the rules give no value (a shared device
+    /// without per-process data).
+    pub utilization_ratio: Option<f64>,
+    /// `pod_gpu_memory_used_bytes`; `None` where the driver reports no per-process memory.
+    pub memory_used_bytes: Option<f64>,
+    /// `pod_gpu_allocated`: the kubelet allocated this device to this container.
+    pub allocated: bool,
+}
+
+/// The outcome of one attribution pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attribution {
+    pub pods: Vec<PodSample>,
+    /// One entry per failure in this pass.
+    pub failures: Vec<Failure>,
+}
+
+/// What a pid resolved to in this pass.
+#[derive(Debug, Clone)]
+enum Owner {
+    Container(ContainerKey),
+    /// Outside any pod (a host process), or unattributable (counted once).
+    Other,
+}
+
+/// Reads `/proc/<pid>/cgroup` and names the container, counting failures.
+struct Resolver<'a> {
+    procfs: &'a Path,
+    names: &'a NodeNames,
+    kubelet: &'a KubeletView,
+    seen: HashMap<u32, Owner>,
+    failures: Vec<Failure>,
+}
+
+impl Resolver<'_> {
+    fn owner(&mut self, pid: u32) -> Owner {
+        if let Some(o) = self.seen.get(&pid) {
+            return o.clone();
+        }
+        let o = self.resolve(pid);
+        self.seen.insert(pid, o.clone());
+        o
+    }
+
+    fn fail(&mut self, f: Failure) -> Owner {
+        self.failures.push(f);
+        Owner::Other
+    }
+
+    fn resolve(&mut self, pid: u32) -> Owner {
+        let path = self.procfs.join(pid.to_string()).join("cgroup");
+        let content = match std::fs::read_to_string(&path) {
+            Ok(c) => c,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ESRCH) => {
+                tracing::debug!(pid, "process vanished before its cgroup was read");
+                return self.fail(Failure::ProcessVanished);
+            }
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "cannot read cgroup");
+                return self.fail(Failure::CgroupUnreadable);
+            }
+        };
+        let ContainerRef { pod_uid, container_id } = match cgroup::parse(&content) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Owner::Other,
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "unusable cgroup file");
+                return self.fail(Failure::CgroupMalformed);
+            }
+        };
+        let Some((pod, container)) = self.names.lookup(&pod_uid, &container_id) else {
+            tracing::debug!(pid, pod_uid, "pod UID not found under the pod log folder");
+            return self.fail(Failure::PodUnknown);
+        };
+        let container = match container {
+            Some(c) => c,
+            None => {
+                // The kubelet knows which containers of the pod hold devices; one is enough.
+                let mut of_pod = self
+                    .kubelet
+                    .allocations
+                    .iter()
+                    .filter(|a| a.namespace == pod.namespace && a.pod == pod.pod)
+                    .map(|a| a.container.as_str());
+                match (of_pod.next(), of_pod.next()) {
+                    (Some(c), None) => c.to_string(),
+                    _ => {
+                        self.failures.push(Failure::ContainerUnknown);
+                        String::new()
+                    }
+                }
+            }
+        };
+        Owner::Container(ContainerKey {
+            namespace: pod.namespace,
+            pod: pod.pod,
+            container,
+        })
+    }
+}
+
+/// One container's share of one device, while it is being added up.
+#[derive(Debug, Default)]
+struct Share {
+    ratio: f64,
+    memory: Option<u64>,
+    processes: usize,
+    allocated: bool,
+}
+
+/// Applies CONTRACT §3's attribution rules to the devices of one snapshot.
+pub fn attribute(
+    devices: &[DeviceSample],
+    procfs: &Path,
+    names: &NodeNames,
+    kubelet: &KubeletView,
+) -> Attribution {
+    let mut r = Resolver {
+        procfs,
+        names,
+        kubelet,
+        seen: HashMap::new(),
+        failures: Vec::new(),
+    };
+
+    // Kubelet allocations per device (rule 4 and "holds the device alone").
+    let mut allocated: Vec<Vec<ContainerKey>> = vec![Vec::new(); devices.len()];
+    for a in &kubelet.allocations {
+        for id in &a.device_ids {
+            let matched: Vec<usize> = match DeviceRef::parse(id) {
+                Some(dref) => devices
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| vendor_fits(&dref, d.vendor) && dref.matches(&d.identity))
+                    .map(|(i, _)| i)
+                    .collect(),
+                None => Vec::new(),
+            };
+            if matched.is_empty() {
+                r.failures.push(Failure::DeviceUnknown);
+            }
+            for i in matched {
+                allocated[i].push(ContainerKey {
+                    namespace: a.namespace.clone(),
+                    pod: a.pod.clone(),
+                    container: a.container.clone(),
+                });
+            }
+        }
+    }
+
+    let mut pods = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let mut shares: BTreeMap<ContainerKey, Share> = BTreeMap::new();
+        let mut others = 0usize;
+        for p in &d.processes {
+            match r.owner(p.pid) {
+                Owner::Container(key) => {
+                    let s = shares.entry(key).or_default();
+                    s.processes += 1;
+                    s.ratio += p.sm_utilization_ratio.unwrap_or(0.0);
+                    if let Some(m) = p.used_memory_bytes {
+                        s.memory = Some(s.memory.unwrap_or(0) + m);
+                    }
+                }
+                Owner::Other => others += 1,
+            }
+        }
+        for key in &allocated[i] {
+            shares.entry(key.clone()).or_default().allocated = true;
+        }
+        pods.extend(device_shares(i, d, shares, others));
+    }
+    Attribution {
+        pods,
+        failures: r.failures,
+    }
+}
+
+/// Rules 3 to 5 for one device.
+fn device_shares(
+    index: usize,
+    d: &DeviceSample,
+    shares: BTreeMap<ContainerKey, Share>,
+    others: usize,
+) -> Vec<PodSample> {
+    // A failed device reports nothing about its processes: only allocations stand.
+    let failed = matches!(d.down, Some(DeviceDown::Failed(_)));
+    let alone = shares.len() == 1 && others == 0;
+    let device_util = d.metrics.utilization_ratio;
+    let mut out: Vec<PodSample> = shares
+        .into_iter()
+        .map(|(key, s)| {
+            let (utilization_ratio, memory_used_bytes) = if failed {
+                (None, None)
+            } else if s.processes == 0 {
+                // Rule 4: allocated, nothing running yet.
+                (Some(0.0), Some(0.0))
+            } else if d.per_process_utilization {
+                // Rule 3: the sum of its processes' SM utilization.
+                (Some(s.ratio.clamp(0.0, 1.0)), s.memory.map(|m| m as f64))
+            } else if alone {
+                // Rule 3: no per-process data, but the container holds the device alone.
+                (device_util, s.memory.map(|m| m as f64))
+            } else {
+                // Shared, no per-process data: no ratio, never a guess.
+                (None, s.memory.map(|m| m as f64))
+            };
+            PodSample {
+                key,
+                device: index,
+                utilization_ratio,
+                memory_used_bytes,
+                allocated: s.allocated,
+            }
+        })
+        .collect();
+    // Rule 5: the containers' ratios never add up to more than the device's.
+    let cap = device_util.unwrap_or(1.0);
+    let sum: f64 = out.iter().filter_map(|p| p.utilization_ratio).sum();
+    if sum > cap && sum > 0.0 {
+        let scale = cap / sum;
+        for p in &mut out {
+            if let Some(r) = p.utilization_ratio.as_mut() {
+                *r *= scale;
+            }
+        }
+    }
+    out
+}
+
+/// GKE's `nvidiaN` names NVIDIA devices only; UUIDs and PCI addresses are unambiguous.
+fn vendor_fits(dref: &DeviceRef, vendor: Option<Vendor>) -> bool {
+    match dref {
+        DeviceRef::Minor { .. } | DeviceRef::MigOf { .. } => vendor == Some(Vendor::Nvidia),
+        DeviceRef::Uuid(_) | DeviceRef::Pci(_) => true,
+    }
+}
