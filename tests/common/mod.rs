@@ -19,14 +19,24 @@ pub fn target_dir() -> PathBuf {
 
 /// The mock NVML library. `cargo test --workspace` builds it (it is a workspace member with a
 /// cdylib target); a missing library fails the test, it never skips it.
+///
+/// `cargo build` puts it in `target/<profile>/`; `cargo test` only refreshes the copy in
+/// `target/<profile>/deps/`, so the newer of the two is taken.
 pub fn mock_library() -> PathBuf {
-    let p = target_dir().join("libnvidia_ml_mock.so");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
-        p.display()
-    );
-    p
+    let name = "libnvidia_ml_mock.so";
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let candidates = [target_dir().join(name), target_dir().join("deps").join(name)];
+    let newest = candidates
+        .iter()
+        .filter_map(|p| Some((mtime(p)?, p.clone())))
+        .max()
+        .map(|(_, p)| p);
+    newest.unwrap_or_else(|| {
+        panic!(
+            "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
+            candidates[0].display()
+        )
+    })
 }
 
 pub fn fixture(rel: &str) -> PathBuf {

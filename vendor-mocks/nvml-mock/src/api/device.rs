@@ -1,0 +1,229 @@
+//! Per-device identity and gauges: handles, index, UUID, name, PCI, memory, utilization,
+//! power, temperature, clocks and MIG mode.
+
+use std::ffi::{c_char, c_uint, CStr};
+use std::mem::size_of;
+
+use nvml_wrapper_sys::bindings::*;
+
+use super::{c_count, device_call, fill_c_array, in_out, inject, out, out_str};
+use crate::codes::{ARGUMENT_VERSION_MISMATCH, INVALID_ARGUMENT, NOT_FOUND, NOT_SUPPORTED};
+use crate::ffi_guard;
+use crate::handle;
+use crate::scenario::Family;
+use crate::state;
+
+/// `NVML_STRUCT_VERSION(Memory, 2)` from `nvml.h`.
+const MEMORY_V2_VERSION: u32 = (size_of::<nvmlMemory_v2_t>() as u32) | (2 << 24);
+
+/// An index past the device count is `INVALID_ARGUMENT`, as in NVML. The device's `handle`
+/// delay and error apply.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
+    index: c_uint,
+    device: *mut nvmlDevice_t,
+) -> nvmlReturn_t {
+    ffi_guard(|| {
+        let scenario = state::snapshot()?;
+        let index = index as usize;
+        let dev = scenario.devices.get(index).ok_or(INVALID_ARGUMENT)?;
+        let h = handle::encode(index).ok_or(INVALID_ARGUMENT)?;
+        inject(&dev.delays_ms, &dev.errors, Family::Handle)?;
+        // SAFETY: NVML's contract: `device` is NULL or writable.
+        unsafe { out(device, h) }
+    })
+}
+
+/// An unknown UUID is `NOT_FOUND`. The device's `handle` delay and error apply.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
+    uuid: *const c_char,
+    device: *mut nvmlDevice_t,
+) -> nvmlReturn_t {
+    ffi_guard(|| {
+        let scenario = state::snapshot()?;
+        if uuid.is_null() {
+            return Err(INVALID_ARGUMENT);
+        }
+        // SAFETY: NVML's contract: a NUL-terminated string.
+        let wanted = unsafe { CStr::from_ptr(uuid) }.to_bytes();
+        let (index, dev) = scenario
+            .devices
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.uuid.as_bytes() == wanted)
+            .ok_or(NOT_FOUND)?;
+        let h = handle::encode(index).ok_or(INVALID_ARGUMENT)?;
+        inject(&dev.delays_ms, &dev.errors, Family::Handle)?;
+        // SAFETY: NVML's contract: `device` is NULL or writable.
+        unsafe { out(device, h) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetIndex(
+    device: nvmlDevice_t,
+    index: *mut c_uint,
+) -> nvmlReturn_t {
+    // SAFETY (all closures below): NVML's contract: out-pointers are NULL or writable, and
+    // string buffers hold `length` bytes.
+    device_call(device, Family::Handle, |_, i| unsafe {
+        out(index, c_count(i))
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetUUID(
+    device: nvmlDevice_t,
+    uuid: *mut c_char,
+    length: c_uint,
+) -> nvmlReturn_t {
+    device_call(device, Family::Uuid, |d, _| unsafe {
+        out_str(uuid, length, &d.uuid)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetName(
+    device: nvmlDevice_t,
+    name: *mut c_char,
+    length: c_uint,
+) -> nvmlReturn_t {
+    device_call(device, Family::Name, |d, _| unsafe {
+        out_str(name, length, &d.name)
+    })
+}
+
+/// `busId` and `busIdLegacy` in NVML's upper-case formats; device and subsystem IDs are 0.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(
+    device: nvmlDevice_t,
+    pci: *mut nvmlPciInfo_t,
+) -> nvmlReturn_t {
+    device_call(device, Family::Pci, |d, _| {
+        let info = unsafe { in_out(pci) }?;
+        fill_c_array(&mut info.busIdLegacy, &d.pci.bus_id_legacy());
+        fill_c_array(&mut info.busId, &d.pci.bus_id());
+        info.domain = d.pci.domain;
+        info.bus = d.pci.bus;
+        info.device = d.pci.device;
+        info.pciDeviceId = 0;
+        info.pciSubSystemId = 0;
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(
+    device: nvmlDevice_t,
+    memory: *mut nvmlMemory_t,
+) -> nvmlReturn_t {
+    device_call(device, Family::Memory, |d, _| {
+        let value = nvmlMemory_t {
+            total: d.memory_total_bytes,
+            free: d.memory_total_bytes - d.memory_used_bytes,
+            used: d.memory_used_bytes,
+        };
+        unsafe { out(memory, value) }
+    })
+}
+
+/// The caller sets `version` to `NVML_STRUCT_VERSION(Memory, 2)`; anything else is
+/// `ARGUMENT_VERSION_MISMATCH`. `reserved` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
+    device: nvmlDevice_t,
+    memory: *mut nvmlMemory_v2_t,
+) -> nvmlReturn_t {
+    device_call(device, Family::Memory, |d, _| {
+        let info = unsafe { in_out(memory) }?;
+        if info.version != MEMORY_V2_VERSION {
+            return Err(ARGUMENT_VERSION_MISMATCH);
+        }
+        info.total = d.memory_total_bytes;
+        info.reserved = 0;
+        info.used = d.memory_used_bytes;
+        info.free = d.memory_total_bytes - d.memory_used_bytes;
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(
+    device: nvmlDevice_t,
+    utilization: *mut nvmlUtilization_t,
+) -> nvmlReturn_t {
+    device_call(device, Family::Utilization, |d, _| {
+        let value = nvmlUtilization_t {
+            gpu: d.utilization_gpu_percent,
+            memory: d.utilization_memory_percent,
+        };
+        unsafe { out(utilization, value) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(
+    device: nvmlDevice_t,
+    power: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call(device, Family::Power, |d, _| unsafe {
+        out(power, d.power_milliwatts)
+    })
+}
+
+/// Only `NVML_TEMPERATURE_GPU` exists; any other sensor is `INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetTemperature(
+    device: nvmlDevice_t,
+    sensorType: nvmlTemperatureSensors_t,
+    temp: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call(device, Family::Temperature, |d, _| {
+        if sensorType != nvmlTemperatureSensors_enum_NVML_TEMPERATURE_GPU {
+            return Err(INVALID_ARGUMENT);
+        }
+        unsafe { out(temp, d.temperature_celsius) }
+    })
+}
+
+/// Graphics and SM clocks are `sm_clock_mhz`; memory and video clocks are `NOT_SUPPORTED`;
+/// other values are `INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
+    device: nvmlDevice_t,
+    type_: nvmlClockType_t,
+    clock: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call(device, Family::Clock, |d, _| match type_ {
+        nvmlClockType_enum_NVML_CLOCK_GRAPHICS | nvmlClockType_enum_NVML_CLOCK_SM => unsafe {
+            out(clock, d.sm_clock_mhz)
+        },
+        nvmlClockType_enum_NVML_CLOCK_MEM | nvmlClockType_enum_NVML_CLOCK_VIDEO => {
+            Err(NOT_SUPPORTED)
+        }
+        _ => Err(INVALID_ARGUMENT),
+    })
+}
+
+/// `NOT_SUPPORTED` unless the device has a `mig` list; then current and pending modes are
+/// both `NVML_DEVICE_MIG_ENABLE`.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMigMode(
+    device: nvmlDevice_t,
+    currentMode: *mut c_uint,
+    pendingMode: *mut c_uint,
+) -> nvmlReturn_t {
+    device_call(device, Family::Mig, |d, _| {
+        if d.mig.is_none() {
+            return Err(NOT_SUPPORTED);
+        }
+        if currentMode.is_null() || pendingMode.is_null() {
+            return Err(INVALID_ARGUMENT);
+        }
+        unsafe {
+            out(currentMode, NVML_DEVICE_MIG_ENABLE)?;
+            out(pendingMode, NVML_DEVICE_MIG_ENABLE)
+        }
+    })
+}

@@ -1,0 +1,177 @@
+//! Per-process calls: the running compute processes and the two per-process utilization
+//! calls, with NVML's two-call size protocol.
+//!
+//! Utilization samples are synthesized: every call makes one sample per scenario process,
+//! stamped with the current time (microseconds since the Unix epoch), and returns them only
+//! if that stamp is newer than the caller's `lastSeenTimeStamp`; otherwise `NOT_FOUND`, which
+//! is also the answer for a device without processes.
+
+use std::ffi::{c_uint, c_ulonglong};
+use std::mem::size_of;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nvml_wrapper_sys::bindings::*;
+
+use super::{c_count, device_call, in_out};
+use crate::codes::{
+    NvmlResult, ARGUMENT_VERSION_MISMATCH, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NOT_FOUND,
+    NOT_SUPPORTED,
+};
+use crate::scenario::{Device, Family, Process, ProcessUtilization};
+
+/// `NVML_STRUCT_VERSION(ProcessesUtilizationInfo, 1)` from `nvml.h`.
+const PROCESSES_UTILIZATION_INFO_V1_VERSION: u32 =
+    (size_of::<nvmlProcessesUtilizationInfo_v1_t>() as u32) | (1 << 24);
+
+/// `gpuInstanceId` / `computeInstanceId` of a process outside MIG.
+const NOT_AVAILABLE: u32 = NVML_VALUE_NOT_AVAILABLE as u32;
+
+/// The two-call protocol: reports `needed` through `count`, and is `INSUFFICIENT_SIZE` when
+/// the caller's buffer (NULL counts as none) holds fewer entries. The caller then writes.
+///
+/// # Safety
+/// `count` is NULL or valid for reads and writes.
+unsafe fn size_protocol(count: *mut c_uint, buffer_is_null: bool, needed: usize) -> NvmlResult {
+    // SAFETY: forwarded from the caller.
+    let count = unsafe { in_out(count) }?;
+    let capacity = if buffer_is_null { 0 } else { *count as usize };
+    *count = c_count(needed);
+    if capacity < needed {
+        return Err(INSUFFICIENT_SIZE);
+    }
+    Ok(())
+}
+
+/// `NULL` buffer: the count, and `INSUFFICIENT_SIZE` if there are processes (`SUCCESS` with 0
+/// if none). A buffer too small: `INSUFFICIENT_SIZE` with the count needed.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
+    device: nvmlDevice_t,
+    infoCount: *mut c_uint,
+    infos: *mut nvmlProcessInfo_t,
+) -> nvmlReturn_t {
+    device_call(device, Family::Processes, |d, _| {
+        // SAFETY: NVML's contract: `infoCount` is NULL or valid; `infos` holds `*infoCount`.
+        unsafe { size_protocol(infoCount, infos.is_null(), d.processes.len()) }?;
+        for (i, p) in d.processes.iter().enumerate() {
+            let info = nvmlProcessInfo_t {
+                pid: p.pid,
+                usedGpuMemory: p
+                    .used_memory_bytes
+                    .unwrap_or(NVML_VALUE_NOT_AVAILABLE as u64),
+                gpuInstanceId: NOT_AVAILABLE,
+                computeInstanceId: NOT_AVAILABLE,
+            };
+            // SAFETY: `size_protocol` checked the buffer holds `processes.len()` entries.
+            unsafe { infos.add(i).write(info) };
+        }
+        Ok(())
+    })
+}
+
+/// `NOT_SUPPORTED` unless `process_utilization: supported`.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
+    device: nvmlDevice_t,
+    utilization: *mut nvmlProcessUtilizationSample_t,
+    processSamplesCount: *mut c_uint,
+    lastSeenTimeStamp: c_ulonglong,
+) -> nvmlReturn_t {
+    device_call(device, Family::ProcessUtilization, |d, _| {
+        if processSamplesCount.is_null() {
+            return Err(INVALID_ARGUMENT);
+        }
+        if d.process_utilization != ProcessUtilization::Supported {
+            return Err(NOT_SUPPORTED);
+        }
+        let (stamp, processes) = samples(d, lastSeenTimeStamp)?;
+        // SAFETY: NVML's contract: `utilization` holds `*processSamplesCount` entries.
+        unsafe { size_protocol(processSamplesCount, utilization.is_null(), processes.len()) }?;
+        for (i, p) in processes.iter().enumerate() {
+            let sample = nvmlProcessUtilizationSample_t {
+                pid: p.pid,
+                timeStamp: stamp,
+                smUtil: p.sm_util_percent,
+                memUtil: p.mem_util_percent,
+                encUtil: 0,
+                decUtil: 0,
+            };
+            // SAFETY: `size_protocol` checked the buffer's size.
+            unsafe { utilization.add(i).write(sample) };
+        }
+        Ok(())
+    })
+}
+
+/// The versioned successor of `nvmlDeviceGetProcessUtilization`: `version` must be
+/// `NVML_STRUCT_VERSION(ProcessesUtilizationInfo, 1)`, `processSamplesCount` is in/out, a
+/// NULL `procUtilArray` asks for the count. Works for `supported` and `info_only`.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetProcessesUtilizationInfo(
+    device: nvmlDevice_t,
+    procesesUtilInfo: *mut nvmlProcessesUtilizationInfo_t,
+) -> nvmlReturn_t {
+    device_call(device, Family::ProcessUtilization, |d, _| {
+        // SAFETY: NVML's contract: NULL or a valid struct.
+        let info = unsafe { in_out(procesesUtilInfo) }?;
+        if info.version != PROCESSES_UTILIZATION_INFO_V1_VERSION {
+            return Err(ARGUMENT_VERSION_MISMATCH);
+        }
+        if d.process_utilization == ProcessUtilization::NotSupported {
+            return Err(NOT_SUPPORTED);
+        }
+        let (stamp, processes) = samples(d, info.lastSeenTimeStamp)?;
+        let array = info.procUtilArray;
+        // SAFETY: `processSamplesCount` is a field of a valid struct; `procUtilArray` holds
+        // that many entries by NVML's contract.
+        unsafe {
+            size_protocol(
+                &mut info.processSamplesCount,
+                array.is_null(),
+                processes.len(),
+            )
+        }?;
+        for (i, p) in processes.iter().enumerate() {
+            let sample = nvmlProcessUtilizationInfo_v1_t {
+                timeStamp: stamp,
+                pid: p.pid,
+                smUtil: p.sm_util_percent,
+                memUtil: p.mem_util_percent,
+                encUtil: 0,
+                decUtil: 0,
+                jpgUtil: 0,
+                ofaUtil: 0,
+            };
+            // SAFETY: `size_protocol` checked the array's size.
+            unsafe { array.add(i).write(sample) };
+        }
+        Ok(())
+    })
+}
+
+/// The samples a call returns: one per process, all stamped now, or `NOT_FOUND` when there
+/// are none newer than `last_seen`.
+fn samples(d: &Device, last_seen: u64) -> NvmlResult<(u64, &[Process])> {
+    let stamp = sample_stamp();
+    if d.processes.is_empty() || stamp <= last_seen {
+        return Err(NOT_FOUND);
+    }
+    Ok((stamp, &d.processes))
+}
+
+/// Microseconds since the Unix epoch, strictly increasing across calls, so two calls in the
+/// same microsecond still yield samples newer than each other's.
+fn sample_stamp() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let previous = LAST.fetch_max(now, Ordering::Relaxed);
+    if previous >= now {
+        // Another call already used this microsecond (or the clock stepped back).
+        LAST.fetch_add(1, Ordering::Relaxed) + 1
+    } else {
+        now
+    }
+}

@@ -1,0 +1,181 @@
+//! Scenario checks beyond what serde enforces: sizes that fit NVML's buffers, values NVML
+//! could report, families in the right place, no duplicate UUIDs or pids.
+
+use std::collections::BTreeSet;
+
+use nvml_wrapper_sys::bindings::{
+    NVML_DEVICE_NAME_V2_BUFFER_SIZE, NVML_DEVICE_UUID_V2_BUFFER_SIZE,
+    NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE,
+};
+
+use super::{Device, Family, Gpm, PciAddress, Process, Scenario};
+
+impl Scenario {
+    pub(super) fn validate(&mut self) -> Result<(), String> {
+        check_c_string(
+            "driver_version",
+            &self.driver_version,
+            NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE,
+        )?;
+        if self.init_error.is_some() && self.errors.contains_key(&Family::Init) {
+            return Err("both `init_error` and `errors.init` are set; use one".into());
+        }
+        check_families(
+            "top-level",
+            self.errors.keys().chain(self.delays_ms.keys()),
+            true,
+        )?;
+
+        let mut uuids = BTreeSet::new();
+        for (index, device) in self.devices.iter_mut().enumerate() {
+            device
+                .validate()
+                .map_err(|e| format!("devices[{index}] ({}): {e}", device.uuid))?;
+            let mig_uuids = device.mig.iter().flatten().map(|m| &m.uuid);
+            for uuid in std::iter::once(&device.uuid).chain(mig_uuids) {
+                if !uuids.insert(uuid.clone()) {
+                    return Err(format!("devices[{index}]: uuid `{uuid}` appears twice"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Device {
+    fn validate(&mut self) -> Result<(), String> {
+        check_c_string("uuid", &self.uuid, NVML_DEVICE_UUID_V2_BUFFER_SIZE)?;
+        check_c_string("name", &self.name, NVML_DEVICE_NAME_V2_BUFFER_SIZE)?;
+        self.pci = PciAddress::parse(&self.pci_bus_id).ok_or_else(|| {
+            format!(
+                "pci_bus_id `{}` is not `domain:bus:device.function` in hex, e.g. 00000000:18:00.0",
+                self.pci_bus_id
+            )
+        })?;
+        check_memory("", self.memory_used_bytes, self.memory_total_bytes)?;
+        check_percent("utilization_gpu_percent", self.utilization_gpu_percent)?;
+        check_percent(
+            "utilization_memory_percent",
+            self.utilization_memory_percent,
+        )?;
+        check_gpm("gpm", self.gpm.as_ref())?;
+        check_processes("processes", &self.processes)?;
+        check_families(
+            "device",
+            self.errors.keys().chain(self.delays_ms.keys()),
+            false,
+        )?;
+        if let Some(p) = self.encoder_percent {
+            check_percent("encoder_percent", p)?;
+        }
+        if let Some(p) = self.decoder_percent {
+            check_percent("decoder_percent", p)?;
+        }
+        let mut instance_ids = BTreeSet::new();
+        for (i, m) in self.mig.iter().flatten().enumerate() {
+            let at = format!("mig[{i}]");
+            check_c_string(
+                &format!("{at}.uuid"),
+                &m.uuid,
+                NVML_DEVICE_UUID_V2_BUFFER_SIZE,
+            )?;
+            check_memory(&format!("{at}."), m.memory_used_bytes, m.memory_total_bytes)?;
+            check_gpm(&format!("{at}.gpm"), m.gpm.as_ref())?;
+            check_processes(&format!("{at}.processes"), &m.processes)?;
+            if !instance_ids.insert(m.gpu_instance_id) {
+                return Err(format!(
+                    "{at}: gpu_instance_id {} appears twice",
+                    m.gpu_instance_id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_c_string(what: &str, value: &str, buffer_size: u32) -> Result<(), String> {
+    if value.is_empty() || value.contains('\0') {
+        return Err(format!("{what} must be a non-empty string without NUL"));
+    }
+    if value.len() >= buffer_size as usize {
+        return Err(format!(
+            "{what} is longer than NVML's {buffer_size}-byte buffer"
+        ));
+    }
+    Ok(())
+}
+
+fn check_memory(prefix: &str, used: u64, total: u64) -> Result<(), String> {
+    if used > total {
+        return Err(format!(
+            "{prefix}memory_used_bytes ({used}) exceeds {prefix}memory_total_bytes ({total})"
+        ));
+    }
+    Ok(())
+}
+
+fn check_percent(what: &str, value: u32) -> Result<(), String> {
+    if value > 100 {
+        return Err(format!("{what} is {value}, above 100"));
+    }
+    Ok(())
+}
+
+fn check_gpm(what: &str, gpm: Option<&Gpm>) -> Result<(), String> {
+    let Some(g) = gpm else { return Ok(()) };
+    let fields = [
+        ("sm_active", g.sm_active),
+        ("sm_occupancy", g.sm_occupancy),
+        ("tensor_active", g.tensor_active),
+        ("dram_active", g.dram_active),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!(
+                    "{what}.{name} is {v}; GPM values are ratios in 0..1"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_processes(what: &str, processes: &[Process]) -> Result<(), String> {
+    let mut pids = BTreeSet::new();
+    for p in processes {
+        if !pids.insert(p.pid) {
+            return Err(format!("{what}: pid {} appears twice", p.pid));
+        }
+        check_percent(
+            &format!("{what}[pid {}].sm_util_percent", p.pid),
+            p.sm_util_percent,
+        )?;
+        check_percent(
+            &format!("{what}[pid {}].mem_util_percent", p.pid),
+            p.mem_util_percent,
+        )?;
+    }
+    Ok(())
+}
+
+fn check_families<'a>(
+    at: &str,
+    families: impl Iterator<Item = &'a Family>,
+    node_wide: bool,
+) -> Result<(), String> {
+    for family in families {
+        if family.is_node_wide() != node_wide {
+            let hint = if node_wide {
+                "it is a per-device family; set it under the device"
+            } else {
+                "it is node-wide; set it in the top-level `errors`/`delays_ms`"
+            };
+            return Err(format!(
+                "{at} errors/delays_ms name family `{}`: {hint}",
+                family.name()
+            ));
+        }
+    }
+    Ok(())
+}

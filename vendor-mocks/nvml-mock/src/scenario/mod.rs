@@ -1,0 +1,449 @@
+//! The scenario file: its serde types (CONTRACT.md §4 plus the mock's documented extensions)
+//! and parsing. `check` holds the checks that turn a typo into a clear error instead of a
+//! silently different node; `pci` the PCI address format.
+
+mod check;
+mod pci;
+
+pub use pci::PciAddress;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::codes::ErrorCode;
+
+/// The driver version reported when a scenario does not name one.
+pub const DEFAULT_DRIVER_VERSION: &str = "550.54.15";
+
+/// A group of NVML calls that `errors` and `delays_ms` act on as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    // Node-wide: only in the scenario's top-level `errors` / `delays_ms`.
+    Init,
+    Count,
+    /// Mock extension: `nvmlSystemGetDriverVersion` and `nvmlSystemGetNVMLVersion`.
+    System,
+    // Per device.
+    Handle,
+    Uuid,
+    Name,
+    Pci,
+    Memory,
+    Utilization,
+    Power,
+    Temperature,
+    Clock,
+    Processes,
+    ProcessUtilization,
+    Gpm,
+    Energy,
+    Ecc,
+    Events,
+    Throttle,
+    Pcie,
+    Nvlink,
+    Encoder,
+    Decoder,
+    Mig,
+}
+
+impl Family {
+    /// Families whose calls take no device handle.
+    pub fn is_node_wide(self) -> bool {
+        matches!(self, Family::Init | Family::Count | Family::System)
+    }
+
+    /// The name a scenario uses for this family.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Init => "init",
+            Family::Count => "count",
+            Family::System => "system",
+            Family::Handle => "handle",
+            Family::Uuid => "uuid",
+            Family::Name => "name",
+            Family::Pci => "pci",
+            Family::Memory => "memory",
+            Family::Utilization => "utilization",
+            Family::Power => "power",
+            Family::Temperature => "temperature",
+            Family::Clock => "clock",
+            Family::Processes => "processes",
+            Family::ProcessUtilization => "process_utilization",
+            Family::Gpm => "gpm",
+            Family::Energy => "energy",
+            Family::Ecc => "ecc",
+            Family::Events => "events",
+            Family::Throttle => "throttle",
+            Family::Pcie => "pcie",
+            Family::Nvlink => "nvlink",
+            Family::Encoder => "encoder",
+            Family::Decoder => "decoder",
+            Family::Mig => "mig",
+        }
+    }
+}
+
+/// Call family -> the NVML error every call of that family returns.
+pub type Errors = BTreeMap<Family, ErrorCode>;
+/// Call family -> milliseconds every call of that family blocks before answering.
+pub type Delays = BTreeMap<Family, u64>;
+
+/// A whole node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default = "default_driver_version")]
+    pub driver_version: String,
+    /// `nvmlInit_v2` fails with this code.
+    #[serde(default)]
+    pub init_error: Option<ErrorCode>,
+    /// Mock extension: errors for the node-wide families `init`, `count` and `system`.
+    #[serde(default)]
+    pub errors: Errors,
+    /// Mock extension: delays for the node-wide families `init`, `count` and `system`.
+    #[serde(default)]
+    pub delays_ms: Delays,
+    #[serde(default)]
+    pub devices: Vec<Device>,
+}
+
+fn default_driver_version() -> String {
+    DEFAULT_DRIVER_VERSION.to_owned()
+}
+
+/// One GPU, as NVML enumerates it; its position in `devices` is its NVML index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    pub uuid: String,
+    pub name: String,
+    pub pci_bus_id: String,
+    /// `pci_bus_id` parsed; filled in by [`Scenario::parse`].
+    #[serde(skip)]
+    pub pci: PciAddress,
+    pub memory_total_bytes: u64,
+    pub memory_used_bytes: u64,
+    pub utilization_gpu_percent: u32,
+    pub utilization_memory_percent: u32,
+    pub power_milliwatts: u32,
+    pub temperature_celsius: u32,
+    pub sm_clock_mhz: u32,
+    #[serde(default)]
+    pub process_utilization: ProcessUtilization,
+    #[serde(default)]
+    pub gpm: Option<Gpm>,
+    #[serde(default)]
+    pub processes: Vec<Process>,
+    #[serde(default)]
+    pub errors: Errors,
+    #[serde(default)]
+    pub delays_ms: Delays,
+
+    // Optional health fields: absent means the family's calls return NOT_SUPPORTED.
+    #[serde(default)]
+    pub energy_millijoules: Option<u64>,
+    #[serde(default)]
+    pub ecc: Option<Ecc>,
+    #[serde(default)]
+    pub xid_events: Option<Vec<XidEvent>>,
+    #[serde(default)]
+    pub throttle_reasons: Option<Vec<ThrottleReason>>,
+    #[serde(default)]
+    pub pcie: Option<Pcie>,
+    #[serde(default)]
+    pub nvlink: Option<Nvlink>,
+    #[serde(default)]
+    pub encoder_percent: Option<u32>,
+    #[serde(default)]
+    pub decoder_percent: Option<u32>,
+    /// MIG mode enabled with these instances (an empty list: enabled, no instances yet).
+    #[serde(default)]
+    pub mig: Option<Vec<MigInstance>>,
+}
+
+/// How the device answers the two per-process utilization calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessUtilization {
+    /// `nvmlDeviceGetProcessUtilization` and `nvmlDeviceGetProcessesUtilizationInfo` answer.
+    #[default]
+    Supported,
+    /// Both return NOT_SUPPORTED.
+    NotSupported,
+    /// Mock extension: only `nvmlDeviceGetProcessesUtilizationInfo` answers, as on drivers
+    /// where the older call is gone.
+    InfoOnly,
+}
+
+/// GPU Performance Monitoring ratios (0..1). NVML reports them as percent. A metric left
+/// out (mock extension) answers NOT_SUPPORTED on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpm {
+    #[serde(default)]
+    pub sm_active: Option<f64>,
+    #[serde(default)]
+    pub sm_occupancy: Option<f64>,
+    #[serde(default)]
+    pub tensor_active: Option<f64>,
+    #[serde(default)]
+    pub dram_active: Option<f64>,
+}
+
+/// A process with a compute context on the device.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub pid: u32,
+    /// Absent or null (mock extension): NVML's "not available" (`NVML_VALUE_NOT_AVAILABLE`).
+    #[serde(default)]
+    pub used_memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub sm_util_percent: u32,
+    #[serde(default)]
+    pub mem_util_percent: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ecc {
+    pub corrected: u64,
+    pub uncorrected: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XidEvent {
+    pub xid: u64,
+    #[serde(default)]
+    pub after_ms: u64,
+}
+
+/// NVML clock event (throttle) reasons. The first six are the contract's; the last three
+/// (mock extension) are real NVML reasons the agent does not export, for testing that it
+/// ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleReason {
+    SwPowerCap,
+    HwSlowdown,
+    HwThermalSlowdown,
+    HwPowerBrakeSlowdown,
+    SwThermalSlowdown,
+    SyncBoost,
+    GpuIdle,
+    ApplicationsClocksSetting,
+    DisplayClockSetting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pcie {
+    pub tx_kib_per_second: u32,
+    pub rx_kib_per_second: u32,
+    pub replay_errors: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nvlink {
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+}
+
+/// One MIG instance (a GPU instance with one compute instance).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigInstance {
+    pub uuid: String,
+    pub gpu_instance_id: u32,
+    pub compute_instance_id: u32,
+    pub profile: String,
+    pub memory_total_bytes: u64,
+    pub memory_used_bytes: u64,
+    #[serde(default)]
+    pub gpm: Option<Gpm>,
+    #[serde(default)]
+    pub processes: Vec<Process>,
+}
+
+/// Why a scenario file was rejected.
+#[derive(Debug)]
+pub enum ScenarioError {
+    /// Not YAML, or not the shape of a scenario (unknown field, wrong type, bad error name).
+    Syntax(serde_saphyr::Error),
+    /// Well-formed but impossible (used memory above total, a percent above 100, ...).
+    Invalid(String),
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScenarioError::Syntax(e) => write!(f, "{e}"),
+            ScenarioError::Invalid(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+impl Scenario {
+    /// Parses and checks a scenario file's text.
+    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
+        let mut scenario: Scenario = serde_saphyr::from_str(text).map_err(ScenarioError::Syntax)?;
+        scenario.validate().map_err(ScenarioError::Invalid)?;
+        Ok(scenario)
+    }
+
+    /// The errors and delays in effect for a node-wide family.
+    pub fn node_fault(&self, family: Family) -> (Option<u64>, Option<ErrorCode>) {
+        let error = match family {
+            Family::Init => self.init_error.or(self.errors.get(&family).copied()),
+            _ => self.errors.get(&family).copied(),
+        };
+        (self.delays_ms.get(&family).copied(), error)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const DEVICE: &str = r#"
+    uuid: GPU-1
+    name: NVIDIA H100 80GB HBM3
+    pci_bus_id: "00000000:18:00.0"
+    memory_total_bytes: 100
+    memory_used_bytes: 40
+    utilization_gpu_percent: 87
+    utilization_memory_percent: 45
+    power_milliwatts: 350000
+    temperature_celsius: 61
+    sm_clock_mhz: 1980
+"#;
+
+    fn with_device(extra: &str) -> String {
+        format!("devices:\n  - {}{extra}", DEVICE.trim_start())
+    }
+
+    #[test]
+    fn minimal_device_gets_defaults() {
+        let s = Scenario::parse(&with_device("")).unwrap();
+        assert_eq!(s.driver_version, DEFAULT_DRIVER_VERSION);
+        let d = &s.devices[0];
+        assert_eq!(d.process_utilization, ProcessUtilization::Supported);
+        assert!(d.gpm.is_none() && d.processes.is_empty() && d.mig.is_none());
+        assert_eq!(d.pci.bus, 0x18);
+    }
+
+    #[test]
+    fn contract_example_with_every_optional_field_parses() {
+        let extra = r#"
+    process_utilization: info_only
+    gpm: {sm_active: 0.6, sm_occupancy: 0.4, tensor_active: 0.3, dram_active: 0.5}
+    processes:
+      - {pid: 4242, used_memory_bytes: 30, sm_util_percent: 80, mem_util_percent: 40}
+      - {pid: 4243}
+    errors: {utilization: GPU_IS_LOST, mig: NOT_SUPPORTED}
+    delays_ms: {power: 100}
+    energy_millijoules: 123456789
+    ecc: {corrected: 12, uncorrected: 0}
+    xid_events: [{xid: 79, after_ms: 3000}]
+    throttle_reasons: [sw_power_cap, hw_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown, sw_thermal_slowdown, sync_boost]
+    pcie: {tx_kib_per_second: 1200000, rx_kib_per_second: 800000, replay_errors: 3}
+    nvlink: {tx_bytes: 5000000000, rx_bytes: 4000000000}
+    encoder_percent: 0
+    decoder_percent: 12
+    mig:
+      - {uuid: MIG-1, gpu_instance_id: 1, compute_instance_id: 0, profile: 1g.10gb,
+         memory_total_bytes: 10, memory_used_bytes: 2, gpm: {sm_active: 0.1}, processes: [{pid: 1}]}
+"#;
+        let text = format!(
+            "driver_version: \"550.54.15\"\ninit_error: null\nerrors: {{count: TIMEOUT}}\ndelays_ms: {{init: 5}}\n{}",
+            with_device(extra)
+        );
+        let s = Scenario::parse(&text).unwrap();
+        let d = &s.devices[0];
+        assert_eq!(d.process_utilization, ProcessUtilization::InfoOnly);
+        assert_eq!(d.gpm.unwrap().dram_active, Some(0.5));
+        assert_eq!(d.processes[1].used_memory_bytes, None);
+        assert_eq!(
+            d.errors[&Family::Utilization],
+            ErrorCode::from_name("GPU_IS_LOST").unwrap()
+        );
+        assert_eq!(d.throttle_reasons.as_ref().unwrap().len(), 6);
+        assert_eq!(d.mig.as_ref().unwrap()[0].profile, "1g.10gb");
+        assert_eq!(s.node_fault(Family::Init), (Some(5), None));
+    }
+
+    #[test]
+    fn json_is_accepted() {
+        let text = r#"{"driver_version": "535.1", "devices": []}"#;
+        assert_eq!(Scenario::parse(text).unwrap().driver_version, "535.1");
+    }
+
+    fn rejected(text: &str) -> String {
+        match Scenario::parse(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn typos_are_rejected() {
+        // Unknown fields at every level.
+        assert!(rejected("driver_verison: x").contains("driver_verison"));
+        assert!(rejected(&with_device("    utilisation_gpu_percent: 3\n"))
+            .contains("utilisation_gpu_percent"));
+        assert!(rejected(&with_device("    gpm: {sm_activ: 0.5}\n")).contains("sm_activ"));
+        assert!(
+            rejected(&with_device("    processes: [{pid: 1, used_memory: 3}]\n"))
+                .contains("used_memory")
+        );
+        // Unknown names.
+        assert!(
+            rejected(&with_device("    errors: {utilization: GPU_LOST}\n")).contains("GPU_LOST")
+        );
+        assert!(
+            rejected(&with_device("    errors: {utilisation: GPU_IS_LOST}\n"))
+                .contains("utilisation")
+        );
+        assert!(rejected(&with_device("    process_utilization: maybe\n")).contains("maybe"));
+        assert!(rejected("init_error: DRIVER_NOT_LOADE").contains("DRIVER_NOT_LOADE"));
+        // A missing required field.
+        assert!(rejected("devices: [{uuid: GPU-1}]").contains("name"));
+    }
+
+    #[test]
+    fn impossible_values_are_rejected() {
+        let bad = [
+            ("    memory_used_bytes: 101\n", "exceeds"),
+            ("    utilization_gpu_percent: 101\n", "above 100"),
+            ("    gpm: {sm_active: 60}\n", "ratios"),
+            ("    processes: [{pid: 1}, {pid: 1}]\n", "twice"),
+            ("    errors: {init: TIMEOUT}\n", "node-wide"),
+            ("    pci_bus_id: 18:00.0\n", "pci_bus_id"),
+        ];
+        for (extra, expected) in bad {
+            // Later keys override: append the bad value after the defaults by replacing it.
+            let key = extra.trim().split(':').next().unwrap();
+            let base: String = DEVICE
+                .lines()
+                .filter(|l| !l.trim_start().starts_with(&format!("{key}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let text = format!("devices:\n  - {}{extra}", base.trim_start());
+            let msg = rejected(&text);
+            assert!(msg.contains(expected), "{extra}: {msg}");
+        }
+        assert!(rejected("errors: {power: TIMEOUT}").contains("per-device"));
+        assert!(rejected("init_error: TIMEOUT\nerrors: {init: TIMEOUT}").contains("use one"));
+        let dup = format!("{}\n  - {}", with_device(""), DEVICE.trim_start());
+        assert!(rejected(&dup).contains("twice"));
+    }
+}
