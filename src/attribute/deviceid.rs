@@ -15,7 +15,10 @@ pub enum DeviceRef {
         compute_instance: u32,
     },
     /// GKE: `nvidia<minor>`, `nvidia<minor>/vgpu<n>` (time-shared), `nvidia<minor>/gi<gi>` (MIG).
-    Minor { minor: u32, gpu_instance: Option<u32> },
+    Minor {
+        minor: u32,
+        gpu_instance: Option<u32>,
+    },
     /// AMD device plugin: the PCI address, `0000:19:00.0`.
     Pci(PciAddress),
 }
@@ -73,7 +76,10 @@ impl DeviceRef {
                 Some(s) if s.starts_with("vgpu") => None,
                 Some(s) => Some(s.strip_prefix("gi")?.parse().ok()?),
             };
-            return Some(DeviceRef::Minor { minor, gpu_instance });
+            return Some(DeviceRef::Minor {
+                minor,
+                gpu_instance,
+            });
         }
         PciAddress::parse(id).map(DeviceRef::Pci)
     }
@@ -84,7 +90,10 @@ impl DeviceRef {
         match self {
             DeviceRef::Uuid(u) => d.uuid.eq_ignore_ascii_case(u),
             DeviceRef::MigOf { .. } => false,
-            DeviceRef::Minor { minor, gpu_instance } => {
+            DeviceRef::Minor {
+                minor,
+                gpu_instance,
+            } => {
                 let want = match gpu_instance {
                     None => minor.to_string(),
                     Some(gi) => format!("{minor}:{gi}"),
@@ -116,25 +125,64 @@ mod tests {
     fn every_form_the_device_plugins_use() {
         // NVIDIA k8s-device-plugin: whole GPUs, time-slicing replicas, MIG (both strategies).
         assert_eq!(DeviceRef::parse(U), Some(DeviceRef::Uuid(U.into())));
-        assert_eq!(DeviceRef::parse(&format!("{U}::3")), Some(DeviceRef::Uuid(U.into())));
+        assert_eq!(
+            DeviceRef::parse(&format!("{U}::3")),
+            Some(DeviceRef::Uuid(U.into()))
+        );
         assert_eq!(
             DeviceRef::parse("MIG-4f9c3e2a-8b7d-5c6e-9f0a-1b2c3d4e5f60"),
-            Some(DeviceRef::Uuid("MIG-4f9c3e2a-8b7d-5c6e-9f0a-1b2c3d4e5f60".into()))
+            Some(DeviceRef::Uuid(
+                "MIG-4f9c3e2a-8b7d-5c6e-9f0a-1b2c3d4e5f60".into()
+            ))
         );
         assert_eq!(
             DeviceRef::parse("MIG-GPU-0b7f3c2e-1a4d-4c55-9e1e-6b1f0c2d3e4f/1/0"),
-            Some(DeviceRef::MigOf { parent_uuid: U.into(), gpu_instance: 1, compute_instance: 0 })
+            Some(DeviceRef::MigOf {
+                parent_uuid: U.into(),
+                gpu_instance: 1,
+                compute_instance: 0
+            })
         );
         // GKE's device plugin.
-        assert_eq!(DeviceRef::parse("nvidia0"), Some(DeviceRef::Minor { minor: 0, gpu_instance: None }));
-        assert_eq!(DeviceRef::parse("nvidia1/vgpu3"), Some(DeviceRef::Minor { minor: 1, gpu_instance: None }));
-        assert_eq!(DeviceRef::parse("nvidia0/gi1"), Some(DeviceRef::Minor { minor: 0, gpu_instance: Some(1) }));
+        assert_eq!(
+            DeviceRef::parse("nvidia0"),
+            Some(DeviceRef::Minor {
+                minor: 0,
+                gpu_instance: None
+            })
+        );
+        assert_eq!(
+            DeviceRef::parse("nvidia1/vgpu3"),
+            Some(DeviceRef::Minor {
+                minor: 1,
+                gpu_instance: None
+            })
+        );
+        assert_eq!(
+            DeviceRef::parse("nvidia0/gi1"),
+            Some(DeviceRef::Minor {
+                minor: 0,
+                gpu_instance: Some(1)
+            })
+        );
         // AMD device plugin: PCI addresses.
         assert_eq!(
             DeviceRef::parse("0000:19:00.0"),
-            Some(DeviceRef::Pci(PciAddress { domain: 0, bus: 0x19, device: 0, function: 0 }))
+            Some(DeviceRef::Pci(PciAddress {
+                domain: 0,
+                bus: 0x19,
+                device: 0,
+                function: 0
+            }))
         );
-        for bad in ["", "nvidiaX", "nvidia0/zz", "MIG-GPU-x/1", "19:00.0", "banana"] {
+        for bad in [
+            "",
+            "nvidiaX",
+            "nvidia0/zz",
+            "MIG-GPU-x/1",
+            "19:00.0",
+            "banana",
+        ] {
             assert_eq!(DeviceRef::parse(bad), None, "{bad}");
         }
     }
@@ -147,6 +195,8 @@ mod tests {
         assert!(!DeviceRef::parse("nvidia0").unwrap().matches(&d));
         assert!(DeviceRef::parse("0000:19:00.0").unwrap().matches(&d));
         assert!(!DeviceRef::parse("0000:1a:00.0").unwrap().matches(&d));
-        assert!(DeviceRef::parse("nvidia0/gi1").unwrap().matches(&dev("0:1", "MIG-x", "")));
+        assert!(DeviceRef::parse("nvidia0/gi1")
+            .unwrap()
+            .matches(&dev("0:1", "MIG-x", "")));
     }
 }

@@ -128,7 +128,10 @@ impl Resolver<'_> {
         let path = self.procfs.join(pid.to_string()).join("cgroup");
         let content = match std::fs::read_to_string(&path) {
             Ok(c) => c,
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ESRCH) => {
+            Err(e)
+                if matches!(e.kind(), ErrorKind::NotFound)
+                    || e.raw_os_error() == Some(libc::ESRCH) =>
+            {
                 tracing::debug!(pid, "process vanished before its cgroup was read");
                 return self.fail(Failure::ProcessVanished);
             }
@@ -137,7 +140,10 @@ impl Resolver<'_> {
                 return self.fail(Failure::CgroupUnreadable);
             }
         };
-        let ContainerRef { pod_uid, container_id } = match cgroup::parse(&content) {
+        let ContainerRef {
+            pod_uid,
+            container_id,
+        } = match cgroup::parse(&content) {
             Ok(Some(r)) => r,
             Ok(None) => return Owner::Other,
             Err(e) => {
@@ -311,5 +317,282 @@ fn vendor_fits(dref: &DeviceRef, vendor: Option<Vendor>) -> bool {
     match dref {
         DeviceRef::Minor { .. } | DeviceRef::MigOf { .. } => vendor == Some(Vendor::Nvidia),
         DeviceRef::Uuid(_) | DeviceRef::Pci(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::podresources::ContainerDevices;
+    use super::*;
+    use crate::sample::{DeviceIdentity, DeviceMetrics, GpuProcess};
+    use std::fs;
+
+    const UUID0: &str = "GPU-0b7f3c2e-1a4d-4c55-9e1e-6b1f0c2d3e4f";
+    const UUID1: &str = "GPU-3c4d5e6f-7081-4a92-b3c4-d5e6f7081920";
+
+    /// A fake node with pods `(ns, pod, uid, container, container id, pid)`.
+    fn node(pods: &[(&str, &str, &str, &str, &str, u32)]) -> (tempfile::TempDir, NodeNames) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("var/log/containers")).unwrap();
+        for (ns, pod, uid, ctr, cid, pid) in pods {
+            fs::create_dir_all(r.join(format!("var/log/pods/{ns}_{pod}_{uid}/{ctr}"))).unwrap();
+            fs::write(
+                r.join(format!("var/log/containers/{pod}_{ns}_{ctr}-{cid}.log")),
+                "",
+            )
+            .unwrap();
+            fs::create_dir_all(r.join(format!("proc/{pid}"))).unwrap();
+            fs::write(
+                r.join(format!("proc/{pid}/cgroup")),
+                format!("0::/kubepods/burstable/pod{uid}/{cid}\n"),
+            )
+            .unwrap();
+        }
+        let names = NodeNames::read(&r.join("var/log/pods"), &r.join("var/log/containers"));
+        (dir, names)
+    }
+
+    fn cid(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn uid(n: u8) -> String {
+        format!("{n:08x}-0000-4000-8000-000000000000")
+    }
+
+    fn device(
+        gpu: &str,
+        uuid: &str,
+        util: f64,
+        per_process: bool,
+        procs: &[(u32, f64, u64)],
+    ) -> DeviceSample {
+        DeviceSample {
+            vendor: Some(Vendor::Nvidia),
+            identity: DeviceIdentity {
+                gpu: gpu.into(),
+                uuid: uuid.into(),
+                ..DeviceIdentity::default()
+            },
+            metrics: DeviceMetrics {
+                utilization_ratio: Some(util),
+                ..DeviceMetrics::default()
+            },
+            processes: procs
+                .iter()
+                .map(|(pid, r, m)| GpuProcess {
+                    pid: *pid,
+                    used_memory_bytes: Some(*m),
+                    sm_utilization_ratio: per_process.then_some(*r),
+                    ..GpuProcess::default()
+                })
+                .collect(),
+            per_process_utilization: per_process,
+            down: None,
+        }
+    }
+
+    fn alloc(ns: &str, pod: &str, ctr: &str, ids: &[&str]) -> ContainerDevices {
+        ContainerDevices {
+            namespace: ns.into(),
+            pod: pod.into(),
+            container: ctr.into(),
+            resource_name: "nvidia.com/gpu".into(),
+            device_ids: ids.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn find<'a>(a: &'a Attribution, pod: &str, dev: usize) -> Option<&'a PodSample> {
+        a.pods.iter().find(|p| p.key.pod == pod && p.device == dev)
+    }
+
+    #[test]
+    fn allocated_without_processes_reports_zero() {
+        let (dir, names) = node(&[]);
+        let kubelet = KubeletView {
+            allocations: vec![alloc("llm", "vllm-0", "server", &[UUID0])],
+            ..KubeletView::default()
+        };
+        let devs = [device("0", UUID0, 0.4, false, &[])];
+        let a = attribute(&devs, &dir.path().join("proc"), &names, &kubelet);
+        let p = find(&a, "vllm-0", 0).unwrap();
+        assert_eq!(
+            (p.utilization_ratio, p.memory_used_bytes, p.allocated),
+            (Some(0.0), Some(0.0), true)
+        );
+        assert!(a.failures.is_empty());
+    }
+
+    #[test]
+    fn exclusive_by_allocation_without_per_process_data_gets_the_device() {
+        let (u, c) = (uid(1), cid(1));
+        let (dir, names) = node(&[("llm", "vllm-0", &u, "server", &c, 100)]);
+        let kubelet = KubeletView {
+            allocations: vec![alloc("llm", "vllm-0", "server", &[&format!("{UUID0}::0")])],
+            ..KubeletView::default()
+        };
+        let devs = [device("0", UUID0, 0.83, false, &[(100, 0.0, 5)])];
+        let a = attribute(&devs, &dir.path().join("proc"), &names, &kubelet);
+        let p = find(&a, "vllm-0", 0).unwrap();
+        assert_eq!(
+            (p.utilization_ratio, p.memory_used_bytes, p.allocated),
+            (Some(0.83), Some(5.0), true)
+        );
+    }
+
+    #[test]
+    fn time_sliced_without_per_process_data_gets_no_ratio() {
+        let (dir, names) = node(&[
+            ("a", "p1", &uid(1), "c", &cid(1), 100),
+            ("a", "p2", &uid(2), "c", &cid(2), 200),
+        ]);
+        let kubelet = KubeletView {
+            allocations: vec![
+                alloc("a", "p1", "c", &[&format!("{UUID0}::0")]),
+                alloc("a", "p2", "c", &[&format!("{UUID0}::1")]),
+            ],
+            ..KubeletView::default()
+        };
+        let devs = [device(
+            "0",
+            UUID0,
+            0.9,
+            false,
+            &[(100, 0.0, 1), (200, 0.0, 2)],
+        )];
+        let a = attribute(&devs, &dir.path().join("proc"), &names, &kubelet);
+        assert_eq!(find(&a, "p1", 0).unwrap().utilization_ratio, None);
+        assert_eq!(find(&a, "p2", 0).unwrap().memory_used_bytes, Some(2.0));
+    }
+
+    #[test]
+    fn a_host_process_on_the_device_means_the_container_is_not_alone() {
+        let (dir, names) = node(&[("a", "p1", &uid(1), "c", &cid(1), 100)]);
+        fs::create_dir_all(dir.path().join("proc/300")).unwrap();
+        fs::write(
+            dir.path().join("proc/300/cgroup"),
+            "0::/system.slice/foo.service\n",
+        )
+        .unwrap();
+        let devs = [device(
+            "0",
+            UUID0,
+            0.9,
+            false,
+            &[(100, 0.0, 1), (300, 0.0, 1)],
+        )];
+        let a = attribute(
+            &devs,
+            &dir.path().join("proc"),
+            &names,
+            &KubeletView::default(),
+        );
+        assert_eq!(find(&a, "p1", 0).unwrap().utilization_ratio, None);
+        assert_eq!(a.pods.len(), 1, "the host process is not a pod series");
+    }
+
+    #[test]
+    fn a_process_on_two_gpus_counts_on_each() {
+        let (dir, names) = node(&[("ml", "trainer", &uid(1), "c", &cid(1), 100)]);
+        let devs = [
+            device("0", UUID0, 0.5, true, &[(100, 0.5, 10)]),
+            device("1", UUID1, 0.7, true, &[(100, 0.6, 20)]),
+        ];
+        let a = attribute(
+            &devs,
+            &dir.path().join("proc"),
+            &names,
+            &KubeletView::default(),
+        );
+        assert_eq!(find(&a, "trainer", 0).unwrap().utilization_ratio, Some(0.5));
+        assert_eq!(find(&a, "trainer", 1).unwrap().utilization_ratio, Some(0.6));
+        assert_eq!(
+            find(&a, "trainer", 1).unwrap().memory_used_bytes,
+            Some(20.0)
+        );
+    }
+
+    #[test]
+    fn unknown_devices_and_pods_are_counted() {
+        let (dir, names) = node(&[]);
+        // A process in a pod whose log folder is gone.
+        fs::create_dir_all(dir.path().join("proc/100")).unwrap();
+        fs::write(
+            dir.path().join("proc/100/cgroup"),
+            format!("0::/kubepods/pod{}/{}\n", uid(9), cid(9)),
+        )
+        .unwrap();
+        let kubelet = KubeletView {
+            allocations: vec![alloc("a", "p", "c", &["GPU-not-on-this-node"])],
+            ..KubeletView::default()
+        };
+        let devs = [device(
+            "0",
+            UUID0,
+            0.5,
+            true,
+            &[(100, 0.5, 1), (101, 0.1, 1)],
+        )];
+        let a = attribute(&devs, &dir.path().join("proc"), &names, &kubelet);
+        assert!(a.pods.is_empty());
+        let mut f = a.failures.clone();
+        f.sort();
+        assert_eq!(
+            f,
+            [
+                Failure::ProcessVanished,
+                Failure::PodUnknown,
+                Failure::DeviceUnknown
+            ]
+        );
+    }
+
+    #[test]
+    fn the_container_name_falls_back_to_the_kubelet() {
+        let (u, c) = (uid(1), cid(1));
+        let (dir, _) = node(&[("a", "p", &u, "main", &c, 100)]);
+        // Two container folders (a sidecar), and no log symlink for this container ID.
+        fs::create_dir_all(dir.path().join(format!("var/log/pods/a_p_{u}/sidecar"))).unwrap();
+        let names = NodeNames::read(
+            &dir.path().join("var/log/pods"),
+            &dir.path().join("nowhere"),
+        );
+        let kubelet = KubeletView {
+            allocations: vec![alloc("a", "p", "main", &[UUID0])],
+            ..KubeletView::default()
+        };
+        let devs = [device("0", UUID0, 0.5, true, &[(100, 0.4, 1)])];
+        let a = attribute(&devs, &dir.path().join("proc"), &names, &kubelet);
+        let p = find(&a, "p", 0).unwrap();
+        assert_eq!(p.key.container, "main");
+        assert_eq!(p.utilization_ratio, Some(0.4));
+        // Without the kubelet: counted, and still a pod series.
+        let a = attribute(
+            &devs,
+            &dir.path().join("proc"),
+            &names,
+            &KubeletView::default(),
+        );
+        assert_eq!(a.failures, [Failure::ContainerUnknown]);
+        assert_eq!(find(&a, "p", 0).unwrap().key.container, "");
+    }
+
+    #[test]
+    fn a_lost_device_keeps_allocations_only() {
+        let (dir, names) = node(&[]);
+        let kubelet = KubeletView {
+            allocations: vec![alloc("a", "p", "c", &["nvidia0"])],
+            ..KubeletView::default()
+        };
+        let mut d = device("0", UUID0, 0.5, true, &[]);
+        d.down = Some(DeviceDown::Failed("GPU_IS_LOST".into()));
+        let a = attribute(&[d], &dir.path().join("proc"), &names, &kubelet);
+        let p = find(&a, "p", 0).unwrap();
+        assert_eq!(
+            (p.utilization_ratio, p.memory_used_bytes, p.allocated),
+            (None, None, true)
+        );
     }
 }

@@ -138,14 +138,27 @@ mod tests {
 
     #[test]
     fn pod_folders() {
-        let (p, uid) = parse_pod_dir("llm_vllm-7d9f8b6c5d-x2x9k_dde1244b-5bb5-4297-b544-85f3bc0d80bf").unwrap();
-        assert_eq!((p.namespace.as_str(), p.pod.as_str()), ("llm", "vllm-7d9f8b6c5d-x2x9k"));
+        let (p, uid) =
+            parse_pod_dir("llm_vllm-7d9f8b6c5d-x2x9k_dde1244b-5bb5-4297-b544-85f3bc0d80bf")
+                .unwrap();
+        assert_eq!(
+            (p.namespace.as_str(), p.pod.as_str()),
+            ("llm", "vllm-7d9f8b6c5d-x2x9k")
+        );
         assert_eq!(uid, "dde1244b-5bb5-4297-b544-85f3bc0d80bf");
         // Static pods: the UID is a 32-hex hash of the manifest.
-        let (p, uid) = parse_pod_dir("kube-system_kube-apiserver-node1_e039200acb850c82bb901653cc38ff6e").unwrap();
+        let (p, uid) =
+            parse_pod_dir("kube-system_kube-apiserver-node1_e039200acb850c82bb901653cc38ff6e")
+                .unwrap();
         assert_eq!(p.pod, "kube-apiserver-node1");
         assert_eq!(uid, "e039200acb850c82bb901653cc38ff6e");
-        for bad in ["", "a_b", "a_b_c_d", "ns_pod_not-a-uid", "_pod_e039200acb850c82bb901653cc38ff6e"] {
+        for bad in [
+            "",
+            "a_b",
+            "a_b_c_d",
+            "ns_pod_not-a-uid",
+            "_pod_e039200acb850c82bb901653cc38ff6e",
+        ] {
             assert!(parse_pod_dir(bad).is_none(), "{bad}");
         }
     }
@@ -154,7 +167,15 @@ mod tests {
     fn container_logs() {
         let name = format!("vllm-7d9f8b6c5d-x2x9k_llm_vllm-server-{ID}.log");
         let (p, c, id) = parse_container_log(&name).unwrap();
-        assert_eq!((p.namespace.as_str(), p.pod.as_str(), c.as_str(), id.as_str()), ("llm", "vllm-7d9f8b6c5d-x2x9k", "vllm-server", ID));
+        assert_eq!(
+            (
+                p.namespace.as_str(),
+                p.pod.as_str(),
+                c.as_str(),
+                id.as_str()
+            ),
+            ("llm", "vllm-7d9f8b6c5d-x2x9k", "vllm-server", ID)
+        );
         // Truncated at 255 bytes: the ID is cut, so no entry.
         let long = format!("{}_llm_c-{}", "p".repeat(200), &ID[..40]);
         assert!(parse_container_log(&long).is_none());
@@ -173,8 +194,13 @@ mod tests {
         let (p, c) = names.lookup(uid, ID).unwrap();
         assert_eq!(p.pod, "vllm-0");
         assert_eq!(c.as_deref(), Some("server"));
-        assert!(names.lookup("00000000-0000-0000-0000-000000000000", ID).is_none());
+        assert!(names
+            .lookup("00000000-0000-0000-0000-000000000000", ID)
+            .is_none());
         // Missing folders: no names, no error.
-        assert_eq!(NodeNames::read(&dir.path().join("x"), &dir.path().join("y")), NodeNames::default());
+        assert_eq!(
+            NodeNames::read(&dir.path().join("x"), &dir.path().join("y")),
+            NodeNames::default()
+        );
     }
 }
