@@ -4,12 +4,13 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use gpu_pod_exporter::attribute::podresources::KubeletView;
+use gpu_pod_exporter::attribute::podresources::{KubeletView, PodResources};
 use gpu_pod_exporter::collect::nvidia::NvidiaBackend;
 use gpu_pod_exporter::collect::{self, Backend, Hub};
 use gpu_pod_exporter::config::{Config, Flags, ListenAddress};
@@ -81,7 +82,16 @@ fn run(config: Config) -> anyhow::Result<()> {
     let names: Vec<&'static str> = backends.iter().map(|b| b.name()).collect();
     let (hub, nudges) = Hub::new(&names);
     let store = Arc::new(SnapshotStore::default());
-    let kubelet: snapshot::KubeletSource = Box::new(|| Arc::new(KubeletView::default()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("async")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let kubelet = {
+        let _in_runtime = runtime.enter();
+        kubelet_source(&config)
+    };
     snapshot::spawn_publisher(
         Arc::clone(&hub),
         nudges,
@@ -105,12 +115,6 @@ fn run(config: Config) -> anyhow::Result<()> {
         telemetry_path: config.telemetry_path.clone(),
         web,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("http")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = bind(&config.listen).await?;
         let local = listener.local_addr().context("reading the listen address")?;
@@ -122,6 +126,32 @@ fn run(config: Config) -> anyhow::Result<()> {
     drop(stops);
     hub.close();
     Ok(())
+}
+
+/// The kubelet's allocations of GPUs, polled over its pod-resources socket (absent on a node
+/// without a kubelet: then there are simply no allocations). While the kubelet does not answer,
+/// its last allocations stand for a while, then are dropped, so that deleted pods do not linger.
+fn kubelet_source(config: &Config) -> snapshot::KubeletSource {
+    let client = PodResources::spawn(
+        config.paths.pod_resources_socket.clone(),
+        config.interval,
+        vec!["nvidia.com/".into(), "amd.com/".into()],
+    );
+    let keep = (config.interval * 6).max(Duration::from_secs(30));
+    let empty = Arc::new(KubeletView::default());
+    Box::new(move || {
+        let view = client.latest();
+        let stale = !view.available
+            && view
+                .fetched_at
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age > keep);
+        if stale {
+            Arc::clone(&empty)
+        } else {
+            view
+        }
+    })
 }
 
 /// Binds the listen address; `:port` means every interface, IPv6 and IPv4 where the host has

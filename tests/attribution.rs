@@ -20,7 +20,11 @@ fn every_layout() -> (String, std::path::PathBuf) {
 
 fn pod_lines(text: &str) -> String {
     text.lines()
-        .filter(|l| l.starts_with("pod_gpu_") || l.starts_with("# HELP pod_gpu_") || l.starts_with("# TYPE pod_gpu_"))
+        .filter(|l| {
+            l.starts_with("pod_gpu_")
+                || l.starts_with("# HELP pod_gpu_")
+                || l.starts_with("# TYPE pod_gpu_")
+        })
         .map(|l| format!("{l}\n"))
         .collect()
 }
@@ -51,7 +55,13 @@ fn every_cgroup_layout_is_attributed_by_the_rules() {
     // No per-process data, shared: no ratio at all, memory still.
     assert_eq!(ratio(&s, "docker-systemd"), None);
     assert_eq!(ratio(&s, "guaranteed-systemd"), None);
-    assert_eq!(s.value("pod_gpu_memory_used_bytes", &[("pod", "guaranteed-systemd")]), Some(8000.0 * 1048576.0));
+    assert_eq!(
+        s.value(
+            "pod_gpu_memory_used_bytes",
+            &[("pod", "guaranteed-systemd")]
+        ),
+        Some(8000.0 * 1048576.0)
+    );
     // Nested runtimes, namespaces and static pods.
     assert_eq!(ratio(&s, "kind"), Some(0.15));
     assert_eq!(ratio(&s, "dind-v1"), Some(0.25));
@@ -61,11 +71,24 @@ fn every_cgroup_layout_is_attributed_by_the_rules() {
     // Labels are the contract's, and the device labels match the device's.
     let v = s.find("pod_gpu_utilization_ratio", &[("pod", "v1-systemd-colon")])[0];
     let keys: Vec<&str> = v.labels.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["container", "gpu", "namespace", "pod", "uuid", "vendor"]);
-    assert_eq!((v.labels["namespace"].as_str(), v.labels["container"].as_str(), v.labels["gpu"].as_str()), ("batch", "worker", "1"));
+    assert_eq!(
+        keys,
+        ["container", "gpu", "namespace", "pod", "uuid", "vendor"]
+    );
+    assert_eq!(
+        (
+            v.labels["namespace"].as_str(),
+            v.labels["container"].as_str(),
+            v.labels["gpu"].as_str()
+        ),
+        ("batch", "worker", "1")
+    );
 
     // The host daemon and CRI-O's conmon are not pod series, and nothing failed.
-    assert_eq!(s.find("pod_gpu_memory_used_bytes", &[]).len(), EVERY_LAYOUT_PODS);
+    assert_eq!(
+        s.find("pod_gpu_memory_used_bytes", &[]).len(),
+        EVERY_LAYOUT_PODS
+    );
     for f in s.find("gpu_pod_exporter_attribution_failures_total", &[]) {
         assert_eq!(f.value, 0.0, "{:?}", f.labels);
     }
@@ -78,8 +101,16 @@ fn per_pod_ratios_never_exceed_the_device() {
     let s = agent.scrape_until(WAIT, "every pod", all_memory);
     for dev in s.find("gpu_utilization_ratio", &[]) {
         let gpu = dev.labels["gpu"].as_str();
-        let sum: f64 = s.find("pod_gpu_utilization_ratio", &[("gpu", gpu)]).iter().map(|p| p.value).sum();
-        assert!(sum <= dev.value + 1e-9, "gpu {gpu}: pods {sum} > device {}", dev.value);
+        let sum: f64 = s
+            .find("pod_gpu_utilization_ratio", &[("gpu", gpu)])
+            .iter()
+            .map(|p| p.value)
+            .sum();
+        assert!(
+            sum <= dev.value + 1e-9,
+            "gpu {gpu}: pods {sum} > device {}",
+            dev.value
+        );
     }
 }
 
@@ -88,12 +119,14 @@ fn golden_pod_series() {
     let (scenario, root) = every_layout();
     let agent = Agent::with_scenario(&scenario).rootfs(&root).start();
     let s = agent.scrape_until(WAIT, "every pod", all_memory);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/every-layout-pods.prom");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/every-layout-pods.prom");
     let actual = pod_lines(&s.text);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).expect("golden file missing: run with UPDATE_GOLDEN=1");
+    let expected =
+        std::fs::read_to_string(&path).expect("golden file missing: run with UPDATE_GOLDEN=1");
     assert_eq!(actual, expected, "UPDATE_GOLDEN=1 to accept");
 }
 
@@ -103,19 +136,42 @@ fn a_pod_removed_from_the_node_is_gone_after_the_next_sample() {
     let root = dir.path().join("node");
     common::copy_tree(&fixture("nodes/every-layout"), &root);
     let (scenario, _) = every_layout();
-    let agent = Agent::with_scenario(&scenario).rootfs(&root).interval("1s").start();
+    let agent = Agent::with_scenario(&scenario)
+        .rootfs(&root)
+        .interval("1s")
+        .start();
     agent.scrape_until(WAIT, "every pod", all_memory);
 
     // The vLLM pod on GPU 0 is deleted: its process leaves the driver's list and /proc, its
     // log folders are garbage-collected.
-    let gone: String = scenario.lines().filter(|l| !l.contains("pid: 1001,")).map(|l| format!("{l}\n")).collect();
+    let gone: String = scenario
+        .lines()
+        .filter(|l| !l.contains("pid: 1001,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     agent.set_scenario(&gone);
     std::fs::remove_dir_all(root.join("proc/1001")).unwrap();
     let start = std::time::Instant::now();
-    let s = agent.scrape_until(WAIT, "the deleted pod's series gone", |s| s.find("pod_gpu_memory_used_bytes", &[]).len() == EVERY_LAYOUT_PODS - 1);
-    assert!(start.elapsed() < Duration::from_millis(2500), "took {:?}", start.elapsed());
-    assert!(s.find("pod_gpu_utilization_ratio", &[("pod", "v2-systemd-containerd")]).is_empty());
-    assert!(s.find("pod_gpu_memory_used_bytes", &[("pod", "v2-systemd-containerd")]).is_empty());
+    let s = agent.scrape_until(WAIT, "the deleted pod's series gone", |s| {
+        s.find("pod_gpu_memory_used_bytes", &[]).len() == EVERY_LAYOUT_PODS - 1
+    });
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(s
+        .find(
+            "pod_gpu_utilization_ratio",
+            &[("pod", "v2-systemd-containerd")]
+        )
+        .is_empty());
+    assert!(s
+        .find(
+            "pod_gpu_memory_used_bytes",
+            &[("pod", "v2-systemd-containerd")]
+        )
+        .is_empty());
     // The others keep theirs.
     assert_eq!(ratio(&s, "v2-cgroupfs"), Some(0.3));
 }
@@ -131,7 +187,163 @@ fn a_process_that_vanished_is_counted_and_skipped() {
     );
     let agent = Agent::with_scenario(&scenario).rootfs(&root).start();
     let s = agent.scrape_until(WAIT, "a vanished-process failure", |s| {
-        s.value("gpu_pod_exporter_attribution_failures_total", &[("reason", "process_vanished")]).is_some_and(|v| v >= 1.0)
+        s.value(
+            "gpu_pod_exporter_attribution_failures_total",
+            &[("reason", "process_vanished")],
+        )
+        .is_some_and(|v| v >= 1.0)
     });
     assert_eq!(ratio(&s, "v2-systemd-containerd"), Some(0.2));
+}
+
+/// The every-layout node with a fake kubelet answering pod-resources on its socket.
+fn with_kubelet() -> (
+    tempfile::TempDir,
+    Agent,
+    common::fake_kubelet::FakeKubelet,
+    Vec<String>,
+) {
+    use common::fake_kubelet::{FakeKubelet, PodSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("node");
+    common::copy_tree(&fixture("nodes/every-layout"), &root);
+    let (scenario, _) = every_layout();
+    let uuids: Vec<String> = scenario
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- uuid: "))
+        .map(str::to_string)
+        .collect();
+    let kubelet = FakeKubelet::start_at(root.join("var/lib/kubelet/pod-resources/kubelet.sock"));
+    let u = |i: usize| uuids[i].as_str();
+    let replica = |i: usize, n: u32| format!("{}::{n}", uuids[i]);
+    kubelet.set_pods(vec![
+        // Exclusive, by UUID, on a device without per-process data.
+        PodSpec::new("ocp", "crio-cgroupfs-guaranteed")
+            .container("app", &[("nvidia.com/gpu", &[u(2)])]),
+        // Time-sliced replicas of one device.
+        PodSpec::new("legacy", "docker-systemd")
+            .container("app", &[("nvidia.com/gpu", &[&replica(3, 0)])]),
+        PodSpec::new("llm", "guaranteed-systemd")
+            .container("server", &[("nvidia.com/gpu", &[&replica(3, 1)])]),
+        // Allocated, nothing running yet; GKE's device name form.
+        PodSpec::new("llm", "vllm-pending")
+            .container("server", &[("nvidia.com/gpu", &["nvidia0"])]),
+        // The AMD device plugin's PCI address form (any vendor's device matches by address).
+        PodSpec::new("llm", "pci-form")
+            .container("server", &[("nvidia.com/gpu", &["0000:1c:00.0"])]),
+        // A device this node does not have.
+        PodSpec::new("llm", "elsewhere").container(
+            "server",
+            &[(
+                "nvidia.com/gpu",
+                &["GPU-00000000-dead-beef-0000-000000000000"],
+            )],
+        ),
+        // Not a GPU: filtered out.
+        PodSpec::new("net", "sriov").container("c", &[("example.com/nic", &["0000:3b:00.1"])]),
+    ]);
+    let agent = Agent::with_scenario(&scenario)
+        .rootfs(&root)
+        .interval("1s")
+        .start();
+    (dir, agent, kubelet, uuids)
+}
+
+fn allocated(s: &prom::Samples, pod: &str) -> Option<f64> {
+    s.value("pod_gpu_allocated", &[("pod", pod)])
+}
+
+#[test]
+fn kubelet_allocations_join_by_name() {
+    let (_dir, agent, _kubelet, _) = with_kubelet();
+    let s = agent.scrape_until(WAIT, "the kubelet's allocations", |s| {
+        s.find("pod_gpu_allocated", &[]).len() == 5
+    });
+    for pod in [
+        "crio-cgroupfs-guaranteed",
+        "docker-systemd",
+        "guaranteed-systemd",
+        "vllm-pending",
+        "pci-form",
+    ] {
+        assert_eq!(allocated(&s, pod), Some(1.0), "{pod}");
+    }
+    // Exclusive by allocation: the device's utilization.
+    assert_eq!(ratio(&s, "crio-cgroupfs-guaranteed"), Some(0.7));
+    // Time-sliced without per-process data: allocated, memory, no ratio.
+    assert_eq!(ratio(&s, "docker-systemd"), None);
+    assert!(s
+        .value("pod_gpu_memory_used_bytes", &[("pod", "docker-systemd")])
+        .is_some());
+    // Allocated with no process yet: ratio 0, memory 0, on the right device.
+    let pending = [
+        ("pod", "vllm-pending"),
+        ("gpu", "0"),
+        ("container", "server"),
+        ("namespace", "llm"),
+    ];
+    assert_eq!(s.value("pod_gpu_utilization_ratio", &pending), Some(0.0));
+    assert_eq!(s.value("pod_gpu_memory_used_bytes", &pending), Some(0.0));
+    assert_eq!(
+        s.value("pod_gpu_allocated", &[("pod", "pci-form"), ("gpu", "4")]),
+        Some(1.0)
+    );
+    // Unknown devices are counted; non-GPU resources are not pod series.
+    assert!(
+        s.value(
+            "gpu_pod_exporter_attribution_failures_total",
+            &[("reason", "device_unknown")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(s.find("pod_gpu_allocated", &[("pod", "sriov")]).is_empty());
+    // Rule 5 still holds with allocations in the mix.
+    for dev in s.find("gpu_utilization_ratio", &[]) {
+        let gpu = dev.labels["gpu"].as_str();
+        let sum: f64 = s
+            .find("pod_gpu_utilization_ratio", &[("gpu", gpu)])
+            .iter()
+            .map(|p| p.value)
+            .sum();
+        assert!(sum <= dev.value + 1e-9, "gpu {gpu}");
+    }
+}
+
+#[test]
+fn a_deallocated_pod_is_gone_after_the_next_sample() {
+    use common::fake_kubelet::PodSpec;
+    let (_dir, agent, kubelet, _) = with_kubelet();
+    agent.scrape_until(WAIT, "the pending pod", |s| {
+        allocated(s, "vllm-pending") == Some(1.0)
+    });
+    kubelet.set_pods(vec![PodSpec::new("ocp", "crio-cgroupfs-guaranteed")
+        .container("app", &[("nvidia.com/gpu", &["nvidia2"])])]);
+    let s = agent.scrape_until(Duration::from_secs(5), "the pending pod gone", |s| {
+        s.find("pod_gpu_allocated", &[]).len() == 1
+    });
+    assert!(s
+        .find("pod_gpu_utilization_ratio", &[("pod", "vllm-pending")])
+        .is_empty());
+    assert!(s
+        .find("pod_gpu_memory_used_bytes", &[("pod", "vllm-pending")])
+        .is_empty());
+    // Time-sliced pods lost their allocation but still run: per-pod memory stays.
+    assert!(s
+        .value("pod_gpu_memory_used_bytes", &[("pod", "docker-systemd")])
+        .is_some());
+}
+
+#[test]
+fn a_dead_kubelet_never_blocks_or_breaks_the_scrape() {
+    let (_dir, agent, mut kubelet, _) = with_kubelet();
+    agent.scrape_until(WAIT, "allocations", |s| {
+        allocated(s, "vllm-pending") == Some(1.0)
+    });
+    kubelet.stop();
+    // Process-based series go on; allocations fade only after the grace period.
+    let t = std::time::Instant::now();
+    let s = prom::parse(&agent.scrape());
+    assert!(t.elapsed() < Duration::from_millis(200));
+    assert_eq!(ratio(&s, "v2-cgroupfs"), Some(0.3));
 }

@@ -2,6 +2,7 @@
 //! scenario file of its own, and scrapes it over loopback.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fake_kubelet;
 pub mod prom;
 
 use std::io::{Read, Write};
@@ -25,7 +26,10 @@ pub fn target_dir() -> PathBuf {
 pub fn mock_library() -> PathBuf {
     let name = "libnvidia_ml_mock.so";
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let candidates = [target_dir().join(name), target_dir().join("deps").join(name)];
+    let candidates = [
+        target_dir().join(name),
+        target_dir().join("deps").join(name),
+    ];
     let newest = candidates
         .iter()
         .filter_map(|p| Some((mtime(p)?, p.clone())))
@@ -124,7 +128,10 @@ impl AgentBuilder {
         if let Some(s) = &self.scenario {
             write_atomic(&scenario, s);
         }
-        let root = self.rootfs.clone().unwrap_or_else(|| dir.path().join("node"));
+        let root = self
+            .rootfs
+            .clone()
+            .unwrap_or_else(|| dir.path().join("node"));
         std::fs::create_dir_all(root.join("proc")).unwrap();
         let log = dir.path().join("agent.log");
         let port = free_port();
