@@ -6,8 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{device, scenario, Mock};
-use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::{Device, Nvml};
 
 /// Calls the wrapper method of one family on `d`; `Ok` means the call succeeded.
@@ -25,14 +26,25 @@ fn call(nvml: &Nvml, d: &Device, family: &str) -> Result<(), NvmlError> {
         "processes" => d.running_compute_processes().map(drop),
         "process_utilization" => d.process_utilization_stats(None).map(drop),
         "gpm" => d.gpm_support().map(drop),
-        "mig" => d.mig_mode().map(drop),
+        "energy" => d.total_energy_consumption().map(drop),
+        "ecc" => d
+            .total_ecc_errors(MemoryError::Corrected, EccCounter::Aggregate)
+            .map(drop),
+        "events" => d.supported_event_types().map(drop),
+        "throttle" => d.current_throttle_reasons().map(drop),
+        "pcie" => d.pcie_replay_counter().map(drop),
+        "nvlink" => d.field_values_for(&[FieldId(138)]).map(drop),
+        "encoder" => d.encoder_utilization().map(drop),
+        "decoder" => d.decoder_utilization().map(drop),
+        // Answers on any GPU, in MIG mode or not (MIG mode would turn utilization off).
+        "mig" => d.mig_is_mig_device_handle().map(drop),
         "count" => nvml.device_count().map(drop),
         "system" => nvml.sys_driver_version().map(drop),
         other => panic!("no call for family {other}"),
     }
 }
 
-const DEVICE_FAMILIES: [&str; 13] = [
+const DEVICE_FAMILIES: [&str; 21] = [
     "handle",
     "uuid",
     "name",
@@ -45,13 +57,28 @@ const DEVICE_FAMILIES: [&str; 13] = [
     "processes",
     "process_utilization",
     "gpm",
+    "energy",
+    "ecc",
+    "events",
+    "throttle",
+    "pcie",
+    "nvlink",
+    "encoder",
+    "decoder",
     "mig",
 ];
 
 /// Healthy extras: every family answers when no error is injected.
 const HEALTHY: &str = "    gpm: {sm_active: 0.5}
-    mig: []
     processes: [{pid: 1, sm_util_percent: 10}]
+    energy_millijoules: 1
+    ecc: {corrected: 1, uncorrected: 0}
+    xid_events: []
+    throttle_reasons: []
+    pcie: {tx_kib_per_second: 1, rx_kib_per_second: 1, replay_errors: 0}
+    nvlink: {tx_bytes: 1024, rx_bytes: 1024}
+    encoder_percent: 1
+    decoder_percent: 1
 ";
 
 #[test]

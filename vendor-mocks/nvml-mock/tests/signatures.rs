@@ -3,7 +3,9 @@
 
 use std::marker::PhantomData;
 
-use nvidia_ml_mock::api::{device::*, gpm::*, processes::*, system::*};
+use nvidia_ml_mock::api::{
+    device::*, events::*, fields::*, gpm::*, health::*, mig::*, processes::*, system::*,
+};
 use nvml_wrapper_sys::bindings::NvmlLib;
 
 /// The function-pointer type of one `NvmlLib` field.
@@ -42,7 +44,6 @@ fn exports_match_nvml_wrapper_sys() {
         nvmlDeviceGetPowerUsage,
         nvmlDeviceGetTemperature,
         nvmlDeviceGetClockInfo,
-        nvmlDeviceGetMigMode,
         // processes
         nvmlDeviceGetComputeRunningProcesses_v3,
         nvmlDeviceGetProcessUtilization,
@@ -54,5 +55,33 @@ fn exports_match_nvml_wrapper_sys() {
         nvmlGpmSampleGet,
         nvmlGpmMigSampleGet,
         nvmlGpmMetricsGet,
+        // health
+        nvmlDeviceGetTotalEnergyConsumption,
+        nvmlDeviceGetTotalEccErrors,
+        nvmlDeviceGetEccMode,
+        nvmlDeviceGetCurrentClocksEventReasons,
+        nvmlDeviceGetCurrentClocksThrottleReasons,
+        nvmlDeviceGetSupportedClocksEventReasons,
+        nvmlDeviceGetSupportedClocksThrottleReasons,
+        nvmlDeviceGetPcieThroughput,
+        nvmlDeviceGetPcieReplayCounter,
+        nvmlDeviceGetEncoderUtilization,
+        nvmlDeviceGetDecoderUtilization,
+        // fields
+        nvmlDeviceGetFieldValues,
+        // events
+        nvmlEventSetCreate,
+        nvmlEventSetFree,
+        nvmlDeviceGetSupportedEventTypes,
+        nvmlDeviceRegisterEvents,
+        nvmlEventSetWait_v2,
+        // mig
+        nvmlDeviceGetMigMode,
+        nvmlDeviceGetMaxMigDeviceCount,
+        nvmlDeviceGetMigDeviceHandleByIndex,
+        nvmlDeviceIsMigDeviceHandle,
+        nvmlDeviceGetDeviceHandleFromMigDeviceHandle,
+        nvmlDeviceGetGpuInstanceId,
+        nvmlDeviceGetComputeInstanceId,
     );
 }

@@ -1,12 +1,15 @@
 //! Per-device identity and gauges: handles, index, UUID, name, PCI, memory, utilization,
-//! power, temperature, clocks and MIG mode.
+//! power, temperature and clocks. UUID, name and memory also answer for MIG devices, with
+//! the instance's values.
 
 use std::ffi::{c_char, c_uint, CStr};
 use std::mem::size_of;
 
 use nvml_wrapper_sys::bindings::*;
 
-use super::{c_count, device_call, fill_c_array, in_out, inject, out, out_str};
+use super::{
+    c_count, device_call, fill_c_array, in_out, inject, out, out_str, target_call, Target,
+};
 use crate::codes::{ARGUMENT_VERSION_MISMATCH, INVALID_ARGUMENT, NOT_FOUND, NOT_SUPPORTED};
 use crate::ffi_guard;
 use crate::handle;
@@ -72,25 +75,37 @@ pub unsafe extern "C" fn nvmlDeviceGetIndex(
     })
 }
 
+/// A MIG device's UUID is its instance's `uuid` (`MIG-…`).
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetUUID(
     device: nvmlDevice_t,
     uuid: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    device_call(device, Family::Uuid, |d, _| unsafe {
-        out_str(uuid, length, &d.uuid)
+    target_call(device, Family::Uuid, |t| {
+        let value = match t {
+            Target::Gpu(d, _) => &d.uuid,
+            Target::Mig { instance, .. } => &instance.uuid,
+        };
+        unsafe { out_str(uuid, length, value) }
     })
 }
 
+/// A MIG device is named like NVML names it: `<parent name> MIG <profile>`.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetName(
     device: nvmlDevice_t,
     name: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    device_call(device, Family::Name, |d, _| unsafe {
-        out_str(name, length, &d.name)
+    target_call(device, Family::Name, |t| {
+        let value = match t {
+            Target::Gpu(d, _) => d.name.clone(),
+            Target::Mig {
+                parent, instance, ..
+            } => instance.name(parent),
+        };
+        unsafe { out_str(name, length, &value) }
     })
 }
 
@@ -113,47 +128,62 @@ pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(
     })
 }
 
+/// (total, used) of a GPU, or of a MIG instance's slice of it.
+fn memory_of(t: Target<'_>) -> (u64, u64) {
+    match t {
+        Target::Gpu(d, _) => (d.memory_total_bytes, d.memory_used_bytes),
+        Target::Mig { instance, .. } => (instance.memory_total_bytes, instance.memory_used_bytes),
+    }
+}
+
+/// For a MIG device, the instance's memory.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(
     device: nvmlDevice_t,
     memory: *mut nvmlMemory_t,
 ) -> nvmlReturn_t {
-    device_call(device, Family::Memory, |d, _| {
+    target_call(device, Family::Memory, |t| {
+        let (total, used) = memory_of(t);
         let value = nvmlMemory_t {
-            total: d.memory_total_bytes,
-            free: d.memory_total_bytes - d.memory_used_bytes,
-            used: d.memory_used_bytes,
+            total,
+            free: total - used,
+            used,
         };
         unsafe { out(memory, value) }
     })
 }
 
 /// The caller sets `version` to `NVML_STRUCT_VERSION(Memory, 2)`; anything else is
-/// `ARGUMENT_VERSION_MISMATCH`. `reserved` is 0.
+/// `ARGUMENT_VERSION_MISMATCH`. `reserved` is 0. For a MIG device, the instance's memory.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
     device: nvmlDevice_t,
     memory: *mut nvmlMemory_v2_t,
 ) -> nvmlReturn_t {
-    device_call(device, Family::Memory, |d, _| {
+    target_call(device, Family::Memory, |t| {
         let info = unsafe { in_out(memory) }?;
         if info.version != MEMORY_V2_VERSION {
             return Err(ARGUMENT_VERSION_MISMATCH);
         }
-        info.total = d.memory_total_bytes;
+        let (total, used) = memory_of(t);
+        info.total = total;
         info.reserved = 0;
-        info.used = d.memory_used_bytes;
-        info.free = d.memory_total_bytes - d.memory_used_bytes;
+        info.used = used;
+        info.free = total - used;
         Ok(())
     })
 }
 
+/// `NOT_SUPPORTED` on a MIG device and on a GPU in MIG mode, as in NVML.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(
     device: nvmlDevice_t,
     utilization: *mut nvmlUtilization_t,
 ) -> nvmlReturn_t {
     device_call(device, Family::Utilization, |d, _| {
+        if d.mig_enabled() {
+            return Err(NOT_SUPPORTED);
+        }
         let value = nvmlUtilization_t {
             gpu: d.utilization_gpu_percent,
             memory: d.utilization_memory_percent,
@@ -203,27 +233,5 @@ pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
             Err(NOT_SUPPORTED)
         }
         _ => Err(INVALID_ARGUMENT),
-    })
-}
-
-/// `NOT_SUPPORTED` unless the device has a `mig` list; then current and pending modes are
-/// both `NVML_DEVICE_MIG_ENABLE`.
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetMigMode(
-    device: nvmlDevice_t,
-    currentMode: *mut c_uint,
-    pendingMode: *mut c_uint,
-) -> nvmlReturn_t {
-    device_call(device, Family::Mig, |d, _| {
-        if d.mig.is_none() {
-            return Err(NOT_SUPPORTED);
-        }
-        if currentMode.is_null() || pendingMode.is_null() {
-            return Err(INVALID_ARGUMENT);
-        }
-        unsafe {
-            out(currentMode, NVML_DEVICE_MIG_ENABLE)?;
-            out(pendingMode, NVML_DEVICE_MIG_ENABLE)
-        }
     })
 }

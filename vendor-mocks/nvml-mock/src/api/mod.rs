@@ -4,12 +4,20 @@
 //!
 //! Order of checks in every device call, as NVML does it: not initialized -> bad handle ->
 //! (mock) delay -> (mock) injected error -> bad arguments -> the answer.
+//!
+//! A MIG device handle is subject to its parent GPU's delays and errors. Calls made with
+//! [`device_call`] answer `NOT_SUPPORTED` for one; the calls that work on MIG devices use
+//! [`target_call`] and get the instance.
 // The exports keep NVML's C names (`nvmlDeviceGetUUID`, `infoCount`), and bindgen's
 // constants (`nvmlClockType_enum_NVML_CLOCK_SM`) appear in match patterns.
 #![allow(non_snake_case, non_upper_case_globals)]
 
 pub mod device;
+pub mod events;
+pub mod fields;
 pub mod gpm;
+pub mod health;
+pub mod mig;
 pub mod processes;
 pub mod system;
 
@@ -18,15 +26,28 @@ use std::time::Duration;
 
 use nvml_wrapper_sys::bindings::{nvmlDevice_t, nvmlReturn_t};
 
-use crate::codes::{NvmlResult, GPU_IS_LOST, INSUFFICIENT_SIZE, INVALID_ARGUMENT};
+use crate::codes::{NvmlResult, GPU_IS_LOST, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NOT_SUPPORTED};
 use crate::ffi_guard;
-use crate::handle;
-use crate::scenario::{Delays, Device, Errors, Family, Scenario};
+use crate::handle::{self, Handle};
+use crate::scenario::{Delays, Device, Errors, Family, MigInstance, Scenario};
 use crate::state;
+
+/// What a device handle resolved to in the current scenario.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// A GPU and its NVML index.
+    Gpu(&'a Device, usize),
+    /// A MIG device: its parent GPU, the parent's index, and the instance.
+    Mig {
+        parent: &'a Device,
+        index: usize,
+        instance: &'a MigInstance,
+    },
+}
 
 /// Runs a call that takes a device handle: resolves the handle in the current scenario,
 /// applies the device's delay and error for `family`, then runs `body` with the device and
-/// its index.
+/// its index. A MIG device handle is `NOT_SUPPORTED` (after its parent's delay and error).
 ///
 /// A handle the mock never handed out is `INVALID_ARGUMENT`. A handle whose index is past the
 /// end of the (reloaded) device list is `GPU_IS_LOST`: the device fell off the bus.
@@ -35,12 +56,47 @@ pub(crate) fn device_call(
     family: Family,
     body: impl FnOnce(&Device, usize) -> NvmlResult,
 ) -> nvmlReturn_t {
+    target_call(device, family, |target| match target {
+        Target::Gpu(dev, index) => body(dev, index),
+        Target::Mig { .. } => Err(NOT_SUPPORTED),
+    })
+}
+
+/// Like [`device_call`], for the calls that also answer for MIG device handles.
+///
+/// A MIG handle whose parent is past the end of the device list is `GPU_IS_LOST`; one whose
+/// parent no longer has that GPU instance (MIG disabled, or the instance destroyed by a
+/// reload) is `INVALID_ARGUMENT`, as NVML says a handle of a destroyed instance is invalid.
+/// The parent's delay and error for `family` apply.
+pub(crate) fn target_call(
+    device: nvmlDevice_t,
+    family: Family,
+    body: impl FnOnce(Target<'_>) -> NvmlResult,
+) -> nvmlReturn_t {
     ffi_guard(|| {
         let scenario = state::snapshot()?;
-        let index = handle::decode(device).ok_or(INVALID_ARGUMENT)?;
-        let dev = scenario.devices.get(index).ok_or(GPU_IS_LOST)?;
-        inject(&dev.delays_ms, &dev.errors, family)?;
-        body(dev, index)
+        match handle::resolve(device).ok_or(INVALID_ARGUMENT)? {
+            Handle::Device(index) => {
+                let dev = scenario.devices.get(index).ok_or(GPU_IS_LOST)?;
+                inject(&dev.delays_ms, &dev.errors, family)?;
+                body(Target::Gpu(dev, index))
+            }
+            Handle::Mig {
+                parent: index,
+                gpu_instance_id,
+            } => {
+                let parent = scenario.devices.get(index).ok_or(GPU_IS_LOST)?;
+                let instance = parent
+                    .mig_instance(gpu_instance_id)
+                    .ok_or(INVALID_ARGUMENT)?;
+                inject(&parent.delays_ms, &parent.errors, family)?;
+                body(Target::Mig {
+                    parent,
+                    index,
+                    instance,
+                })
+            }
+        }
     })
 }
 

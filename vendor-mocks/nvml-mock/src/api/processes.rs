@@ -1,6 +1,10 @@
 //! Per-process calls: the running compute processes and the two per-process utilization
 //! calls, with NVML's two-call size protocol.
 //!
+//! In MIG mode, processes live in the instances: a MIG device lists its instance's
+//! processes, and its parent GPU lists every instance's, each with its `gpuInstanceId` and
+//! `computeInstanceId`. Per-process utilization is `NOT_SUPPORTED` on a MIG device.
+//!
 //! Utilization samples are synthesized: every call makes one sample per scenario process,
 //! stamped with the current time (microseconds since the Unix epoch), and returns them only
 //! if that stamp is newer than the caller's `lastSeenTimeStamp`; otherwise `NOT_FOUND`, which
@@ -13,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use nvml_wrapper_sys::bindings::*;
 
-use super::{c_count, device_call, in_out};
+use super::{c_count, device_call, in_out, target_call, Target};
 use crate::codes::{
     NvmlResult, ARGUMENT_VERSION_MISMATCH, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NOT_FOUND,
     NOT_SUPPORTED,
@@ -45,32 +49,57 @@ unsafe fn size_protocol(count: *mut c_uint, buffer_is_null: bool, needed: usize)
 
 /// `NULL` buffer: the count, and `INSUFFICIENT_SIZE` if there are processes (`SUCCESS` with 0
 /// if none). A buffer too small: `INSUFFICIENT_SIZE` with the count needed.
+///
+/// A GPU lists its own `processes` (instance IDs `0xFFFFFFFF`), then, in MIG mode, every
+/// instance's; a MIG device lists its instance's. Instance processes carry their IDs.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     device: nvmlDevice_t,
     infoCount: *mut c_uint,
     infos: *mut nvmlProcessInfo_t,
 ) -> nvmlReturn_t {
-    device_call(device, Family::Processes, |d, _| {
+    target_call(device, Family::Processes, |t| {
+        let list: Vec<nvmlProcessInfo_t> = match t {
+            Target::Gpu(d, _) => {
+                let own = d
+                    .processes
+                    .iter()
+                    .map(|p| process_info(p, NOT_AVAILABLE, NOT_AVAILABLE));
+                let in_instances = d.mig.iter().flatten().flat_map(|m| {
+                    m.processes
+                        .iter()
+                        .map(|p| process_info(p, m.gpu_instance_id, m.compute_instance_id))
+                });
+                own.chain(in_instances).collect()
+            }
+            Target::Mig { instance: m, .. } => m
+                .processes
+                .iter()
+                .map(|p| process_info(p, m.gpu_instance_id, m.compute_instance_id))
+                .collect(),
+        };
         // SAFETY: NVML's contract: `infoCount` is NULL or valid; `infos` holds `*infoCount`.
-        unsafe { size_protocol(infoCount, infos.is_null(), d.processes.len()) }?;
-        for (i, p) in d.processes.iter().enumerate() {
-            let info = nvmlProcessInfo_t {
-                pid: p.pid,
-                usedGpuMemory: p
-                    .used_memory_bytes
-                    .unwrap_or(NVML_VALUE_NOT_AVAILABLE as u64),
-                gpuInstanceId: NOT_AVAILABLE,
-                computeInstanceId: NOT_AVAILABLE,
-            };
-            // SAFETY: `size_protocol` checked the buffer holds `processes.len()` entries.
+        unsafe { size_protocol(infoCount, infos.is_null(), list.len()) }?;
+        for (i, info) in list.into_iter().enumerate() {
+            // SAFETY: `size_protocol` checked the buffer holds that many entries.
             unsafe { infos.add(i).write(info) };
         }
         Ok(())
     })
 }
 
-/// `NOT_SUPPORTED` unless `process_utilization: supported`.
+fn process_info(p: &Process, gpu_instance_id: u32, compute_instance_id: u32) -> nvmlProcessInfo_t {
+    nvmlProcessInfo_t {
+        pid: p.pid,
+        usedGpuMemory: p
+            .used_memory_bytes
+            .unwrap_or(NVML_VALUE_NOT_AVAILABLE as u64),
+        gpuInstanceId: gpu_instance_id,
+        computeInstanceId: compute_instance_id,
+    }
+}
+
+/// `NOT_SUPPORTED` unless `process_utilization: supported`, and on a MIG device.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
     device: nvmlDevice_t,
@@ -106,7 +135,8 @@ pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
 
 /// The versioned successor of `nvmlDeviceGetProcessUtilization`: `version` must be
 /// `NVML_STRUCT_VERSION(ProcessesUtilizationInfo, 1)`, `processSamplesCount` is in/out, a
-/// NULL `procUtilArray` asks for the count. Works for `supported` and `info_only`.
+/// NULL `procUtilArray` asks for the count. Works for `supported` and `info_only`;
+/// `NOT_SUPPORTED` on a MIG device.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetProcessesUtilizationInfo(
     device: nvmlDevice_t,

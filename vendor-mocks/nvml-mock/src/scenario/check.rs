@@ -4,9 +4,11 @@
 use std::collections::BTreeSet;
 
 use nvml_wrapper_sys::bindings::{
-    NVML_DEVICE_NAME_V2_BUFFER_SIZE, NVML_DEVICE_UUID_V2_BUFFER_SIZE,
-    NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE,
+    NVML_DEVICE_NAME_V2_BUFFER_SIZE, NVML_DEVICE_UUID_V2_BUFFER_SIZE, NVML_NVLINK_MAX_LINKS,
+    NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE, NVML_VALUE_NOT_AVAILABLE,
 };
+
+use crate::handle::MAX_GPU_INSTANCE_ID;
 
 use super::{Device, Family, Gpm, PciAddress, Process, Scenario};
 
@@ -71,6 +73,14 @@ impl Device {
         if let Some(p) = self.decoder_percent {
             check_percent("decoder_percent", p)?;
         }
+        if let Some(n) = &self.nvlink {
+            if !(1..=NVML_NVLINK_MAX_LINKS).contains(&n.links) {
+                return Err(format!(
+                    "nvlink.links is {}; NVML devices have 1 to {NVML_NVLINK_MAX_LINKS} links",
+                    n.links
+                ));
+            }
+        }
         let mut instance_ids = BTreeSet::new();
         for (i, m) in self.mig.iter().flatten().enumerate() {
             let at = format!("mig[{i}]");
@@ -82,6 +92,25 @@ impl Device {
             check_memory(&format!("{at}."), m.memory_used_bytes, m.memory_total_bytes)?;
             check_gpm(&format!("{at}.gpm"), m.gpm.as_ref())?;
             check_processes(&format!("{at}.processes"), &m.processes)?;
+            check_c_string(
+                &format!("{at}.profile (in the MIG device's name)"),
+                &m.name(self),
+                NVML_DEVICE_NAME_V2_BUFFER_SIZE,
+            )?;
+            if m.profile.is_empty() {
+                return Err(format!("{at}.profile must not be empty, e.g. 1g.10gb"));
+            }
+            if m.gpu_instance_id >= MAX_GPU_INSTANCE_ID {
+                return Err(format!(
+                    "{at}.gpu_instance_id is {}; the mock supports IDs below {MAX_GPU_INSTANCE_ID} (NVML's are small)",
+                    m.gpu_instance_id
+                ));
+            }
+            if m.compute_instance_id == NVML_VALUE_NOT_AVAILABLE as u32 {
+                return Err(format!(
+                    "{at}.compute_instance_id is 0xFFFFFFFF, NVML's \"not a MIG device\""
+                ));
+            }
             if !instance_ids.insert(m.gpu_instance_id) {
                 return Err(format!(
                     "{at}: gpu_instance_id {} appears twice",

@@ -248,14 +248,27 @@ pub struct Pcie {
     pub replay_errors: u32,
 }
 
+/// NVLink traffic since the driver loaded, all links summed. NVML reports it in KiB per link
+/// (or summed, for scope `UINT_MAX`); see `api::fields`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Nvlink {
     pub tx_bytes: u64,
     pub rx_bytes: u64,
+    /// Mock extension: how many links the device has (1..=18), over which the totals are
+    /// spread. Default 18, an H100 SXM's count.
+    #[serde(default = "default_nvlink_links")]
+    pub links: u32,
 }
 
-/// One MIG instance (a GPU instance with one compute instance).
+/// NVLinks of a device when the scenario does not say: an H100 SXM has 18.
+pub const DEFAULT_NVLINK_LINKS: u32 = 18;
+
+fn default_nvlink_links() -> u32 {
+    DEFAULT_NVLINK_LINKS
+}
+
+/// One MIG instance (a GPU instance with one compute instance): one MIG device in NVML.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MigInstance {
@@ -290,6 +303,29 @@ impl fmt::Display for ScenarioError {
 }
 
 impl std::error::Error for ScenarioError {}
+
+impl Device {
+    /// The MIG instance with this GPU instance ID, if MIG is enabled and it exists.
+    pub fn mig_instance(&self, gpu_instance_id: u32) -> Option<&MigInstance> {
+        self.mig
+            .as_ref()?
+            .iter()
+            .find(|m| m.gpu_instance_id == gpu_instance_id)
+    }
+
+    /// Whether MIG mode is enabled (the device has a `mig` list, even an empty one).
+    pub fn mig_enabled(&self) -> bool {
+        self.mig.is_some()
+    }
+}
+
+impl MigInstance {
+    /// The name NVML gives a MIG device: the parent's, then `MIG` and the profile, e.g.
+    /// `NVIDIA H100 80GB HBM3 MIG 1g.10gb`.
+    pub fn name(&self, parent: &Device) -> String {
+        format!("{} MIG {}", parent.name, self.profile)
+    }
+}
 
 impl Scenario {
     /// Parses and checks a scenario file's text.
@@ -378,6 +414,11 @@ mod tests {
         );
         assert_eq!(d.throttle_reasons.as_ref().unwrap().len(), 6);
         assert_eq!(d.mig.as_ref().unwrap()[0].profile, "1g.10gb");
+        assert_eq!(
+            d.mig.as_ref().unwrap()[0].name(d),
+            "NVIDIA H100 80GB HBM3 MIG 1g.10gb"
+        );
+        assert_eq!(d.nvlink.unwrap().links, DEFAULT_NVLINK_LINKS);
         assert_eq!(s.node_fault(Family::Init), (Some(5), None));
     }
 
@@ -428,6 +469,24 @@ mod tests {
             ("    processes: [{pid: 1}, {pid: 1}]\n", "twice"),
             ("    errors: {init: TIMEOUT}\n", "node-wide"),
             ("    pci_bus_id: 18:00.0\n", "pci_bus_id"),
+            ("    nvlink: {tx_bytes: 1, rx_bytes: 1, links: 19}\n", "links"),
+            ("    nvlink: {tx_bytes: 1, rx_bytes: 1, links: 0}\n", "links"),
+            (
+                "    mig: [{uuid: MIG-1, gpu_instance_id: 32, compute_instance_id: 0, profile: 1g.10gb, memory_total_bytes: 1, memory_used_bytes: 0}]\n",
+                "below 32",
+            ),
+            (
+                "    mig: [{uuid: MIG-1, gpu_instance_id: 1, compute_instance_id: 4294967295, profile: 1g.10gb, memory_total_bytes: 1, memory_used_bytes: 0}]\n",
+                "0xFFFFFFFF",
+            ),
+            (
+                "    mig: [{uuid: MIG-1, gpu_instance_id: 1, compute_instance_id: 0, profile: \"\", memory_total_bytes: 1, memory_used_bytes: 0}]\n",
+                "profile",
+            ),
+            (
+                "    mig: [{uuid: MIG-1, gpu_instance_id: 1, compute_instance_id: 0, profile: 1g.10gb, memory_total_bytes: 1, memory_used_bytes: 0}, {uuid: MIG-2, gpu_instance_id: 1, compute_instance_id: 1, profile: 1g.10gb, memory_total_bytes: 1, memory_used_bytes: 0}]\n",
+                "appears twice",
+            ),
         ];
         for (extra, expected) in bad {
             // Later keys override: append the bad value after the defaults by replacing it.
