@@ -7,9 +7,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use gpu_pod_exporter::attribute::attribute;
 use gpu_pod_exporter::attribute::names::NodeNames;
 use gpu_pod_exporter::attribute::podresources::{ContainerDevices, KubeletView};
-use gpu_pod_exporter::attribute::attribute;
 use gpu_pod_exporter::sample::{DeviceIdentity, DeviceMetrics, DeviceSample, GpuProcess, Vendor};
 
 const GPUS: usize = 16;
@@ -127,16 +127,25 @@ fn main() {
     let names = NodeNames::read(&pods, &ctrs);
     for per_process in [true, false] {
         let devs = devices(per_process);
-        measure(&format!("attribute, per-process utilization {per_process}, no kubelet"), || {
-            std::hint::black_box(attribute(&devs, &procfs, &names, &KubeletView::default()));
-        });
-        measure(&format!("attribute, per-process utilization {per_process}, {PROCESSES} allocations"), || {
-            std::hint::black_box(attribute(&devs, &procfs, &names, &kubelet));
-        });
+        measure(
+            &format!("attribute, per-process utilization {per_process}, no kubelet"),
+            || {
+                std::hint::black_box(attribute(&devs, &procfs, &names, &KubeletView::default()));
+            },
+        );
+        measure(
+            &format!("attribute, per-process utilization {per_process}, {PROCESSES} allocations"),
+            || {
+                std::hint::black_box(attribute(&devs, &procfs, &names, &kubelet));
+            },
+        );
     }
     let devs = devices(true);
-    measure("whole stage per sample (read names + attribute + allocations)", || {
-        let names = NodeNames::read(&pods, &ctrs);
-        std::hint::black_box(attribute(&devs, &procfs, &names, &kubelet));
-    });
+    measure(
+        "whole stage per sample (read names + attribute + allocations)",
+        || {
+            let names = NodeNames::read(&pods, &ctrs);
+            std::hint::black_box(attribute(&devs, &procfs, &names, &kubelet));
+        },
+    );
 }

@@ -22,7 +22,7 @@ fn is_volatile(line: &str) -> bool {
     let name = line
         .trim_start_matches("# HELP ")
         .trim_start_matches("# TYPE ")
-        .split(|c| c == '{' || c == ' ')
+        .split(['{', ' '])
         .next()
         .unwrap_or("");
     name.starts_with("process_")
@@ -141,7 +141,8 @@ fn check_scenario_values(yaml: &str, origin: &str) {
         "{origin}: pick scenarios that initialize"
     );
     let agent = Agent::with_scenario(yaml).start();
-    let healthy = |d: &ScenarioDevice| d.errors.is_empty() && d.delays_ms.is_empty() && d.mig.is_none();
+    let healthy =
+        |d: &ScenarioDevice| d.errors.is_empty() && d.delays_ms.is_empty() && d.mig.is_none();
     let s = agent.scrape_until(
         WAIT,
         &format!("{origin}: every healthy device, with GPM"),
