@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A pod's namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,8 +19,8 @@ pub struct PodName {
 /// What the log folders say about the pods and containers on this node, read once per cycle.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeNames {
-    /// Pod UID -> namespace and name, and the container folder names under the pod's log folder.
-    pub pods: HashMap<String, (PodName, Vec<String>)>,
+    /// Pod UID -> namespace and name, and the pod's log folder (listed only when needed).
+    pub pods: HashMap<String, (PodName, PathBuf)>,
     /// Container ID -> (namespace, pod, container name).
     pub containers: HashMap<String, (PodName, String)>,
 }
@@ -32,8 +32,7 @@ impl NodeNames {
         let mut names = NodeNames::default();
         for entry in read_dir_names(pod_logs) {
             if let Some((pod, uid)) = parse_pod_dir(&entry) {
-                let containers = read_dir_names(&pod_logs.join(&entry));
-                names.pods.insert(uid, (pod, containers));
+                names.pods.insert(uid, (pod, pod_logs.join(&entry)));
             }
         }
         for entry in read_dir_names(container_logs) {
@@ -53,13 +52,14 @@ impl NodeNames {
     /// Names the container `container_id` of pod `pod_uid`: by its log symlink, else by the
     /// pod's only container folder. `None` for the container when neither tells.
     pub fn lookup(&self, pod_uid: &str, container_id: &str) -> Option<(PodName, Option<String>)> {
-        let (pod, folders) = self.pods.get(pod_uid)?;
+        let (pod, folder) = self.pods.get(pod_uid)?;
         if let Some((cpod, name)) = self.containers.get(container_id) {
             if cpod == pod {
                 return Some((pod.clone(), Some(name.clone())));
             }
         }
-        let only = match folders.as_slice() {
+        // Rare (a truncated or missing symlink): list the pod's container folders.
+        let only = match read_dir_names(folder).as_slice() {
             [one] => Some(one.clone()),
             _ => None,
         };
