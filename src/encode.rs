@@ -9,7 +9,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::attribute::PodSample;
-use crate::sample::{DeviceMetrics, DeviceSample};
+use crate::sample::{DeviceHealth, DeviceMetrics, DeviceSample, THROTTLE_REASONS};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
 /// The exposition formats a scrape can ask for.
@@ -217,9 +217,9 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
     gauge_family(
         enc,
         "gpu_info",
-        "Static facts about a GPU; always 1.",
+        "Static facts about a GPU; always 1. MIG instances add parent_uuid and mig_profile.",
         snap.devices.iter().map(|d| {
-            let labels = [
+            let mut labels: Vec<(&str, &str)> = vec![
                 ("gpu", d.identity.gpu.as_str()),
                 ("uuid", d.identity.uuid.as_str()),
                 ("vendor", d.vendor.map_or("", |v| v.label())),
@@ -227,6 +227,10 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
                 ("pci_bus_id", d.identity.pci_bus_id.as_str()),
                 ("driver_version", d.identity.driver_version.as_str()),
             ];
+            if let Some(mig) = &d.identity.mig {
+                labels.push(("parent_uuid", mig.parent_uuid.as_str()));
+                labels.push(("mig_profile", mig.profile.as_str()));
+            }
             (labels, 1.0)
         }),
     )?;
@@ -256,6 +260,129 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
                 .iter()
                 .filter(|d| !matches!(d.down, Some(crate::sample::DeviceDown::Failed(_))))
                 .filter_map(|d| get(&d.metrics).map(|v| (device_labels(d), v))),
+        )?;
+    }
+    encode_health(snap, enc)
+}
+
+type HealthGetter = fn(&DeviceHealth) -> Option<f64>;
+
+/// Health gauges (CONTRACT §3): name, help, value.
+const HEALTH_GAUGES: &[(&str, &str, HealthGetter)] = &[
+    (
+        "gpu_pcie_transmit_bytes_per_second",
+        "PCIe transmit throughput, bytes per second.",
+        |h| h.pcie_transmit_bytes_per_second,
+    ),
+    (
+        "gpu_pcie_receive_bytes_per_second",
+        "PCIe receive throughput, bytes per second.",
+        |h| h.pcie_receive_bytes_per_second,
+    ),
+    (
+        "gpu_encoder_utilization_ratio",
+        "Video encoder utilization (0..1).",
+        |h| h.encoder_utilization_ratio,
+    ),
+    (
+        "gpu_decoder_utilization_ratio",
+        "Video decoder utilization (0..1).",
+        |h| h.decoder_utilization_ratio,
+    ),
+];
+
+/// Health counters: name (without `_total`), help, value.
+const HEALTH_COUNTERS: &[(&str, &str, HealthGetter)] = &[
+    (
+        "gpu_energy_joules",
+        "Energy the GPU consumed since the driver loaded, joules.",
+        |h| h.energy_joules,
+    ),
+    ("gpu_pcie_replay_errors", "PCIe replay errors.", |h| {
+        h.pcie_replay_errors
+    }),
+    (
+        "gpu_nvlink_transmit_bytes",
+        "NVLink data transmitted, all links summed, bytes.",
+        |h| h.nvlink_transmit_bytes,
+    ),
+    (
+        "gpu_nvlink_receive_bytes",
+        "NVLink data received, all links summed, bytes.",
+        |h| h.nvlink_receive_bytes,
+    ),
+];
+
+/// Device labels plus one more, as owned strings.
+fn labels_plus(d: &DeviceSample, key: &'static str, value: String) -> Vec<(&'static str, String)> {
+    let mut v: Vec<(&'static str, String)> = device_labels(d)
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+    v.push((key, value));
+    v
+}
+
+fn encode_health(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    // A failed device reports nothing; a hung one keeps its last values.
+    let live = || {
+        snap.devices
+            .iter()
+            .filter(|d| !matches!(d.down, Some(crate::sample::DeviceDown::Failed(_))))
+    };
+    for (name, help, get) in HEALTH_COUNTERS {
+        counter_family(
+            enc,
+            name,
+            help,
+            live().filter_map(|d| get(&d.health).map(|v| (device_labels(d), v))),
+        )?;
+    }
+    counter_family(
+        enc,
+        "gpu_ecc_errors",
+        "ECC errors since the counters were last cleared (aggregate), by type.",
+        live().flat_map(|d| {
+            [
+                ("corrected", d.health.ecc_corrected),
+                ("uncorrected", d.health.ecc_uncorrected),
+            ]
+            .into_iter()
+            .filter_map(move |(t, v)| Some((labels_plus(d, "type", t.to_string()), v?)))
+        }),
+    )?;
+    counter_family(
+        enc,
+        "gpu_xid_errors",
+        "XID error events since the agent started watching, by XID code.",
+        snap.devices.iter().flat_map(|d| {
+            d.health
+                .xid_errors
+                .iter()
+                .map(move |(xid, n)| (labels_plus(d, "xid", xid.to_string()), *n as f64))
+        }),
+    )?;
+    gauge_family(
+        enc,
+        "gpu_clock_throttled",
+        "1 while the clock event (throttle) reason is active, else 0.",
+        live().flat_map(|d| {
+            d.health.throttled.into_iter().flat_map(move |flags| {
+                THROTTLE_REASONS.iter().zip(flags).map(move |(r, on)| {
+                    (
+                        labels_plus(d, "reason", r.to_string()),
+                        if on { 1.0 } else { 0.0 },
+                    )
+                })
+            })
+        }),
+    )?;
+    for (name, help, get) in HEALTH_GAUGES {
+        gauge_family(
+            enc,
+            name,
+            help,
+            live().filter_map(|d| get(&d.health).map(|v| (device_labels(d), v))),
         )?;
     }
     Ok(())

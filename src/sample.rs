@@ -27,6 +27,50 @@ pub struct DeviceIdentity {
     pub model: String,
     pub pci_bus_id: String,
     pub driver_version: String,
+    /// For a MIG instance: its parent GPU's UUID, its profile (`1g.10gb`) and its GPU instance id.
+    pub mig: Option<MigIdentity>,
+}
+
+/// What makes a MIG instance a device of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MigIdentity {
+    pub parent_uuid: String,
+    pub profile: String,
+    pub gpu_instance_id: u32,
+    pub compute_instance_id: u32,
+}
+
+/// Clock event (throttle) reasons exported as `gpu_clock_throttled{reason}`, in label order.
+pub const THROTTLE_REASONS: [&str; 6] = [
+    "sw_power_cap",
+    "hw_slowdown",
+    "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+    "sw_thermal_slowdown",
+    "sync_boost",
+];
+
+/// Health and long-tail values of one device; `None` where the device does not report them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceHealth {
+    /// Counter: total energy since the driver loaded, joules.
+    pub energy_joules: Option<f64>,
+    /// Counters: aggregate ECC errors (corrected, uncorrected).
+    pub ecc_corrected: Option<f64>,
+    pub ecc_uncorrected: Option<f64>,
+    /// Whether each of `THROTTLE_REASONS` is active, in that order.
+    pub throttled: Option<[bool; 6]>,
+    pub pcie_transmit_bytes_per_second: Option<f64>,
+    pub pcie_receive_bytes_per_second: Option<f64>,
+    /// Counter.
+    pub pcie_replay_errors: Option<f64>,
+    /// Counters: all links summed.
+    pub nvlink_transmit_bytes: Option<f64>,
+    pub nvlink_receive_bytes: Option<f64>,
+    pub encoder_utilization_ratio: Option<f64>,
+    pub decoder_utilization_ratio: Option<f64>,
+    /// Counters: XID events since the agent started watching, by XID code.
+    pub xid_errors: Vec<(u64, u64)>,
 }
 
 /// Gauges of one device; `None` where the device does not report the value.
@@ -75,6 +119,7 @@ pub struct DeviceSample {
     /// `None` when the device answered; otherwise why not.
     pub down: Option<DeviceDown>,
     pub metrics: DeviceMetrics,
+    pub health: DeviceHealth,
     pub processes: Vec<GpuProcess>,
     /// Whether `processes[].sm_utilization_ratio` is meaningful for this device.
     pub per_process_utilization: bool,

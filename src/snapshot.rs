@@ -145,7 +145,8 @@ impl Attributor {
     fn apply(&mut self, snap: &mut Snapshot, cycles: u64) {
         let kubelet = (self.kubelet)();
         let inputs = (cycles, kubelet.fetched_at);
-        if self.last_inputs != Some(inputs) {
+        // Before every collector has reported, allocations would find no devices to match.
+        if snap.ready && self.last_inputs != Some(inputs) {
             let names = NodeNames::read(&self.paths.pod_logs, &self.paths.container_logs);
             let result = attribute::attribute(&snap.devices, &self.paths.procfs, &names, &kubelet);
             for f in result.failures {

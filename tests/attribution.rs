@@ -256,8 +256,14 @@ fn allocated(s: &prom::Samples, pod: &str) -> Option<f64> {
 #[test]
 fn kubelet_allocations_join_by_name() {
     let (_dir, agent, _kubelet, _) = with_kubelet();
+    // Every device answered (so an unmatched ID is a failure), and the allocations are in.
     let s = agent.scrape_until(WAIT, "the kubelet's allocations", |s| {
         s.find("pod_gpu_allocated", &[]).len() == 5
+            && s.value(
+                "gpu_pod_exporter_attribution_failures_total",
+                &[("reason", "device_unknown")],
+            )
+            .is_some_and(|v| v >= 1.0)
     });
     for pod in [
         "crio-cgroupfs-guaranteed",

@@ -89,7 +89,15 @@ impl DeviceRef {
     pub fn matches(&self, d: &DeviceIdentity) -> bool {
         match self {
             DeviceRef::Uuid(u) => d.uuid.eq_ignore_ascii_case(u),
-            DeviceRef::MigOf { .. } => false,
+            DeviceRef::MigOf {
+                parent_uuid,
+                gpu_instance,
+                compute_instance,
+            } => d.mig.as_ref().is_some_and(|m| {
+                m.parent_uuid.eq_ignore_ascii_case(parent_uuid)
+                    && m.gpu_instance_id == *gpu_instance
+                    && m.compute_instance_id == *compute_instance
+            }),
             DeviceRef::Minor {
                 minor,
                 gpu_instance,

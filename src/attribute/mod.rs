@@ -206,6 +206,7 @@ pub fn attribute(
         failures: Vec::new(),
     };
 
+    let all_identified = devices.iter().all(|d| !d.identity.uuid.is_empty());
     // Kubelet allocations per device (rule 4 and "holds the device alone").
     let mut allocated: Vec<Vec<ContainerKey>> = vec![Vec::new(); devices.len()];
     for a in &kubelet.allocations {
@@ -219,7 +220,8 @@ pub fn attribute(
                     .collect(),
                 None => Vec::new(),
             };
-            if matched.is_empty() {
+            // A device that has not answered yet has no UUID to match: not a failure (yet).
+            if matched.is_empty() && all_identified {
                 r.failures.push(Failure::DeviceUnknown);
             }
             for i in matched {
@@ -270,7 +272,8 @@ fn device_shares(
     // A failed device reports nothing about its processes: only allocations stand.
     let failed = matches!(d.down, Some(DeviceDown::Failed(_)));
     let alone = shares.len() == 1 && others == 0;
-    let device_util = d.metrics.utilization_ratio;
+    // MIG instances report no NVML utilization; their GPM SM activity stands in for it.
+    let device_util = d.metrics.utilization_ratio.or(d.metrics.sm_active_ratio);
     let mut out: Vec<PodSample> = shares
         .into_iter()
         .map(|(key, s)| {
@@ -390,6 +393,7 @@ mod tests {
                 })
                 .collect(),
             per_process_utilization: per_process,
+            health: Default::default(),
             down: None,
         }
     }

@@ -10,14 +10,16 @@ use std::sync::mpsc::{Receiver, Sender};
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::gpm::GpmMetricId;
-use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::gpm::gpm_metrics_get;
 use nvml_wrapper::{Device, GpmSample, Nvml};
 
 use super::error_name;
+use super::health;
 use super::procutil::ProcessUtilization;
 use crate::sample::{
-    CallError, DeviceDown, DeviceIdentity, DeviceMetrics, DeviceSample, GpuProcess, Vendor,
+    CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, GpuProcess,
+    MigIdentity, Vendor,
 };
 
 /// What a worker sends back after one sample.
@@ -25,7 +27,8 @@ use crate::sample::{
 pub(super) struct WorkerResult {
     pub generation: u64,
     pub index: u32,
-    pub sample: DeviceSample,
+    /// The device, then its MIG instances (devices of their own) when it is in MIG mode.
+    pub samples: Vec<DeviceSample>,
     pub errors: Vec<CallError>,
 }
 
@@ -40,7 +43,7 @@ pub(super) fn run_worker(
 ) {
     let mut dev = DeviceState::new(index, driver_version);
     while requests.recv().is_ok() {
-        let (sample, errors) = match catch_unwind(AssertUnwindSafe(|| dev.sample(nvml))) {
+        let (samples, errors) = match catch_unwind(AssertUnwindSafe(|| dev.sample(nvml))) {
             Ok(r) => r,
             Err(_) => {
                 tracing::error!(
@@ -49,7 +52,7 @@ pub(super) fn run_worker(
                 );
                 dev.reset();
                 (
-                    dev.down_sample(DeviceDown::Failed("PANIC".into())),
+                    vec![dev.down_sample(DeviceDown::Failed("PANIC".into()))],
                     Vec::new(),
                 )
             }
@@ -57,7 +60,7 @@ pub(super) fn run_worker(
         let res = WorkerResult {
             generation,
             index,
-            sample,
+            samples,
             errors,
         };
         if results.send(res).is_err() {
@@ -81,7 +84,7 @@ fn is_fatal(e: &NvmlError) -> bool {
 
 /// The outcome of the calls of one sample: failures counted, the first fatal one kept.
 #[derive(Default)]
-struct Calls {
+pub(super) struct Calls {
     errors: Vec<CallError>,
     fatal: Option<String>,
 }
@@ -89,7 +92,7 @@ struct Calls {
 impl Calls {
     /// The value of a call; `None` when it failed or is not supported (then the series is
     /// simply absent). Once a call was fatal, later ones are not made.
-    fn take<T>(
+    pub(super) fn take<T>(
         &mut self,
         call: &'static str,
         f: impl FnOnce() -> Result<T, NvmlError>,
@@ -133,6 +136,8 @@ struct DeviceState {
     identity: DeviceIdentity,
     procutil: ProcessUtilization,
     gpm: Gpm,
+    /// The previous GPM sample of each MIG GPU instance, by GPU instance id.
+    mig_gpm: HashMap<u32, GpmSample<'static>>,
 }
 
 impl DeviceState {
@@ -151,6 +156,7 @@ impl DeviceState {
                 supported: None,
                 previous: None,
             },
+            mig_gpm: HashMap::new(),
         }
     }
 
@@ -162,6 +168,7 @@ impl DeviceState {
             supported: None,
             previous: None,
         };
+        self.mig_gpm.clear();
     }
 
     fn down_sample(&self, why: DeviceDown) -> DeviceSample {
@@ -173,14 +180,14 @@ impl DeviceState {
         }
     }
 
-    fn sample(&mut self, nvml: &'static Nvml) -> (DeviceSample, Vec<CallError>) {
+    fn sample(&mut self, nvml: &'static Nvml) -> (Vec<DeviceSample>, Vec<CallError>) {
         let mut calls = Calls::default();
         if self.handle.is_none() {
             self.handle = calls.take("handle", || nvml.device_by_index(self.index));
         }
         let Some(dev) = self.handle.as_ref() else {
             let why = DeviceDown::Failed(calls.fatal.clone().unwrap_or_else(|| "NO_HANDLE".into()));
-            return (self.down_sample(why), calls.errors);
+            return (vec![self.down_sample(why)], calls.errors);
         };
 
         if let Some(uuid) = calls.take("uuid", || dev.uuid()) {
@@ -231,27 +238,180 @@ impl DeviceState {
             m.dram_active_ratio = values.get(&GpmMetricId::DramBwUtil).copied();
         }
 
+        let health = health::read(&mut calls, nvml, dev);
+        let in_mig_mode = calls
+            .take("mig", || dev.mig_mode())
+            .is_some_and(|m| m.current == 1);
+        let instances = if in_mig_mode {
+            mig_instances(
+                &mut calls,
+                nvml,
+                dev,
+                &self.identity,
+                &self.gpm,
+                &mut self.mig_gpm,
+            )
+        } else {
+            self.mig_gpm.clear();
+            Vec::new()
+        };
+
         if let Some(fatal) = calls.fatal.take() {
             // Whatever was read before the device failed is not reported: a lost GPU shows
             // `gpu_up 0` and its identity, not a mix of fresh and missing values.
-            return (self.down_sample(DeviceDown::Failed(fatal)), calls.errors);
+            return (
+                vec![self.down_sample(DeviceDown::Failed(fatal))],
+                calls.errors,
+            );
         }
-        let per_process_utilization = utils.is_some();
-        let processes = merge_processes(running.unwrap_or_default(), utils);
-        let sample = DeviceSample {
+        // In MIG mode the parent lists its instances' processes; they are attributed on the
+        // instances, so the parent keeps only its device-wide series.
+        let (processes, per_process_utilization) = if in_mig_mode {
+            (Vec::new(), false)
+        } else {
+            (
+                merge_processes(running.unwrap_or_default(), utils.clone()),
+                utils.is_some(),
+            )
+        };
+        let mut samples = vec![DeviceSample {
             vendor: Some(Vendor::Nvidia),
             identity: self.identity.clone(),
             down: None,
             metrics: m,
+            health,
             processes,
             per_process_utilization,
-        };
-        (sample, calls.errors)
+        }];
+        samples.extend(instances);
+        (samples, calls.errors)
     }
 }
 
 fn percent(p: u32) -> f64 {
     f64::from(p.min(100)) / 100.0
+}
+
+/// Every MIG instance of a GPU in MIG mode, as a device of its own: `gpu` = `<parent>:<gpu
+/// instance>`, its `MIG-` UUID, its memory, its processes, and GPM per GPU instance.
+fn mig_instances(
+    calls: &mut Calls,
+    nvml: &'static Nvml,
+    parent: &Device<'static>,
+    parent_id: &DeviceIdentity,
+    gpm: &Gpm,
+    mig_gpm: &mut HashMap<u32, GpmSample<'static>>,
+) -> Vec<DeviceSample> {
+    let max = calls.take("mig", || parent.mig_device_count()).unwrap_or(0);
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for i in 0..max {
+        let mig = match parent.mig_device_by_index(i) {
+            Ok(d) => d,
+            // Fewer instances than the maximum: NVML says NOT_FOUND for the empty slots.
+            Err(NvmlError::NotFound | NvmlError::NotSupported) => continue,
+            Err(e) => {
+                calls.take("mig", || Err::<(), _>(e));
+                continue;
+            }
+        };
+        let Some((gi, ci)) = calls.take("mig", || instance_ids(nvml, &mig)) else {
+            continue;
+        };
+        let Some(uuid) = calls.take("uuid", || mig.uuid()) else {
+            continue;
+        };
+        seen.push(gi);
+        let name = calls.take("name", || mig.name()).unwrap_or_default();
+        // NVML names an instance `<GPU name> MIG <profile>`.
+        let profile = name
+            .rsplit_once(" MIG ")
+            .map_or_else(String::new, |(_, p)| p.to_string());
+        let mut m = DeviceMetrics::default();
+        if let Some(mem) = calls.take("memory", || mig.memory_info()) {
+            m.memory_used_bytes = Some(mem.used as f64);
+            m.memory_total_bytes = Some(mem.total as f64);
+        }
+        if gpm.supported == Some(true) {
+            if let Some(v) = calls
+                .take("gpm", || {
+                    gpm_step(nvml, mig_gpm.remove(&gi), parent.gpm_mig_sample(gi)?, |s| {
+                        mig_gpm.insert(gi, s);
+                    })
+                })
+                .flatten()
+            {
+                m.sm_active_ratio = v.get(&GpmMetricId::SmUtil).copied();
+                m.sm_occupancy_ratio = v.get(&GpmMetricId::SmOccupancy).copied();
+                m.tensor_active_ratio = v.get(&GpmMetricId::AnyTensorUtil).copied();
+                m.dram_active_ratio = v.get(&GpmMetricId::DramBwUtil).copied();
+            }
+        }
+        let running = calls.take("processes", || mig.running_compute_processes());
+        out.push(DeviceSample {
+            vendor: Some(Vendor::Nvidia),
+            identity: DeviceIdentity {
+                gpu: format!("{}:{gi}", parent_id.gpu),
+                uuid,
+                model: name,
+                pci_bus_id: parent_id.pci_bus_id.clone(),
+                driver_version: parent_id.driver_version.clone(),
+                mig: Some(MigIdentity {
+                    parent_uuid: parent_id.uuid.clone(),
+                    profile,
+                    gpu_instance_id: gi,
+                    compute_instance_id: ci,
+                }),
+            },
+            down: None,
+            metrics: m,
+            health: DeviceHealth::default(),
+            processes: merge_processes(running.unwrap_or_default(), None),
+            per_process_utilization: false,
+        });
+    }
+    // Instances that are gone take their GPM samples with them.
+    mig_gpm.retain(|gi, _| seen.contains(gi));
+    out
+}
+
+/// A MIG device's GPU and compute instance ids (not wrapped by nvml-wrapper).
+fn instance_ids(nvml: &Nvml, mig: &Device<'_>) -> Result<(u32, u32), NvmlError> {
+    let gi_sym = nvml_sym(nvml.lib().nvmlDeviceGetGpuInstanceId.as_ref())?;
+    let ci_sym = nvml_sym(nvml.lib().nvmlDeviceGetComputeInstanceId.as_ref())?;
+    let (mut gi, mut ci) = (0u32, 0u32);
+    // SAFETY: the handle belongs to this NVML instance; NVML writes one uint each.
+    unsafe {
+        nvml_try(gi_sym(mig.handle(), &mut gi))?;
+        nvml_try(ci_sym(mig.handle(), &mut ci))?;
+    }
+    Ok((gi, ci))
+}
+
+/// GPM metrics between `previous` and `current` (as 0..1); `current` is handed to `keep` to be
+/// the next previous sample. `Ok(None)` on the first sample.
+fn gpm_step(
+    nvml: &'static Nvml,
+    previous: Option<GpmSample<'static>>,
+    current: GpmSample<'static>,
+    keep: impl FnOnce(GpmSample<'static>),
+) -> Result<Option<HashMap<GpmMetricId, f64>>, NvmlError> {
+    let result = match &previous {
+        None => Ok(None),
+        Some(prev) => gpm_metrics_get(nvml, prev, &current, &GPM_METRICS).map(|results| {
+            let mut out = HashMap::new();
+            for (id, r) in GPM_METRICS.iter().zip(results) {
+                if let Ok(v) = r {
+                    if v.value.is_finite() {
+                        out.insert(*id, (v.value / 100.0).clamp(0.0, 1.0));
+                    }
+                }
+            }
+            Some(out)
+        }),
+    };
+    keep(current);
+    result
 }
 
 /// Takes a GPM sample and, when a previous one exists, the metrics between the two (as 0..1).
@@ -272,22 +432,8 @@ fn poll_gpm(
         return Ok(None);
     }
     let current = dev.gpm_sample()?;
-    let Some(previous) = gpm.previous.replace(current) else {
-        return Ok(None);
-    };
-    let Some(current) = gpm.previous.as_ref() else {
-        return Ok(None);
-    };
-    let results = gpm_metrics_get(nvml, &previous, current, &GPM_METRICS)?;
-    let mut out = HashMap::new();
-    for (id, r) in GPM_METRICS.iter().zip(results) {
-        if let Ok(v) = r {
-            if v.value.is_finite() {
-                out.insert(*id, (v.value / 100.0).clamp(0.0, 1.0));
-            }
-        }
-    }
-    Ok(Some(out))
+    let previous = gpm.previous.take();
+    gpm_step(nvml, previous, current, |s| gpm.previous = Some(s))
 }
 
 /// Joins the running-process list (memory, MIG ids) with per-process utilization. A process

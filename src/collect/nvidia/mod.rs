@@ -2,11 +2,14 @@
 //! thread per device, initialization retried with backoff. The only module that knows NVML.
 
 mod device;
+mod events;
+mod health;
 mod procutil;
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -65,7 +68,8 @@ struct Worker {
     busy: bool,
     /// The UUID the device had when it was enumerated.
     uuid: Option<String>,
-    last: Option<DeviceSample>,
+    /// The device's last answer: the device, then its MIG instances.
+    last: Option<Vec<DeviceSample>>,
 }
 
 /// NVML, loaded, with a worker per device.
@@ -77,6 +81,8 @@ struct Loaded {
     results_tx: Sender<WorkerResult>,
     results: Receiver<WorkerResult>,
     reenumerate: bool,
+    /// XID counts from the event thread, by device UUID.
+    xids: Arc<events::XidCounts>,
 }
 
 /// When the next initialization attempt is due.
@@ -137,6 +143,10 @@ impl NvidiaBackend {
                     "NVML initialized"
                 );
                 let (results_tx, results) = mpsc::channel();
+                let xids = Arc::new(events::XidCounts::default());
+                if let Err(e) = events::spawn(nvml, Arc::clone(&xids)) {
+                    tracing::error!(error = %e, "cannot start the XID event thread");
+                }
                 self.loaded = Some(Loaded {
                     nvml,
                     driver_version,
@@ -145,6 +155,7 @@ impl NvidiaBackend {
                     results_tx,
                     results,
                     reenumerate: true,
+                    xids,
                 });
                 self.retry.backoff = FIRST_RETRY;
                 self.retry.failures = 0;
@@ -194,6 +205,7 @@ impl Loaded {
             });
         }
         self.reenumerate = false;
+        self.xids.rearm();
         tracing::info!(
             devices = count,
             generation = self.generation,
@@ -212,10 +224,20 @@ impl Loaded {
         };
         w.busy = false;
         errors.extend(r.errors);
-        let uuid = &r.sample.identity.uuid;
+        // A device that answers again after failing is registered for events again.
+        let was_down = w
+            .last
+            .as_ref()
+            .and_then(|l| l.first())
+            .is_some_and(|s| !s.up());
+        let is_up = r.samples.first().is_some_and(DeviceSample::up);
+        if was_down && is_up {
+            self.xids.rearm();
+        }
+        let uuid = r.samples.first().map_or("", |s| s.identity.uuid.as_str());
         if !uuid.is_empty() {
             match &w.uuid {
-                None => w.uuid = Some(uuid.clone()),
+                None => w.uuid = Some(uuid.to_string()),
                 Some(old) if old != uuid => {
                     tracing::info!(gpu = r.index, old = %old, new = %uuid, "device UUID changed; re-enumerating");
                     self.reenumerate = true;
@@ -223,7 +245,7 @@ impl Loaded {
                 Some(_) => {}
             }
         }
-        w.last = Some(r.sample);
+        w.last = Some(r.samples);
     }
 }
 
@@ -285,27 +307,34 @@ impl Backend for NvidiaBackend {
         }
 
         for (index, w) in loaded.workers.iter().enumerate() {
-            let sample = if w.busy {
+            let samples = if w.busy {
                 // Not answered in time: the last values, marked down.
-                let mut s = w.last.clone().unwrap_or_else(|| DeviceSample {
-                    vendor: Some(Vendor::Nvidia),
-                    identity: DeviceIdentity {
-                        gpu: index.to_string(),
-                        driver_version: loaded.driver_version.clone(),
-                        ..DeviceIdentity::default()
-                    },
-                    ..DeviceSample::default()
+                let mut last = w.last.clone().unwrap_or_else(|| {
+                    vec![DeviceSample {
+                        vendor: Some(Vendor::Nvidia),
+                        identity: DeviceIdentity {
+                            gpu: index.to_string(),
+                            driver_version: loaded.driver_version.clone(),
+                            ..DeviceIdentity::default()
+                        },
+                        ..DeviceSample::default()
+                    }]
                 });
-                s.down = Some(DeviceDown::TimedOut);
-                s
+                for s in &mut last {
+                    s.down = Some(DeviceDown::TimedOut);
+                }
+                last
             } else {
                 match &w.last {
                     Some(s) => s.clone(),
                     None => continue,
                 }
             };
-            success &= sample.up();
-            report.devices.push(sample);
+            success &= samples.iter().all(DeviceSample::up);
+            report.devices.extend(samples.into_iter().map(|mut s| {
+                s.health.xid_errors = loaded.xids.of(&s.identity.uuid);
+                s
+            }));
         }
         report.success = success;
         report

@@ -1,0 +1,102 @@
+//! NVIDIA health and long-tail values: energy, ECC, clock event reasons, PCIe, NVLink (field
+//! values summed over all links), encoder and decoder. Absent where not supported, never zero.
+
+use std::mem;
+
+use nvml_wrapper::bitmasks::device::ThrottleReasons;
+use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError, PcieUtilCounter};
+use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
+use nvml_wrapper::sys_exports::field_id::{
+    NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+};
+use nvml_wrapper::{Device, Nvml};
+use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlReturn_enum_NVML_SUCCESS};
+
+use super::device::Calls;
+use crate::sample::DeviceHealth;
+
+/// NVML's `scopeId` for "all links" in NVLink field values.
+const ALL_LINKS: u32 = u32::MAX;
+
+/// Reads every health value the device supports.
+pub(super) fn read(calls: &mut Calls, nvml: &Nvml, dev: &Device<'_>) -> DeviceHealth {
+    let mut h = DeviceHealth {
+        energy_joules: calls
+            .take("energy", || dev.total_energy_consumption())
+            .map(|mj| mj as f64 / 1000.0),
+        ..DeviceHealth::default()
+    };
+    h.ecc_corrected = calls
+        .take("ecc", || {
+            dev.total_ecc_errors(MemoryError::Corrected, EccCounter::Aggregate)
+        })
+        .map(|n| n as f64);
+    if h.ecc_corrected.is_some() {
+        h.ecc_uncorrected = calls
+            .take("ecc", || {
+                dev.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Aggregate)
+            })
+            .map(|n| n as f64);
+    }
+    h.throttled = calls
+        .take("throttle", || dev.current_throttle_reasons())
+        .map(|r| {
+            [
+                r.contains(ThrottleReasons::SW_POWER_CAP),
+                r.contains(ThrottleReasons::HW_SLOWDOWN),
+                r.contains(ThrottleReasons::HW_THERMAL_SLOWDOWN),
+                r.contains(ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN),
+                r.contains(ThrottleReasons::SW_THERMAL_SLOWDOWN),
+                r.contains(ThrottleReasons::SYNC_BOOST),
+            ]
+        });
+    // NVML reports PCIe throughput in KiB/s.
+    h.pcie_transmit_bytes_per_second = calls
+        .take("pcie", || dev.pcie_throughput(PcieUtilCounter::Send))
+        .map(|k| f64::from(k) * 1024.0);
+    if h.pcie_transmit_bytes_per_second.is_some() {
+        h.pcie_receive_bytes_per_second = calls
+            .take("pcie", || dev.pcie_throughput(PcieUtilCounter::Receive))
+            .map(|k| f64::from(k) * 1024.0);
+    }
+    h.pcie_replay_errors = calls
+        .take("pcie", || dev.pcie_replay_counter())
+        .map(f64::from);
+    if let Some((tx, rx)) = calls.take("nvlink", || nvlink_totals(nvml, dev)).flatten() {
+        h.nvlink_transmit_bytes = Some(tx);
+        h.nvlink_receive_bytes = Some(rx);
+    }
+    h.encoder_utilization_ratio = calls
+        .take("encoder", || dev.encoder_utilization())
+        .map(|u| f64::from(u.utilization.min(100)) / 100.0);
+    h.decoder_utilization_ratio = calls
+        .take("decoder", || dev.decoder_utilization())
+        .map(|u| f64::from(u.utilization.min(100)) / 100.0);
+    h
+}
+
+/// NVLink data throughput counters over all links, in bytes (NVML reports KiB). nvml-wrapper's
+/// `field_values_for` always asks for link 0, so the all-links scope is asked for directly.
+/// `Ok(None)`: the device has no NVLink.
+fn nvlink_totals(nvml: &Nvml, dev: &Device<'_>) -> Result<Option<(f64, f64)>, NvmlError> {
+    let sym = nvml_sym(nvml.lib().nvmlDeviceGetFieldValues.as_ref())?;
+    // SAFETY: a zeroed nvmlFieldValue_t is valid; NVML fills the two entries we pass, and the
+    // handle belongs to this NVML instance.
+    unsafe {
+        let mut values: [nvmlFieldValue_t; 2] = mem::zeroed();
+        values[0].fieldId = NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX;
+        values[1].fieldId = NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX;
+        for v in &mut values {
+            v.scopeId = ALL_LINKS;
+        }
+        nvml_try(sym(dev.handle(), 2, values.as_mut_ptr()))?;
+        if values
+            .iter()
+            .any(|v| v.nvmlReturn != nvmlReturn_enum_NVML_SUCCESS)
+        {
+            return Ok(None);
+        }
+        let kib = |v: &nvmlFieldValue_t| v.value.ullVal as f64 * 1024.0;
+        Ok(Some((kib(&values[0]), kib(&values[1]))))
+    }
+}
