@@ -22,6 +22,8 @@ for tool in promtool cargo; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
 
+echo "==> deployment artifacts (kustomize overlays, rules, dashboards)"
+scripts/check-deploy.sh
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

@@ -431,7 +431,17 @@ fn poll_gpm(
     if gpm.supported != Some(true) {
         return Ok(None);
     }
-    let current = dev.gpm_sample()?;
+    let current = match dev.gpm_sample() {
+        Ok(c) => c,
+        // Profiling counters restricted to admins (NVreg_RestrictProfilingToAdminUsers): the
+        // same as not supported for this agent, said once rather than counted every cycle.
+        Err(NvmlError::NoPermission) => {
+            tracing::info!("GPM needs profiling permission on this node; GPM series are off");
+            gpm.supported = Some(false);
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     let previous = gpm.previous.take();
     gpm_step(nvml, previous, current, |s| gpm.previous = Some(s))
 }
