@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the whole test suite from a fresh clone: installs what the tests need (promtool, from
-# Debian's `prometheus` package), checks formatting and lints, builds the workspace (the agent
-# and the mock NVML library), and runs every test. A missing tool fails the run.
+# Runs the whole test suite from a fresh clone: installs what the tests need (prometheus and
+# promtool from Debian's `prometheus` package; kubectl and kubernetes-validate through
+# check-deploy.sh), checks the deployment artifacts, formatting and lints, builds the workspace
+# (the agent and the mock NVML library), and runs every test, the end-to-end one with a real
+# Prometheus included. A missing tool fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +15,12 @@ apt_install() {
 }
 
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   apt_install "${missing[@]}"
 fi
-for tool in promtool cargo; do
+for tool in promtool prometheus python3 cargo; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
 

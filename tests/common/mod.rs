@@ -164,6 +164,32 @@ impl AgentBuilder {
     }
 }
 
+/// A plain HTTP client for a local server that is not the agent.
+pub struct Client {
+    port: u16,
+}
+
+impl Client {
+    pub fn try_get(&self, path: &str, headers: &[(&str, &str)]) -> Option<Response> {
+        http_get(self.port, path, headers)
+    }
+}
+
+/// A plain HTTP/1.1 GET over loopback; `None` when nothing answers.
+pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    parse_response(&raw)
+}
+
 /// An HTTP response, as the test client reads it.
 #[derive(Debug)]
 pub struct Response {
@@ -182,6 +208,11 @@ impl Response {
 }
 
 impl Agent {
+    /// A client for another local HTTP server (the HTTP helpers only need a port).
+    pub fn client_for(port: u16) -> Client {
+        Client { port }
+    }
+
     pub fn with_scenario(yaml: &str) -> AgentBuilder {
         AgentBuilder {
             rootfs: None,
@@ -202,17 +233,7 @@ impl Agent {
 
     /// A plain HTTP/1.1 GET over loopback; `None` when the agent does not answer.
     pub fn try_get(&self, path: &str, headers: &[(&str, &str)]) -> Option<Response> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).ok()?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).ok()?;
-        parse_response(&raw)
+        http_get(self.port, path, headers)
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {

@@ -1,0 +1,362 @@
+//! The whole path with a real Prometheus (Debian's package): the agent on a fake node with the
+//! mock NVML and a fake kubelet, scraped with `honor_labels`, the shipped recording rules
+//! loaded; then the Prometheus Adapter's query, rendered as the adapter renders it for the HPA,
+//! the upstream HPA formula on its values, a load change that moves the recommendation, and
+//! every shipped PromQL expression evaluated.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fake_kubelet::{FakeKubelet, PodSpec};
+use common::{fixture, Agent};
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A Prometheus server on loopback, killed on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(dir: &Path, agent_port: u16) -> Prometheus {
+        let port = common::free_port();
+        let config = dir.join("prometheus.yml");
+        let rules = repo("daemonset/rules/gpu-pod-exporter.rules.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+                 rule_files: [{rules:?}]\n\
+                 scrape_configs:\n\
+                 \x20 - job_name: gpu-pod-exporter\n\
+                 \x20   honor_labels: true\n\
+                 \x20   static_configs: [{{targets: ['127.0.0.1:{agent_port}'], labels: {{node: node1}}}}]\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus is required (Debian package `prometheus`; .ci/run installs it)");
+        let p = Prometheus { child, port };
+        let start = Instant::now();
+        while p.get("/-/ready").is_none_or(|(status, _)| status != 200) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "prometheus did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let a = Agent::client_for(self.port);
+        a.try_get(path, &[]).map(|r| (r.status, r.body))
+    }
+
+    /// An instant query: (labels, value) per series.
+    fn query(&self, q: &str) -> Vec<(serde_json::Map<String, serde_json::Value>, f64)> {
+        let (status, body) = self
+            .get(&format!("/api/v1/query?query={}", encode(q)))
+            .unwrap();
+        assert_eq!(status, 200, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let data = &v["data"];
+        match data["resultType"].as_str() {
+            Some("vector") => data["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let labels = r["metric"].as_object().unwrap().clone();
+                    let value = r["value"][1].as_str().unwrap().parse().unwrap();
+                    (labels, value)
+                })
+                .collect(),
+            Some("scalar") => vec![(
+                Default::default(),
+                data["result"][1].as_str().unwrap().parse().unwrap(),
+            )],
+            other => panic!("{q}: result type {other:?}"),
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(serde::Deserialize)]
+struct AdapterValues {
+    rules: AdapterRules,
+}
+#[derive(serde::Deserialize)]
+struct AdapterRules {
+    custom: Vec<AdapterRule>,
+}
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AdapterRule {
+    name: AdapterName,
+    metrics_query: String,
+}
+#[derive(serde::Deserialize)]
+struct AdapterName {
+    #[serde(rename = "as")]
+    as_: String,
+}
+
+/// The adapter's metricsQuery for `metric`, rendered as the adapter does for an HPA asking
+/// about `pods` in `namespace` (GroupBy = pod).
+fn adapter_query(metric: &str, namespace: &str, pods: &[&str]) -> String {
+    let text =
+        std::fs::read_to_string(repo("daemonset/autoscaling/prometheus-adapter-values.yaml"))
+            .unwrap();
+    let values: AdapterValues = serde_saphyr::from_str(&text).unwrap();
+    let rule = values
+        .rules
+        .custom
+        .iter()
+        .find(|r| r.name.as_ == metric)
+        .unwrap();
+    rule.metrics_query.replace("<<.GroupBy>>", "pod").replace(
+        "<<.LabelMatchers>>",
+        &format!("namespace=\"{namespace}\",pod=~\"{}\"", pods.join("|")),
+    )
+}
+
+/// The HPA target of `metric` in daemonset/autoscaling/hpa.yaml, in milli-units.
+fn hpa_target_milli(metric: &str) -> i64 {
+    let text = std::fs::read_to_string(repo("daemonset/autoscaling/hpa.yaml")).unwrap();
+    let after = &text[text.find(&format!("name: {metric}")).unwrap()..];
+    let v = after
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("averageValue:"))
+        .unwrap()
+        .trim()
+        .trim_matches('"');
+    match v.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => v.parse::<i64>().unwrap() * 1000,
+    }
+}
+
+/// The upstream HPA's replica proposal for a Pods metric with an AverageValue target: the
+/// adapter hands values as milli-quantities (truncated), the HPA averages them, and within the
+/// 0.1 tolerance keeps the current count, else ceil(ratio x ready pods).
+fn hpa_desired(values: &[f64], target_milli: i64, current: i64) -> i64 {
+    let milli: Vec<i64> = values.iter().map(|v| (v * 1000.0) as i64).collect();
+    let avg = milli.iter().sum::<i64>() / milli.len() as i64;
+    let ratio = avg as f64 / target_milli as f64;
+    if (1.0 - ratio).abs() <= 0.1 {
+        current
+    } else {
+        (ratio * milli.len() as f64).ceil() as i64
+    }
+}
+
+/// The every-layout node's scenario, with every health field on GPU 0 (so that every health
+/// panel has data, the error panels included: a second XID after 6 s, an ECC count that moves
+/// with the load, a failing clock call) and pod v2-systemd-containerd's load set to `sm` percent.
+fn scenario(sm: u32) -> String {
+    let ecc = if sm > 20 { 13 } else { 12 };
+    let base = std::fs::read_to_string(fixture("nodes/every-layout.yaml")).unwrap();
+    let health = "    gpm: {sm_active: 0.6, sm_occupancy: 0.4, tensor_active: 0.3, dram_active: 0.5}\n\
+                  \x20   energy_millijoules: 123456789\n\
+                  \x20   ecc: {corrected: ECC, uncorrected: 1}\n\
+                  \x20   xid_events: [{xid: 79, after_ms: 0}, {xid: 79, after_ms: 6000}]\n\
+                  \x20   errors: {clock: UNKNOWN}\n\
+                  \x20   throttle_reasons: [hw_thermal_slowdown]\n\
+                  \x20   pcie: {tx_kib_per_second: 1200000, rx_kib_per_second: 800000, replay_errors: 3}\n\
+                  \x20   nvlink: {tx_bytes: 5368709120, rx_bytes: 4294967296}\n\
+                  \x20   encoder_percent: 7\n\
+                  \x20   decoder_percent: 12\n";
+    base.replacen(
+        "    gpm: null\n",
+        &health.replace("ECC", &ecc.to_string()),
+        1,
+    )
+    .replace(
+        "{pid: 1001, used_memory_bytes: 1048576000, sm_util_percent: 20,",
+        &format!("{{pid: 1001, used_memory_bytes: 1048576000, sm_util_percent: {sm},"),
+    )
+}
+
+#[test]
+fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("node");
+    common::copy_tree(&fixture("nodes/every-layout"), &root);
+    let kubelet = FakeKubelet::start_at(root.join("var/lib/kubelet/pod-resources/kubelet.sock"));
+    kubelet.set_pods(vec![
+        PodSpec::new("llm", "v2-systemd-containerd")
+            .container("server", &[("nvidia.com/gpu", &["nvidia0"])]),
+        PodSpec::new("llm", "v2-cgroupfs").container("server", &[("nvidia.com/gpu", &["nvidia0"])]),
+        // An idle allocation, for the allocated-but-idle panels.
+        PodSpec::new("llm", "vllm-idle").container("server", &[("nvidia.com/gpu", &["nvidia1"])]),
+    ]);
+    let agent = Agent::with_scenario(&scenario(20))
+        .rootfs(&root)
+        .interval("1s")
+        .start();
+    agent.scrape_until(Duration::from_secs(20), "pod series and the XID", |s| {
+        s.has("pod_gpu_allocated") && s.has("gpu_xid_errors_total") && s.has("gpu_sm_active_ratio")
+    });
+    let prom = Prometheus::start(dir.path(), agent.port);
+
+    // The adapter's query for the HPA of two vLLM-like pods.
+    let pods = ["v2-systemd-containerd", "v2-cgroupfs"];
+    let q = adapter_query("gpu_utilization_ratio", "llm", &pods);
+    let target = hpa_target_milli("gpu_utilization_ratio");
+    let per_pod = |prom: &Prometheus| -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = prom
+            .query(&q)
+            .into_iter()
+            .map(|(l, v)| (l["pod"].as_str().unwrap().to_string(), v))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let start = Instant::now();
+    let mut values = per_pod(&prom);
+    while values.len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no adapter values; prometheus log in {}",
+            dir.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        values = per_pod(&prom);
+    }
+    // Grouped by pod, only the pods asked for, with the labels as the agent wrote them.
+    assert_eq!(
+        values.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
+        ["v2-cgroupfs", "v2-systemd-containerd"]
+    );
+    // The values the rules imply: 0.3 and 0.2 (GPU 0 at 90 %, shares within it).
+    assert!(
+        (values[0].1 - 0.3).abs() < 1e-9 && (values[1].1 - 0.2).abs() < 1e-9,
+        "{values:?}"
+    );
+    let before = hpa_desired(&values.iter().map(|v| v.1).collect::<Vec<_>>(), target, 2);
+    // avg 250m against a 700m target: ratio 0.357, so ceil(0.357 x 2) = 1 replica.
+    assert_eq!(before, 1);
+
+    // Load rises on one pod: 60 % SM; GPU 0's pods then add up to 1.0 > 0.9, scaled to 0.9.
+    agent.set_scenario(&scenario(60));
+    let start = Instant::now();
+    let after = loop {
+        let v = per_pod(&prom);
+        let desired = hpa_desired(&v.iter().map(|x| x.1).collect::<Vec<_>>(), target, 2);
+        if desired > before {
+            break desired;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the recommendation did not move: {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(after, 2);
+
+    // Every shipped expression returns data on this node, except those that need another
+    // exporter (kube-state-metrics, vLLM) and alerts (empty while nothing is wrong, by design).
+    let python = repo("target/deploy-tools/venv/bin/python");
+    let python = if python.exists() {
+        python
+    } else {
+        PathBuf::from("python3")
+    };
+    let out = Command::new(&python)
+        .arg(repo("scripts/check_deploy.py"))
+        .args([
+            "expressions",
+            "--var",
+            "namespace=llm",
+            "--var",
+            "pod=.*",
+            "--var",
+            "pods=.*",
+            "--var",
+            "node=node1",
+            "--var",
+            "gpu=.*",
+            "--var",
+            "hpa=vllm",
+        ])
+        .output()
+        .expect("python3 is required");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut pending = Vec::new();
+    let mut checked = 0;
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let needs_other = !e["needs"].as_array().unwrap().is_empty();
+        if needs_other || e["kind"] == "alert" {
+            continue;
+        }
+        checked += 1;
+        let mut expr = e["expr"].as_str().unwrap().to_string();
+        // The adapter and KEDA queries name the example Deployment's pods: ask about this
+        // node's instead (the same rendering as above).
+        if e["kind"] == "adapter" || e["kind"] == "keda" {
+            if let Some(i) = expr.find("pod=~\"") {
+                let end = i + 6 + expr[i + 6..].find('"').unwrap();
+                expr.replace_range(i + 6..end, &pods.join("|"));
+            }
+        }
+        pending.push((e["where"].as_str().unwrap().to_string(), expr));
+    }
+    // Error panels show only what is new in their window (the second XID, the ECC change):
+    // give them time to get there.
+    let start = Instant::now();
+    let no_data = loop {
+        pending.retain(|(_, expr)| prom.query(expr).is_empty());
+        if pending.is_empty() || start.elapsed() > Duration::from_secs(30) {
+            break pending
+                .iter()
+                .map(|(w, e)| format!("{w}: {e}"))
+                .collect::<Vec<_>>();
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(checked > 50, "only {checked} expressions");
+    assert!(
+        no_data.is_empty(),
+        "expressions without data on the demo node:\n{}",
+        no_data.join("\n")
+    );
+}
