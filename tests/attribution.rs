@@ -33,6 +33,23 @@ fn ratio(s: &prom::Samples, pod: &str) -> Option<f64> {
     s.value("pod_gpu_utilization_ratio", &[("pod", pod)])
 }
 
+/// Rule 5: on each device, the containers' ratios add up to at most the device's.
+fn assert_pods_within_devices(s: &prom::Samples) {
+    for dev in s.find("gpu_utilization_ratio", &[]) {
+        let gpu = dev.labels["gpu"].as_str();
+        let sum: f64 = s
+            .find("pod_gpu_utilization_ratio", &[("gpu", gpu)])
+            .iter()
+            .map(|p| p.value)
+            .sum();
+        assert!(
+            sum <= dev.value + 1e-9,
+            "gpu {gpu}: pods {sum} > device {}",
+            dev.value
+        );
+    }
+}
+
 fn all_memory(s: &prom::Samples) -> bool {
     s.find("pod_gpu_memory_used_bytes", &[]).len() == EVERY_LAYOUT_PODS
 }
@@ -99,19 +116,7 @@ fn per_pod_ratios_never_exceed_the_device() {
     let (scenario, root) = every_layout();
     let agent = Agent::with_scenario(&scenario).rootfs(&root).start();
     let s = agent.scrape_until(WAIT, "every pod", all_memory);
-    for dev in s.find("gpu_utilization_ratio", &[]) {
-        let gpu = dev.labels["gpu"].as_str();
-        let sum: f64 = s
-            .find("pod_gpu_utilization_ratio", &[("gpu", gpu)])
-            .iter()
-            .map(|p| p.value)
-            .sum();
-        assert!(
-            sum <= dev.value + 1e-9,
-            "gpu {gpu}: pods {sum} > device {}",
-            dev.value
-        );
-    }
+    assert_pods_within_devices(&s);
 }
 
 #[test]
@@ -305,15 +310,7 @@ fn kubelet_allocations_join_by_name() {
     );
     assert!(s.find("pod_gpu_allocated", &[("pod", "sriov")]).is_empty());
     // Rule 5 still holds with allocations in the mix.
-    for dev in s.find("gpu_utilization_ratio", &[]) {
-        let gpu = dev.labels["gpu"].as_str();
-        let sum: f64 = s
-            .find("pod_gpu_utilization_ratio", &[("gpu", gpu)])
-            .iter()
-            .map(|p| p.value)
-            .sum();
-        assert!(sum <= dev.value + 1e-9, "gpu {gpu}");
-    }
+    assert_pods_within_devices(&s);
 }
 
 #[test]
