@@ -317,13 +317,15 @@ fn kubelet_allocations_join_by_name() {
 fn a_deallocated_pod_is_gone_after_the_next_sample() {
     use common::fake_kubelet::PodSpec;
     let (_dir, agent, kubelet, _) = with_kubelet();
-    agent.scrape_until(WAIT, "the pending pod", |s| {
-        allocated(s, "vllm-pending") == Some(1.0)
+    // Settled: every device answered, every allocation matched.
+    agent.scrape_until(WAIT, "all five allocations", |s| {
+        s.find("pod_gpu_allocated", &[]).len() == 5
     });
     kubelet.set_pods(vec![PodSpec::new("ocp", "crio-cgroupfs-guaranteed")
         .container("app", &[("nvidia.com/gpu", &["nvidia2"])])]);
     let s = agent.scrape_until(Duration::from_secs(5), "the pending pod gone", |s| {
         s.find("pod_gpu_allocated", &[]).len() == 1
+            && allocated(s, "crio-cgroupfs-guaranteed") == Some(1.0)
     });
     assert!(s
         .find("pod_gpu_utilization_ratio", &[("pod", "vllm-pending")])
