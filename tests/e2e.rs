@@ -67,8 +67,14 @@ fn assert_golden(name: &str, actual: &str) {
     }
 }
 
+/// Every device answered (none is a first-cycle placeholder), GPM has two samples, and the
+/// L4's failing power call has been counted.
 fn gpm_ready(s: &prom::Samples) -> bool {
-    s.has("gpu_sm_active_ratio")
+    s.value(
+        "gpu_pod_exporter_collector_success",
+        &[("collector", "nvidia")],
+    ) == Some(1.0)
+        && s.has("gpu_sm_active_ratio")
         && s.value(
             "gpu_pod_exporter_driver_call_errors_total",
             &[("call", "power")],
@@ -283,7 +289,7 @@ fn promtool_check_metrics_is_clean() {
 #[test]
 fn content_negotiation() {
     let agent = Agent::with_scenario(&read("scenarios/golden.yaml")).start();
-    agent.scrape_until(WAIT, "a first sample", |s| s.has("gpu_up"));
+    agent.scrape_until(WAIT, "a first sample", gpm_ready);
 
     let plain = agent.get("/metrics", &[]);
     assert_eq!(
@@ -293,7 +299,7 @@ fn content_negotiation() {
     assert!(!plain.body.contains("# EOF"));
     assert!(plain
         .body
-        .contains("# TYPE gpu_pod_exporter_driver_call_errors_total counter"));
+        .contains("# TYPE gpu_pod_exporter_attribution_failures_total counter"));
 
     let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
     let om = agent.get("/metrics", &[("Accept", prometheus_accept)]);
@@ -304,7 +310,7 @@ fn content_negotiation() {
     assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
     assert!(om
         .body
-        .contains("# TYPE gpu_pod_exporter_driver_call_errors counter"));
+        .contains("# TYPE gpu_pod_exporter_attribution_failures counter"));
 
     let text_preferred = agent.get(
         "/metrics",

@@ -82,9 +82,16 @@ fn one_lost_gpu_does_not_hide_the_others() {
         "{utilization: GPU_IS_LOST}",
     ))
     .start();
-    let s = agent.scrape_until(WAIT, "gpu 0 down, gpu 1 up", |s| {
+    // Lost (not merely slow on a first cycle): its failure is counted, and the others answered.
+    let s = agent.scrape_until(WAIT, "gpu 0 lost, gpus 1 and 2 up", |s| {
         s.value("gpu_up", &[("gpu", "0")]) == Some(0.0)
             && s.value("gpu_up", &[("gpu", "1")]) == Some(1.0)
+            && s.value("gpu_up", &[("gpu", "2")]) == Some(1.0)
+            && s.value(
+                "gpu_pod_exporter_driver_call_errors_total",
+                &[("call", "utilization"), ("error", "GPU_IS_LOST")],
+            )
+            .is_some()
     });
     // The lost GPU keeps its identity, and no values.
     assert_eq!(s.value("gpu_info", &[("gpu", "0")]), Some(1.0));

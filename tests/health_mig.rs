@@ -28,7 +28,12 @@ fn scenario() -> String {
 }
 
 fn settled(s: &prom::Samples) -> bool {
-    s.has("gpu_xid_errors_total") && s.value("gpu_sm_active_ratio", &[("gpu", "1:1")]).is_some()
+    s.value(
+        "gpu_pod_exporter_collector_success",
+        &[("collector", "nvidia")],
+    ) == Some(1.0)
+        && s.has("gpu_xid_errors_total")
+        && s.value("gpu_sm_active_ratio", &[("gpu", "1:1")]).is_some()
 }
 
 #[test]
