@@ -185,15 +185,21 @@ fn hpa_desired(values: &[f64], target_milli: i64, current: i64) -> i64 {
 }
 
 /// The every-layout node's scenario, with every health field on GPU 0 (so that every health
-/// panel has data, the error panels included: a second XID after 6 s, an ECC count that moves
-/// with the load, a failing clock call) and pod v2-systemd-containerd's load set to `sm` percent.
+/// panel has data, the error panels included: a second XID and an ECC count that move with the
+/// load, a failing clock call) and pod v2-systemd-containerd's load set to `sm` percent.
 fn scenario(sm: u32) -> String {
     let ecc = if sm > 20 { 13 } else { 12 };
+    // A second XID 79 arrives with the load change, once Prometheus has seen the first.
+    let xids = if sm > 20 {
+        "[{xid: 79, after_ms: 0}, {xid: 79, after_ms: 0}]"
+    } else {
+        "[{xid: 79, after_ms: 0}]"
+    };
     let base = std::fs::read_to_string(fixture("nodes/every-layout.yaml")).unwrap();
     let health = "    gpm: {sm_active: 0.6, sm_occupancy: 0.4, tensor_active: 0.3, dram_active: 0.5}\n\
                   \x20   energy_millijoules: 123456789\n\
                   \x20   ecc: {corrected: ECC, uncorrected: 1}\n\
-                  \x20   xid_events: [{xid: 79, after_ms: 0}, {xid: 79, after_ms: 6000}]\n\
+                  \x20   xid_events: XIDS\n\
                   \x20   errors: {clock: UNKNOWN}\n\
                   \x20   throttle_reasons: [hw_thermal_slowdown]\n\
                   \x20   pcie: {tx_kib_per_second: 1200000, rx_kib_per_second: 800000, replay_errors: 3}\n\
@@ -202,7 +208,9 @@ fn scenario(sm: u32) -> String {
                   \x20   decoder_percent: 12\n";
     base.replacen(
         "    gpm: null\n",
-        &health.replace("ECC", &ecc.to_string()),
+        &health
+            .replace("ECC", &ecc.to_string())
+            .replace("XIDS", xids),
         1,
     )
     .replace(
