@@ -11,6 +11,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 use gpu_pod_exporter::attribute::podresources::{KubeletView, PodResources};
+use gpu_pod_exporter::collect::amd::AmdBackend;
 use gpu_pod_exporter::collect::nvidia::NvidiaBackend;
 use gpu_pod_exporter::collect::{self, Backend, Hub};
 use gpu_pod_exporter::config::{Config, Flags, ListenAddress};
@@ -77,7 +78,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         backends.push(Box::new(NvidiaBackend::new(config.nvml_library.clone())));
     }
     if config.amd {
-        tracing::info!("the AMD collector is not built yet; --collector.amd has no effect");
+        backends.push(Box::new(AmdBackend::new(&config.paths)));
     }
     let names: Vec<&'static str> = backends.iter().map(|b| b.name()).collect();
     let (hub, nudges) = Hub::new(&names);

@@ -4,6 +4,7 @@
 //! Backends block (NVML calls can hang), so each runs on its own OS thread and hands whole
 //! reports to the [`Hub`]; nothing downstream ever waits for a backend.
 
+pub mod amd;
 pub mod nvidia;
 
 use std::collections::BTreeMap;

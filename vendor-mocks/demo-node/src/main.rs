@@ -1,9 +1,11 @@
 //! The demo: runs gpu-pod-exporter on a simulated GPU node (the mock NVML and a fake node
 //! tree) whose load moves over time, so that `/metrics` shows live, changing values.
 //!
-//! Usage: `demo-node [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]`. The exporter and the
-//! mock are taken from the folder this binary is in (`target/<profile>/`).
+//! Usage: `demo-node [--amd] [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]`. The exporter and
+//! the mock are taken from the folder this binary is in (`target/<profile>/`). `--amd` runs an AMD
+//! node instead (amdgpu sysfs, DRM fdinfo and KFD files; the NVIDIA collector off).
 
+mod amd;
 mod node;
 mod scenario;
 
@@ -16,6 +18,7 @@ use anyhow::{bail, Context};
 struct Args {
     dir: PathBuf,
     seconds: Option<u64>,
+    amd: bool,
     exporter_args: Vec<String>,
 }
 
@@ -24,10 +27,12 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
     let mut out = Args {
         dir: PathBuf::from("target/demo-node"),
         seconds: None,
+        amd: false,
         exporter_args: Vec::new(),
     };
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--amd" => out.amd = true,
             "--dir" => out.dir = args.next().context("--dir needs a folder")?.into(),
             "--seconds" => {
                 let v = args.next().context("--seconds needs a number")?;
@@ -38,7 +43,9 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             }
             "--" => out.exporter_args.extend(args.by_ref()),
             "-h" | "--help" => {
-                println!("usage: demo-node [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]");
+                println!(
+                    "usage: demo-node [--amd] [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]"
+                );
                 return Ok(None);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -83,6 +90,9 @@ fn run() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let exporter = sibling("gpu-pod-exporter")?;
+    if args.amd {
+        return run_amd(&exporter, &args);
+    }
     let mock = sibling("libnvidia_ml_mock.so")?;
     let root = args.dir.join("node");
     let scenario_path = args.dir.join("scenario.yaml");
@@ -122,5 +132,43 @@ fn run() -> anyhow::Result<ExitCode> {
         let pods = scenario::pods(t);
         node::sync(&root, &pods)?;
         write_atomic(&scenario_path, &scenario::render(t, &pods))?;
+    }
+}
+
+/// The AMD node: the exporter reads the fake sysfs and procfs, which change every second.
+fn run_amd(exporter: &Path, args: &Args) -> anyhow::Result<ExitCode> {
+    let root = args.dir.join("amd-node");
+    let start = Instant::now();
+    let mut node = amd::AmdNode::new(&root)?;
+    let pods = amd::pods(0.0);
+    node::sync(&root, &pods)?;
+    node.update(&root, 0.0, &pods)?;
+    let mut child = Command::new(exporter)
+        .arg("--no-collector.nvidia")
+        .arg("--path.rootfs")
+        .arg(&root)
+        .arg("--collect.interval=1s")
+        .args(&args.exporter_args)
+        .spawn()
+        .with_context(|| format!("starting {}", exporter.display()))?;
+    eprintln!(
+        "demo-node: simulated AMD node in {}; its files change every second.\n\
+         demo-node: try: curl -s localhost:9445/metrics | grep -E '^(gpu|pod)_'   (Ctrl-C stops)",
+        root.display()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some(status) = child.try_wait().context("waiting for the exporter")? {
+            bail!("the exporter exited: {status}");
+        }
+        let t = start.elapsed().as_secs_f64();
+        if args.seconds.is_some_and(|s| t >= s as f64) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(ExitCode::SUCCESS);
+        }
+        let pods = amd::pods(t);
+        node::sync(&root, &pods)?;
+        node.update(&root, t, &pods)?;
     }
 }

@@ -1,0 +1,318 @@
+//! The AMD backend, in pure Rust: amdgpu devices from sysfs, their processes from DRM fdinfo
+//! and, for ROCm compute, from KFD. Reads only under `--path.sysfs` and `--path.procfs`.
+//!
+//! Per cycle: list the amdgpu cards and read their gauges; then, only if there is a GPU, one
+//! pass over every process's fdinfo and one over KFD's process folders. A node without amdgpu
+//! devices costs one directory listing per cycle.
+
+mod engines;
+pub mod fdinfo;
+mod kfd;
+pub mod procscan;
+mod read;
+mod sysfs;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use self::engines::{EngineTracker, Stamp};
+use self::sysfs::Identity;
+use super::Backend;
+use crate::attribute::deviceid::PciAddress;
+use crate::paths::HostPaths;
+use crate::sample::{
+    CallError, DeviceDown, DeviceIdentity, DeviceSample, GpuProcess, Vendor, VendorReport,
+};
+
+/// A device seen at some point since the agent started.
+#[derive(Debug, Clone)]
+struct Known {
+    /// Its card number when last seen; orders the devices (the `gpu` label).
+    card: u32,
+    pci_bus_id: String,
+    identity: Identity,
+}
+
+/// The AMD collector.
+pub struct AmdBackend {
+    sysfs: PathBuf,
+    procfs: PathBuf,
+    own_pid: u32,
+    /// Every device seen, by PCI address. One that disappears stays, reported down.
+    known: HashMap<PciAddress, Known>,
+    engines: EngineTracker,
+    logged_none: bool,
+}
+
+impl AmdBackend {
+    pub fn new(paths: &HostPaths) -> Self {
+        AmdBackend {
+            sysfs: paths.sysfs.clone(),
+            procfs: paths.procfs.clone(),
+            own_pid: std::process::id(),
+            known: HashMap::new(),
+            engines: EngineTracker::default(),
+            logged_none: false,
+        }
+    }
+
+    /// The clock the fdinfo counters are read against.
+    fn stamp(&self, errors: &mut Vec<CallError>) -> Stamp {
+        let mono = Instant::now();
+        let uptime = match read::text(&self.procfs.join("uptime")) {
+            Ok(Some(t)) => {
+                let v = t
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok());
+                let v = v.filter(|v| v.is_finite() && *v >= 0.0);
+                if v.is_none() {
+                    errors.push(read::Bad::Malformed.to_call_error("procfs"));
+                }
+                v
+            }
+            Ok(None) => None,
+            Err(bad) => {
+                errors.push(bad.to_call_error("procfs"));
+                None
+            }
+        };
+        Stamp { mono, uptime }
+    }
+
+    /// The processes on each present device, from this cycle's fdinfo and KFD reads.
+    fn processes(
+        &mut self,
+        present: &[PciAddress],
+        errors: &mut Vec<CallError>,
+    ) -> HashMap<PciAddress, Vec<GpuProcess>> {
+        let now = self.stamp(errors);
+        let scan = procscan::scan(&self.procfs, self.own_pid, errors);
+        let ratios = self.engines.update(now, &scan.processes);
+        let nodes = kfd::topology(&self.sysfs, errors);
+        let kfd = kfd::processes(&self.sysfs, &nodes, self.own_pid, errors);
+
+        // (device, pid) -> what fdinfo and KFD say.
+        let mut uses: HashMap<(PciAddress, u32), Use> = HashMap::new();
+        for p in &scan.processes {
+            for c in &p.clients {
+                let Some(dev) = device_of(c.pdev, present) else {
+                    // A client of an amdgpu device that is not (or no longer) on this node.
+                    errors.push(CallError {
+                        call: "fdinfo",
+                        error: "UNKNOWN_DEVICE".into(),
+                    });
+                    continue;
+                };
+                let u = uses.entry((dev, p.pid)).or_default();
+                if let Some(b) = c.info.vram.bytes() {
+                    u.fdinfo_vram = Some(u.fdinfo_vram.unwrap_or(0).saturating_add(b));
+                }
+            }
+        }
+        for ((pid, pdev), rs) in &ratios {
+            if let Some(dev) = device_of(*pdev, present) {
+                let u = uses.entry((dev, *pid)).or_default();
+                u.fdinfo_ratio = Some(rs.iter().sum::<f64>().clamp(0.0, 1.0));
+            }
+        }
+        for ((pid, slot), k) in &kfd {
+            if let Some(dev) = device_of(*slot, present) {
+                let u = uses.entry((dev, *pid)).or_default();
+                u.kfd_vram = Some(k.vram_bytes);
+                u.kfd_ratio = k.ratio();
+            }
+        }
+        let mut out: HashMap<PciAddress, Vec<GpuProcess>> = HashMap::new();
+        for ((dev, pid), u) in uses {
+            out.entry(dev).or_default().push(GpuProcess {
+                pid,
+                used_memory_bytes: max_of(u.fdinfo_vram, u.kfd_vram),
+                sm_utilization_ratio: max_of(u.fdinfo_ratio, u.kfd_ratio),
+                ..GpuProcess::default()
+            });
+        }
+        for procs in out.values_mut() {
+            procs.sort_by_key(|p| p.pid);
+        }
+        out
+    }
+}
+
+/// One process's use of one device, from both sources.
+#[derive(Debug, Default)]
+struct Use {
+    fdinfo_vram: Option<u64>,
+    fdinfo_ratio: Option<f64>,
+    kfd_vram: Option<u64>,
+    kfd_ratio: Option<f64>,
+}
+
+/// fdinfo and KFD can both see the same work (KFD buffers live in the render node's VM, so
+/// newer kernels count them in fdinfo too): the larger of the two, never their sum.
+fn max_of<T: PartialOrd + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b > a { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The present device at `addr`, matching the function too where KFD did not leave it out.
+fn device_of(addr: PciAddress, present: &[PciAddress]) -> Option<PciAddress> {
+    let slot = |p: &PciAddress| (p.domain, p.bus, p.device);
+    present
+        .iter()
+        .find(|p| **p == addr)
+        .or_else(|| {
+            (addr.function == 0)
+                .then(|| present.iter().find(|p| slot(p) == slot(&addr)))
+                .flatten()
+        })
+        .copied()
+}
+
+impl Backend for AmdBackend {
+    fn name(&self) -> &'static str {
+        "amd"
+    }
+
+    fn collect(&mut self, _deadline: Instant) -> VendorReport {
+        let mut errors = Vec::new();
+        let mut success = true;
+        let cards = match sysfs::list_cards(&self.sysfs, &mut errors) {
+            Ok(c) => c,
+            Err(bad) => {
+                errors.push(bad.to_call_error("sysfs"));
+                success = false;
+                Vec::new()
+            }
+        };
+        if cards.is_empty() && self.known.is_empty() {
+            if !self.logged_none {
+                tracing::info!(sysfs = %self.sysfs.display(), "no amdgpu devices; the amd collector reports none");
+                self.logged_none = true;
+            }
+            return VendorReport {
+                success,
+                call_errors: errors,
+                ..VendorReport::default()
+            };
+        }
+
+        let driver_version = sysfs::driver_version(&self.sysfs, &self.procfs);
+        let mut readings: HashMap<PciAddress, sysfs::Reading> = HashMap::new();
+        for card in cards {
+            let known = self.known.entry(card.pci).or_insert_with(|| {
+                let identity = sysfs::identity(&card, &mut errors);
+                tracing::info!(card = card.number, pci = %card.pci_bus_id, uuid = %identity.uuid, model = %identity.model, "amdgpu device found");
+                Known {
+                    card: card.number,
+                    pci_bus_id: card.pci_bus_id.clone(),
+                    identity,
+                }
+            });
+            known.card = card.number;
+            readings.insert(card.pci, sysfs::read_metrics(&card, &mut errors));
+        }
+
+        let present: Vec<PciAddress> = readings
+            .iter()
+            .filter(|(_, r)| !r.gone)
+            .map(|(p, _)| *p)
+            .collect();
+        let mut processes = if present.is_empty() {
+            HashMap::new()
+        } else {
+            self.processes(&present, &mut errors)
+        };
+
+        let mut order: Vec<(&PciAddress, &Known)> = self.known.iter().collect();
+        order.sort_by(|(_, a), (_, b)| (a.card, &a.pci_bus_id).cmp(&(b.card, &b.pci_bus_id)));
+        let mut devices = Vec::with_capacity(order.len());
+        for (index, (pci, known)) in order.into_iter().enumerate() {
+            let mut sample = DeviceSample {
+                vendor: Some(Vendor::Amd),
+                identity: DeviceIdentity {
+                    gpu: index.to_string(),
+                    uuid: known.identity.uuid.clone(),
+                    model: known.identity.model.clone(),
+                    pci_bus_id: known.pci_bus_id.clone(),
+                    driver_version: driver_version.clone(),
+                    mig: None,
+                },
+                ..DeviceSample::default()
+            };
+            match readings.remove(pci) {
+                Some(reading) if !reading.gone => {
+                    sample.metrics = reading.metrics;
+                    sample.processes = processes.remove(pci).unwrap_or_default();
+                    sample.per_process_utilization = sample
+                        .processes
+                        .iter()
+                        .any(|p| p.sm_utilization_ratio.is_some());
+                }
+                Some(_) => {
+                    sample.down = Some(DeviceDown::Failed("NO_DEVICE".into()));
+                }
+                None => {
+                    // Its card folder is gone: unplugged, unbound, or fallen off the bus.
+                    errors.push(CallError {
+                        call: "sysfs",
+                        error: "DEVICE_GONE".into(),
+                    });
+                    sample.down = Some(DeviceDown::Failed("DEVICE_GONE".into()));
+                }
+            }
+            success &= sample.up();
+            devices.push(sample);
+        }
+        VendorReport {
+            success,
+            duration: Default::default(),
+            devices,
+            call_errors: errors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn kfd_addresses_match_devices_whatever_the_function() {
+        let a = PciAddress::parse("0000:19:00.0").unwrap();
+        let b = PciAddress::parse("0000:1a:00.0").unwrap();
+        let present = [a, b];
+        assert_eq!(device_of(a, &present), Some(a));
+        assert_eq!(
+            device_of(PciAddress::parse("0000:9c:00.0").unwrap(), &present),
+            None
+        );
+        // fdinfo names the device's own function; a `.1` is the board's audio, not the GPU.
+        assert_eq!(
+            device_of(PciAddress::parse("0000:19:00.1").unwrap(), &present),
+            None
+        );
+    }
+
+    #[test]
+    fn the_larger_of_two_sources() {
+        assert_eq!(max_of(Some(3u64), Some(5)), Some(5));
+        assert_eq!(max_of(None, Some(5u64)), Some(5));
+        assert_eq!(max_of::<u64>(None, None), None);
+    }
+
+    #[test]
+    fn a_node_without_amdgpu_reports_no_devices_and_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = HostPaths::new(dir.path(), None, None, None);
+        let mut b = AmdBackend::new(&paths);
+        let r = b.collect(Instant::now());
+        assert!(r.success);
+        assert!(r.devices.is_empty());
+        assert!(r.call_errors.is_empty());
+    }
+}
