@@ -227,13 +227,7 @@ fn golden_amd_series() {
     ten_seconds_of_work(&root);
     let s = agent.scrape_until(WAIT, "busy ratios", busy_ratios_in);
     let actual = golden_lines(&s.text);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/amd.prom");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &actual).unwrap();
-    }
-    let expected =
-        std::fs::read_to_string(&path).expect("golden file missing: run with UPDATE_GOLDEN=1");
-    assert_eq!(actual, expected, "UPDATE_GOLDEN=1 to accept");
+    common::assert_golden("amd.prom", &actual);
 }
 
 #[test]

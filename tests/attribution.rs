@@ -124,15 +124,8 @@ fn golden_pod_series() {
     let (scenario, root) = every_layout();
     let agent = Agent::with_scenario(&scenario).rootfs(&root).start();
     let s = agent.scrape_until(WAIT, "every pod", all_memory);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/every-layout-pods.prom");
     let actual = pod_lines(&s.text);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &actual).unwrap();
-    }
-    let expected =
-        std::fs::read_to_string(&path).expect("golden file missing: run with UPDATE_GOLDEN=1");
-    assert_eq!(actual, expected, "UPDATE_GOLDEN=1 to accept");
+    common::assert_golden("every-layout-pods.prom", &actual);
 }
 
 #[test]

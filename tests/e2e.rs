@@ -37,36 +37,6 @@ fn stable(text: &str) -> String {
         .collect()
 }
 
-/// Compares with `tests/golden/<name>`; `UPDATE_GOLDEN=1` rewrites the file instead.
-fn assert_golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
-    if expected != actual {
-        let diff: Vec<String> = expected
-            .lines()
-            .filter(|l| !actual.lines().any(|a| a == *l))
-            .map(|l| format!("- {l}"))
-            .chain(
-                actual
-                    .lines()
-                    .filter(|l| !expected.lines().any(|e| e == *l))
-                    .map(|l| format!("+ {l}")),
-            )
-            .collect();
-        panic!(
-            "{name} differs from the golden file (UPDATE_GOLDEN=1 to accept):\n{}",
-            diff.join("\n")
-        );
-    }
-}
-
 /// Every device answered (none is a first-cycle placeholder), GPM has two samples, and the
 /// L4's failing power call has been counted.
 fn gpm_ready(s: &prom::Samples) -> bool {
@@ -101,7 +71,7 @@ fn golden_metrics() {
             }
         })
         .collect();
-    assert_golden("golden.prom", &text);
+    common::assert_golden("golden.prom", &text);
 }
 
 /// The scenario fields of one device, read the way the contract defines them.

@@ -96,8 +96,6 @@ fn every_health_series_has_the_scenario_values() {
     );
     assert!(s.find("gpu_xid_errors_total", &[("gpu", "1")]).is_empty());
 
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/health-and-mig.prom");
     let stable: String = s
         .text
         .lines()
@@ -109,11 +107,7 @@ fn every_health_series_has_the_scenario_values() {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &stable).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).expect("golden missing: UPDATE_GOLDEN=1");
-    assert_eq!(stable, expected, "UPDATE_GOLDEN=1 to accept");
+    common::assert_golden("health-and-mig.prom", &stable);
 }
 
 #[test]

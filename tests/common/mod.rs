@@ -49,6 +49,36 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// Compares with `tests/golden/<name>`; `UPDATE_GOLDEN=1` rewrites the file instead.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+    if expected != actual {
+        let diff: Vec<String> = expected
+            .lines()
+            .filter(|l| !actual.lines().any(|a| a == *l))
+            .map(|l| format!("- {l}"))
+            .chain(
+                actual
+                    .lines()
+                    .filter(|l| !expected.lines().any(|e| e == *l))
+                    .map(|l| format!("+ {l}")),
+            )
+            .collect();
+        panic!(
+            "{name} differs from the golden file (UPDATE_GOLDEN=1 to accept):\n{}",
+            diff.join("\n")
+        );
+    }
+}
+
 /// A free loopback port (bound, then released for the agent to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

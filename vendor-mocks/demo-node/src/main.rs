@@ -10,7 +10,7 @@ mod node;
 mod scenario;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -118,21 +118,11 @@ fn run() -> anyhow::Result<ExitCode> {
         root.display(),
         scenario_path.display()
     );
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        if let Some(status) = child.try_wait().context("waiting for the exporter")? {
-            bail!("the exporter exited: {status}");
-        }
-        let t = start.elapsed().as_secs_f64();
-        if args.seconds.is_some_and(|s| t >= s as f64) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(ExitCode::SUCCESS);
-        }
+    supervise(&mut child, start, args.seconds, |t| {
         let pods = scenario::pods(t);
         node::sync(&root, &pods)?;
-        write_atomic(&scenario_path, &scenario::render(t, &pods))?;
-    }
+        write_atomic(&scenario_path, &scenario::render(t, &pods))
+    })
 }
 
 /// The AMD node: the exporter reads the fake sysfs and procfs, which change every second.
@@ -156,19 +146,32 @@ fn run_amd(exporter: &Path, args: &Args) -> anyhow::Result<ExitCode> {
          demo-node: try: curl -s localhost:9445/metrics | grep -E '^(gpu|pod)_'   (Ctrl-C stops)",
         root.display()
     );
+    supervise(&mut child, start, args.seconds, |t| {
+        let pods = amd::pods(t);
+        node::sync(&root, &pods)?;
+        node.update(&root, t, &pods)
+    })
+}
+
+/// Moves the simulated node on every second (`tick` gets the seconds since `start`) while the
+/// exporter runs; stops it after `seconds` if given.
+fn supervise(
+    child: &mut Child,
+    start: Instant,
+    seconds: Option<u64>,
+    mut tick: impl FnMut(f64) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
     loop {
         std::thread::sleep(Duration::from_secs(1));
         if let Some(status) = child.try_wait().context("waiting for the exporter")? {
             bail!("the exporter exited: {status}");
         }
         let t = start.elapsed().as_secs_f64();
-        if args.seconds.is_some_and(|s| t >= s as f64) {
+        if seconds.is_some_and(|s| t >= s as f64) {
             let _ = child.kill();
             let _ = child.wait();
             return Ok(ExitCode::SUCCESS);
         }
-        let pods = amd::pods(t);
-        node::sync(&root, &pods)?;
-        node.update(&root, t, &pods)?;
+        tick(t)?;
     }
 }
