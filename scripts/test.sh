@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a fresh clone: installs what the tests need (prometheus and
-# promtool from Debian's `prometheus` package; kubectl and kubernetes-validate through
-# check-deploy.sh), checks the deployment artifacts, formatting and lints, builds the workspace
-# (the agent and the mock NVML library), and runs every test, the end-to-end one with a real
-# Prometheus included. A missing tool fails the run.
+# promtool from Debian's `prometheus` package; librocm-smi-dev and libclang-dev to build the
+# optional `rocm-smi` feature; kubectl and kubernetes-validate through check-deploy.sh), checks
+# the deployment artifacts, formatting and lints, builds the workspace (the agent and the mock
+# NVML and ROCm SMI libraries), and runs every test, the end-to-end one with a real Prometheus
+# included, then the `rocm-smi` feature's tests against the mock librocm_smi64. A missing tool
+# fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,13 +18,19 @@ apt_install() {
 
 missing=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
+# The rocm-smi feature links Debian's librocm_smi64 and runs bindgen (libclang) on its header.
+{ [ -f /usr/include/rocm_smi/rocm_smi.h ] && [ -e /usr/lib/librocm_smi64.so ]; } || missing+=(librocm-smi-dev)
+compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || missing+=(libclang-dev)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   apt_install "${missing[@]}"
 fi
-for tool in promtool prometheus python3 cargo; do
+for tool in promtool prometheus python3 cargo readelf; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
+[ -e /usr/lib/librocm_smi64.so ] || { echo "error: librocm-smi-dev is required and could not be installed" >&2; exit 1; }
+compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || { echo "error: libclang-dev is required and could not be installed" >&2; exit 1; }
 
 echo "==> deployment artifacts (kustomize overlays, rules, dashboards)"
 scripts/check-deploy.sh
@@ -30,7 +38,13 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "==> cargo build (agent and mock NVML)"
+cargo clippy -p gpu-pod-exporter --all-targets --features rocm-smi --locked -- -D warnings
+echo "==> cargo build (agent and the mock NVML and ROCm SMI libraries)"
 cargo build --workspace --locked
+# First the rocm-smi feature (its unit tests, and the agent linked against librocm_smi64 run
+# with the mock in the real library's place), so that the default suite that follows leaves
+# the default binary in target/.
+echo "==> cargo test --features rocm-smi"
+cargo test -p gpu-pod-exporter --features rocm-smi --locked --lib --test rocm_smi -- --test-threads="${TEST_THREADS:-4}"
 echo "==> cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

@@ -15,6 +15,13 @@ use crate::paths::HostPaths;
 /// GPM needs two samples at least 100 ms apart.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 
+/// ROCm SMI is on by default where the binary has it.
+const ROCM_SMI_DEFAULT: &str = if cfg!(feature = "rocm-smi") {
+    "true"
+} else {
+    "false"
+};
+
 /// The flags, as typed (stage one).
 #[derive(Debug, Parser)]
 #[command(
@@ -110,6 +117,15 @@ pub struct Flags {
     #[arg(long = "no-collector.amd", action = ArgAction::SetTrue)]
     pub no_collector_amd: bool,
 
+    /// Use ROCm SMI as a second source for AMD devices (energy, ECC, PCIe replays, gauges
+    /// sysfs lacks). Only in binaries built with the `rocm-smi` feature, where it is on by default.
+    #[arg(long = "amd.rocm-smi", env = "GPU_POD_EXPORTER_AMD_ROCM_SMI", action = ArgAction::Set, num_args = 0..=1, default_value = ROCM_SMI_DEFAULT, default_missing_value = "true", value_name = "BOOL")]
+    pub amd_rocm_smi: bool,
+
+    /// Do not use ROCm SMI.
+    #[arg(long = "no-amd.rocm-smi", action = ArgAction::SetTrue)]
+    pub no_amd_rocm_smi: bool,
+
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(
         long = "log.level",
@@ -138,6 +154,8 @@ pub struct Config {
     pub interval: Duration,
     pub nvidia: bool,
     pub amd: bool,
+    /// ROCm SMI as a second AMD source (only a `rocm-smi` build has it).
+    pub rocm_smi: bool,
     pub log_level: String,
 }
 
@@ -203,6 +221,7 @@ impl Flags {
             interval: self.interval,
             nvidia: self.collector_nvidia && !self.no_collector_nvidia,
             amd: self.collector_amd && !self.no_collector_amd,
+            rocm_smi: self.amd_rocm_smi && !self.no_amd_rocm_smi,
             log_level: self.log_level,
         })
     }

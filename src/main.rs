@@ -78,7 +78,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         backends.push(Box::new(NvidiaBackend::new(config.nvml_library.clone())));
     }
     if config.amd {
-        backends.push(Box::new(AmdBackend::new(&config.paths)));
+        backends.push(Box::new(AmdBackend::new(&config.paths, config.rocm_smi)));
     }
     let names: Vec<&'static str> = backends.iter().map(|b| b.name()).collect();
     let (hub, nudges) = Hub::new(&names);

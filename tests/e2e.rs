@@ -323,3 +323,18 @@ fn custom_telemetry_path() {
     assert_eq!(agent.get("/custom", &[]).status, 200);
     assert_eq!(agent.get("/metrics", &[]).status, 404);
 }
+
+/// The default binary starts on any node: it never links ROCm SMI (only the `rocm-smi`
+/// feature does, and `tests/rocm_smi.rs` checks that it then does).
+#[cfg(not(feature = "rocm-smi"))]
+#[test]
+fn the_default_binary_does_not_link_rocm() {
+    let out = Command::new("readelf")
+        .args(["-d", env!("CARGO_BIN_EXE_gpu-pod-exporter")])
+        .output()
+        .expect("readelf (binutils) is needed for this test");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(NEEDED)"), "{text}");
+    assert!(!text.contains("rocm"), "{text}");
+}

@@ -24,7 +24,12 @@ pub fn target_dir() -> PathBuf {
 /// `cargo build` puts it in `target/<profile>/`; `cargo test` only refreshes the copy in
 /// `target/<profile>/deps/`, so the newer of the two is taken.
 pub fn mock_library() -> PathBuf {
-    let name = "libnvidia_ml_mock.so";
+    built_library("libnvidia_ml_mock.so")
+}
+
+/// A cdylib of the workspace (`libnvidia_ml_mock.so`, `librocm_smi_mock.so`), the newer of
+/// cargo's two copies.
+pub fn built_library(name: &str) -> PathBuf {
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let candidates = [
         target_dir().join(name),
@@ -126,6 +131,7 @@ pub struct AgentBuilder {
     scenario: Option<String>,
     library: Option<PathBuf>,
     args: Vec<String>,
+    envs: Vec<(String, std::ffi::OsString)>,
     interval: String,
 }
 
@@ -136,6 +142,10 @@ impl AgentBuilder {
     }
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl Into<std::ffi::OsString>) -> Self {
+        self.envs.push((k.into(), v.into()));
         self
     }
     pub fn interval(mut self, i: &str) -> Self {
@@ -175,6 +185,7 @@ impl AgentBuilder {
             .arg(format!("--collect.interval={}", self.interval))
             .args(&self.args)
             .env("MOCK_NVML_SCENARIO", &scenario)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -249,6 +260,7 @@ impl Agent {
             scenario: Some(yaml.to_string()),
             library: None,
             args: Vec::new(),
+            envs: Vec::new(),
             interval: "500ms".into(),
         }
     }

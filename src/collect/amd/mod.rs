@@ -10,6 +10,8 @@ pub mod fdinfo;
 mod kfd;
 pub mod procscan;
 mod read;
+#[cfg(feature = "rocm-smi")]
+pub mod rocm;
 mod sysfs;
 
 use std::collections::HashMap;
@@ -43,10 +45,19 @@ pub struct AmdBackend {
     known: HashMap<PciAddress, Known>,
     engines: EngineTracker,
     logged_none: bool,
+    /// ROCm SMI, where the binary has it and `--amd.rocm-smi` leaves it on.
+    #[cfg(feature = "rocm-smi")]
+    rocm: Option<rocm::RocmSmi>,
 }
 
 impl AmdBackend {
-    pub fn new(paths: &HostPaths) -> Self {
+    /// The collector; `rocm_smi` asks for ROCm SMI as a second source, which only a binary
+    /// built with the `rocm-smi` feature has (elsewhere it is ignored, with a warning).
+    pub fn new(paths: &HostPaths, rocm_smi: bool) -> Self {
+        #[cfg(not(feature = "rocm-smi"))]
+        if rocm_smi {
+            tracing::warn!("--amd.rocm-smi is on, but this binary was built without the rocm-smi feature: the amd collector reads sysfs only");
+        }
         AmdBackend {
             sysfs: paths.sysfs.clone(),
             procfs: paths.procfs.clone(),
@@ -54,7 +65,39 @@ impl AmdBackend {
             known: HashMap::new(),
             engines: EngineTracker::default(),
             logged_none: false,
+            #[cfg(feature = "rocm-smi")]
+            rocm: rocm_smi.then(rocm::RocmSmi::default),
         }
+    }
+
+    /// What ROCm SMI adds to each present device; nothing without it.
+    #[cfg(feature = "rocm-smi")]
+    fn supplements(
+        &mut self,
+        readings: &HashMap<PciAddress, sysfs::Reading>,
+        errors: &mut Vec<CallError>,
+    ) -> HashMap<PciAddress, Supplement> {
+        let Some(rocm) = self.rocm.as_mut() else {
+            return HashMap::new();
+        };
+        let cards: Vec<(PciAddress, &crate::sample::DeviceMetrics, bool)> = readings
+            .iter()
+            .filter(|(_, r)| !r.gone)
+            .map(|(pci, r)| {
+                let unnamed = self.known.get(pci).is_some_and(|k| k.identity.unnamed);
+                (*pci, &r.metrics, unnamed)
+            })
+            .collect();
+        rocm.supplement(&cards, errors)
+    }
+
+    #[cfg(not(feature = "rocm-smi"))]
+    fn supplements(
+        &mut self,
+        _readings: &HashMap<PciAddress, sysfs::Reading>,
+        _errors: &mut Vec<CallError>,
+    ) -> HashMap<PciAddress, Supplement> {
+        HashMap::new()
     }
 
     /// The clock the fdinfo counters are read against.
@@ -140,6 +183,39 @@ impl AmdBackend {
     }
 }
 
+#[cfg(feature = "rocm-smi")]
+use self::rocm::Supplement;
+
+/// What a second source adds to a device: nothing in a build without ROCm SMI.
+#[cfg(not(feature = "rocm-smi"))]
+#[derive(Debug, Default)]
+struct Supplement {
+    metrics: crate::sample::DeviceMetrics,
+    health: crate::sample::DeviceHealth,
+    name: Option<String>,
+}
+
+/// Fills each gauge `into` lacks from `from`.
+fn fill(into: &mut crate::sample::DeviceMetrics, from: crate::sample::DeviceMetrics) {
+    let pairs = [
+        (&mut into.utilization_ratio, from.utilization_ratio),
+        (
+            &mut into.memory_bandwidth_utilization_ratio,
+            from.memory_bandwidth_utilization_ratio,
+        ),
+        (&mut into.memory_used_bytes, from.memory_used_bytes),
+        (&mut into.memory_total_bytes, from.memory_total_bytes),
+        (&mut into.power_watts, from.power_watts),
+        (&mut into.temperature_celsius, from.temperature_celsius),
+        (&mut into.sm_clock_hertz, from.sm_clock_hertz),
+    ];
+    for (slot, value) in pairs {
+        if slot.is_none() {
+            *slot = value;
+        }
+    }
+}
+
 /// One process's use of one device, from both sources.
 #[derive(Debug, Default)]
 struct Use {
@@ -216,6 +292,17 @@ impl Backend for AmdBackend {
             readings.insert(card.pci, sysfs::read_metrics(&card, &mut errors));
         }
 
+        let mut supplements = self.supplements(&readings, &mut errors);
+        for (pci, s) in &mut supplements {
+            if let (Some(name), Some(known)) = (s.name.take(), self.known.get_mut(pci)) {
+                if known.identity.unnamed {
+                    tracing::info!(pci = %known.pci_bus_id, model = %name, "ROCm SMI names the device");
+                    known.identity.model = name;
+                    known.identity.unnamed = false;
+                }
+            }
+        }
+
         let present: Vec<PciAddress> = readings
             .iter()
             .filter(|(_, r)| !r.gone)
@@ -246,6 +333,10 @@ impl Backend for AmdBackend {
             match readings.remove(pci) {
                 Some(reading) if !reading.gone => {
                     sample.metrics = reading.metrics;
+                    if let Some(s) = supplements.remove(pci) {
+                        fill(&mut sample.metrics, s.metrics);
+                        sample.health = s.health;
+                    }
                     sample.processes = processes.remove(pci).unwrap_or_default();
                     sample.per_process_utilization = sample
                         .processes
@@ -309,7 +400,7 @@ mod tests {
     fn a_node_without_amdgpu_reports_no_devices_and_success() {
         let dir = tempfile::tempdir().unwrap();
         let paths = HostPaths::new(dir.path(), None, None, None);
-        let mut b = AmdBackend::new(&paths);
+        let mut b = AmdBackend::new(&paths, false);
         let r = b.collect(Instant::now());
         assert!(r.success);
         assert!(r.devices.is_empty());

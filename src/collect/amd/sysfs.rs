@@ -91,6 +91,8 @@ fn pci_address(device: &Path) -> Option<(PciAddress, String)> {
 pub struct Identity {
     pub uuid: String,
     pub model: String,
+    /// The model is a stand-in (`AMD GPU 0x74b9`): neither the board nor the id table named it.
+    pub unnamed: bool,
 }
 
 /// The device's `unique_id` (a 64-bit serial, on Vega 20 and newer) as its UUID, else its PCI
@@ -118,20 +120,23 @@ pub fn identity(card: &Card, errors: &mut Vec<CallError>) -> Identity {
         non_empty,
     )
     .flatten();
+    let mut unnamed = false;
     let model = product.unwrap_or_else(|| {
         let id = read::value(&card.device.join("device"), CALL, errors, &mut gone, |s| {
             read::parse_u64(s).and_then(|v| u16::try_from(v).map_err(|_| Bad::OutOfRange))
         });
-        match id {
-            Some(id) => {
-                model_name(id).map_or_else(|| format!("AMD GPU 0x{id:04x}"), str::to_string)
-            }
-            None => "AMD GPU".to_string(),
+        let name = id.and_then(model_name);
+        unnamed = name.is_none();
+        match (name, id) {
+            (Some(name), _) => name.to_string(),
+            (None, Some(id)) => format!("AMD GPU 0x{id:04x}"),
+            (None, None) => "AMD GPU".to_string(),
         }
     });
     Identity {
         uuid: unique_id.unwrap_or_else(|| card.pci_bus_id.clone()),
         model,
+        unnamed,
     }
 }
 
