@@ -319,6 +319,23 @@ mod tests {
     }
 
     #[test]
+    fn rocm_smi_is_on_by_default_only_where_the_binary_has_it() {
+        let c = Flags::try_parse_from(["x"]).unwrap().resolve().unwrap();
+        assert_eq!(c.rocm_smi, cfg!(feature = "rocm-smi"));
+        let c = Flags::try_parse_from(["x", "--amd.rocm-smi"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(c.rocm_smi);
+        let c = Flags::try_parse_from(["x", "--amd.rocm-smi", "--no-amd.rocm-smi"])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(!c.rocm_smi);
+        assert!(Flags::try_parse_from(["x", "--amd.rocm-smi=maybe"]).is_err());
+    }
+
+    #[test]
     fn collectors_can_be_disabled_either_way() {
         let f =
             Flags::try_parse_from(["x", "--no-collector.amd", "--collector.nvidia=false"]).unwrap();

@@ -248,3 +248,35 @@ fn a_card_rocm_smi_did_not_enumerate_is_counted_then_found() {
     });
     assert!(has_energy(&s));
 }
+
+#[test]
+fn a_library_that_forgets_its_session_is_initialised_again() {
+    let (dir, root, lib) = node();
+    let scenario = dir.path().join("rocm.yaml");
+    write_atomic(&scenario, SCENARIO);
+    let agent = start(&root, &lib, &scenario, &[]);
+    agent.scrape_until(WAIT, "ROCm SMI's counters", has_energy);
+
+    // Calls answer INIT_ERROR, as after a driver reload: counted, and the session restarted.
+    write_atomic(
+        &scenario,
+        &SCENARIO.replace(
+            "    pcie_replays: 7\n",
+            "    pcie_replays: 7\n    errors: { rsmi_dev_pci_replay_counter_get: INIT_ERROR }\n",
+        ),
+    );
+    let s = agent.scrape_until(WAIT, "the lost session counted", |s| {
+        errors(s, "rsmi_dev_pci_replay_counter_get", "INIT_ERROR") >= 2.0
+    });
+    assert_eq!(dev(&s, "gpu_up", "0"), Some(1.0));
+    assert_eq!(dev(&s, "gpu_utilization_ratio", "0"), Some(0.96));
+    assert!(agent
+        .log_text()
+        .contains("ROCm SMI answered INIT_ERROR; initialising it again"));
+
+    write_atomic(&scenario, SCENARIO);
+    let s = agent.scrape_until(WAIT, "the replays back", |s| {
+        dev(s, "gpu_pcie_replay_errors_total", "0") == Some(7.0)
+    });
+    assert!(has_energy(&s));
+}

@@ -213,15 +213,15 @@ impl RocmSmi {
         };
     }
 
-    /// Ends the session (after the library forgot it, or to re-enumerate); the next cycle
-    /// initialises again, and `delay` is the backoff from there.
-    fn restart(&mut self, now: Instant, delay: Duration) {
+    /// Ends the session (after the library forgot it, or to re-enumerate): the next init is
+    /// tried `retry_in` from now, with `delay` as the backoff after that.
+    fn restart(&mut self, now: Instant, retry_in: Duration, delay: Duration) {
         if self.up() {
             // SAFETY: no pointers; balances the successful rsmi_init.
             unsafe { rsmi::rsmi_shut_down() };
         }
         self.state = State::Down {
-            retry_at: now,
+            retry_at: now + retry_in,
             delay,
             last: None,
         };
@@ -263,19 +263,25 @@ impl RocmSmi {
                 lost |= reader.lost;
             }
         }
-        if lost {
-            tracing::warn!("ROCm SMI answered INIT_ERROR; initialising it again");
-            self.restart(now, FIRST_RETRY);
-        } else if unknown {
-            if let State::Up {
-                recheck_at, delay, ..
-            } = self.state
-            {
-                if now >= recheck_at {
-                    // A card appeared after ROCm SMI enumerated: enumerate again, less and
-                    // less often while it stays unknown.
-                    self.restart(now, (delay * 2).min(MAX_RETRY));
-                }
+        if let State::Up {
+            recheck_at, delay, ..
+        } = self.state
+        {
+            let next = (delay * 2).min(MAX_RETRY);
+            if lost {
+                // The library forgot its session (a driver reload): initialise it again, the
+                // first time at the next cycle, then less and less often if it keeps happening.
+                tracing::warn!("ROCm SMI answered INIT_ERROR; initialising it again");
+                let retry_in = if delay == FIRST_RETRY {
+                    Duration::ZERO
+                } else {
+                    delay
+                };
+                self.restart(now, retry_in, next);
+            } else if unknown && now >= recheck_at {
+                // A card appeared after ROCm SMI enumerated: enumerate again, less and less
+                // often while it stays unknown.
+                self.restart(now, Duration::ZERO, next);
             }
         }
         out
