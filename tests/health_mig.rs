@@ -271,7 +271,7 @@ fn an_xid_event_arrives_while_metrics_is_scraped_under_load() {
             (n, slowest)
         }));
     }
-    let s = agent.scrape_until(WAIT, "the XID event", |s| {
+    agent.scrape_until(WAIT, "the XID event", |s| {
         s.value("gpu_xid_errors_total", &[("gpu", "0"), ("xid", "79")]) == Some(1.0)
     });
     stop.store(true, Ordering::Relaxed);
@@ -285,14 +285,15 @@ fn an_xid_event_arrives_while_metrics_is_scraped_under_load() {
         );
     }
     assert!(total > 20, "only {total} scrapes under load");
-    // Delivered once; sampling went on meanwhile.
-    assert_eq!(
+    // Sampling goes on (a cycle may still time out now and then on a loaded 2-core machine,
+    // so wait for a good one rather than asserting on the moment of the event).
+    agent.scrape_until(WAIT, "a successful cycle after the event", |s| {
         s.value(
             "gpu_pod_exporter_collector_success",
-            &[("collector", "nvidia")]
-        ),
-        Some(1.0)
-    );
+            &[("collector", "nvidia")],
+        ) == Some(1.0)
+    });
+    // Delivered once.
     std::thread::sleep(Duration::from_secs(1));
     let s = prom::parse(&agent.scrape());
     assert_eq!(

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::{fixture, prom, write_atomic, Agent};
@@ -90,12 +89,11 @@ fn has_energy(s: &prom::Samples) -> bool {
 
 #[test]
 fn the_feature_binary_links_rocm_smi() {
-    let out = Command::new("readelf")
-        .args(["-d", env!("CARGO_BIN_EXE_gpu-pod-exporter")])
-        .output()
-        .expect("readelf (binutils) is needed for this test");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("[librocm_smi64.so.1]"), "{text}");
+    let needed = common::needed_libraries(Path::new(env!("CARGO_BIN_EXE_gpu-pod-exporter")));
+    assert!(
+        needed.iter().any(|l| l == "librocm_smi64.so.1"),
+        "{needed:?}"
+    );
 }
 
 #[test]

@@ -389,3 +389,19 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// The `NEEDED` entries of an ELF file's dynamic section, by `readelf -d` (binutils: a missing
+/// readelf fails the test).
+pub fn needed_libraries(path: &Path) -> Vec<String> {
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(path)
+        .output()
+        .expect("readelf (binutils) is needed for this test");
+    assert!(out.status.success(), "readelf -d {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split_once('[')?.1.trim_end_matches(']').to_string()))
+        .collect()
+}

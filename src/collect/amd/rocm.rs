@@ -340,6 +340,18 @@ impl Reader<'_> {
         self.within(call, v, 0..=100).map(|p| f64::from(p) / 100.0)
     }
 
+    /// A VRAM figure in bytes (`rsmi_dev_memory_usage_get`, `rsmi_dev_memory_total_get`).
+    fn vram_bytes(
+        &mut self,
+        call: &'static str,
+        f: unsafe extern "C" fn(u32, rsmi::rsmi_memory_type_t, *mut u64) -> u32,
+    ) -> Option<f64> {
+        let mut v = 0u64;
+        // SAFETY: a valid pointer to a u64.
+        let code = unsafe { f(self.dv, rsmi::rsmi_memory_type_t_RSMI_MEM_TYPE_VRAM, &mut v) };
+        self.u64_of(call, code, v).map(|v| v as f64)
+    }
+
     fn u64_of(&mut self, call: &'static str, code: u32, v: u64) -> Option<u64> {
         self.get(call, (code, v))
     }
@@ -357,22 +369,13 @@ impl Reader<'_> {
                 rsmi::rsmi_dev_memory_busy_percent_get,
             );
         }
-        let vram = rsmi::rsmi_memory_type_t_RSMI_MEM_TYPE_VRAM;
         if sysfs.memory_used_bytes.is_none() {
-            let mut v = 0u64;
-            // SAFETY: a valid pointer to a u64.
-            let code = unsafe { rsmi::rsmi_dev_memory_usage_get(dv, vram, &mut v) };
-            m.memory_used_bytes = self
-                .u64_of("rsmi_dev_memory_usage_get", code, v)
-                .map(|v| v as f64);
+            m.memory_used_bytes =
+                self.vram_bytes("rsmi_dev_memory_usage_get", rsmi::rsmi_dev_memory_usage_get);
         }
         if sysfs.memory_total_bytes.is_none() {
-            let mut v = 0u64;
-            // SAFETY: a valid pointer to a u64.
-            let code = unsafe { rsmi::rsmi_dev_memory_total_get(dv, vram, &mut v) };
-            m.memory_total_bytes = self
-                .u64_of("rsmi_dev_memory_total_get", code, v)
-                .map(|v| v as f64);
+            m.memory_total_bytes =
+                self.vram_bytes("rsmi_dev_memory_total_get", rsmi::rsmi_dev_memory_total_get);
         }
         if sysfs.power_watts.is_none() {
             let mut v = 0u64;
