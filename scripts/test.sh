@@ -20,7 +20,11 @@ missing=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 # The rocm-smi feature links Debian's librocm_smi64 and runs bindgen (libclang) on its header.
 { [ -f /usr/include/rocm_smi/rocm_smi.h ] && [ -e /usr/lib/librocm_smi64.so ]; } || missing+=(librocm-smi-dev)
-compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || missing+=(libclang-dev)
+have_libclang() {
+  compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null \
+    && compgen -G "/usr/lib/llvm-*/lib/clang/*/include/stddef.h" >/dev/null
+}
+have_libclang || missing+=(libclang-dev)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
@@ -30,7 +34,7 @@ for tool in promtool prometheus python3 cargo readelf; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required and could not be installed" >&2; exit 1; }
 done
 [ -e /usr/lib/librocm_smi64.so ] || { echo "error: librocm-smi-dev is required and could not be installed" >&2; exit 1; }
-compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || { echo "error: libclang-dev is required and could not be installed" >&2; exit 1; }
+have_libclang || { echo "error: libclang-dev is required and could not be installed" >&2; exit 1; }
 
 echo "==> deployment artifacts (kustomize overlays, rules, dashboards)"
 scripts/check-deploy.sh
