@@ -363,6 +363,64 @@ fn a_gpu_that_disappears_is_reported_down() {
     assert!(errors(&s, "sysfs", "DEVICE_GONE") >= 1.0);
 }
 
+#[test]
+fn a_gpu_whose_reads_hang_holds_up_neither_the_others_nor_metrics() {
+    let (dir, root) = node();
+    let agent = start(&root);
+    agent.scrape_until(WAIT, "every pod", all_pods);
+    // GPU 1's busy file becomes a FIFO nobody writes: opening it blocks, as amdgpu's reads
+    // of a GPU in reset do.
+    let busy = root.join("sys/class/drm/card1/device/gpu_busy_percent");
+    std::fs::remove_file(&busy).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&busy)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    write_atomic(
+        &root.join("sys/class/drm/card0/device/gpu_busy_percent"),
+        "50\n",
+    );
+    let s = agent.scrape_until(WAIT, "GPU 1 late while GPU 0 is fresh", |s| {
+        dev(s, "gpu_up", "1") == Some(0.0) && dev(s, "gpu_utilization_ratio", "0") == Some(0.5)
+    });
+    // The hung GPU keeps its last values, marked down; the others report as usual.
+    assert_eq!(dev(&s, "gpu_utilization_ratio", "1"), Some(0.4));
+    assert_eq!(dev(&s, "gpu_temperature_celsius", "1"), Some(45.0));
+    assert_eq!(dev(&s, "gpu_up", "0"), Some(1.0));
+    assert_eq!(dev(&s, "gpu_up", "2"), Some(1.0));
+    assert_eq!(memory(&s, "trainer-0"), Some(2.0 * 1073741824.0));
+    assert_eq!(
+        s.value(
+            "gpu_pod_exporter_collector_success",
+            &[("collector", "amd")]
+        ),
+        Some(0.0)
+    );
+    // /metrics never waits for it (the read blocks for good: any bound shows that).
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        agent.scrape();
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    // The read returns: the GPU is up again with fresh values.
+    let held = dir.path().join("held-fifo");
+    std::fs::hard_link(&busy, &held).unwrap();
+    std::fs::remove_file(&busy).unwrap();
+    write_atomic(&busy, "20\n");
+    std::fs::write(&held, "20\n").unwrap();
+    let s = agent.scrape_until(WAIT, "GPU 1 back", |s| {
+        dev(s, "gpu_up", "1") == Some(1.0)
+            && dev(s, "gpu_utilization_ratio", "1") == Some(0.2)
+            && s.value(
+                "gpu_pod_exporter_collector_success",
+                &[("collector", "amd")],
+            ) == Some(1.0)
+    });
+    assert_eq!(dev(&s, "gpu_utilization_ratio", "0"), Some(0.5));
+}
+
 /// Figures for docs/benchmarks.md: scans of this machine's real /proc (no amdgpu, so every fd
 /// is looked at and ruled out), with this test holding 2,000 extra fds, and what reading every
 /// fdinfo instead would cost. `cargo test --release --test amd -- --ignored --nocapture`.

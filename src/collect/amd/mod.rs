@@ -10,6 +10,7 @@ pub mod fdinfo;
 mod kfd;
 pub mod procscan;
 mod read;
+mod readers;
 #[cfg(feature = "rocm-smi")]
 pub mod rocm;
 mod sysfs;
@@ -44,6 +45,8 @@ pub struct AmdBackend {
     /// Every device seen, by PCI address. One that disappears stays, reported down.
     known: HashMap<PciAddress, Known>,
     engines: EngineTracker,
+    /// A sysfs reader thread per card.
+    readers: readers::Readers,
     logged_none: bool,
     /// ROCm SMI, where the binary has it and `--amd.rocm-smi` leaves it on.
     #[cfg(feature = "rocm-smi")]
@@ -64,6 +67,7 @@ impl AmdBackend {
             own_pid: std::process::id(),
             known: HashMap::new(),
             engines: EngineTracker::default(),
+            readers: readers::Readers::default(),
             logged_none: false,
             #[cfg(feature = "rocm-smi")]
             rocm: rocm_smi.then(rocm::RocmSmi::default),
@@ -253,7 +257,7 @@ impl Backend for AmdBackend {
         "amd"
     }
 
-    fn collect(&mut self, _deadline: Instant) -> VendorReport {
+    fn collect(&mut self, deadline: Instant) -> VendorReport {
         let mut errors = Vec::new();
         let mut success = true;
         let cards = match sysfs::list_cards(&self.sysfs, &mut errors) {
@@ -277,10 +281,9 @@ impl Backend for AmdBackend {
         }
 
         let driver_version = sysfs::driver_version(&self.sysfs, &self.procfs);
-        let mut readings: HashMap<PciAddress, sysfs::Reading> = HashMap::new();
-        for card in cards {
+        for card in &cards {
             let known = self.known.entry(card.pci).or_insert_with(|| {
-                let identity = sysfs::identity(&card, &mut errors);
+                let identity = sysfs::identity(card, &mut errors);
                 tracing::info!(card = card.number, pci = %card.pci_bus_id, uuid = %identity.uuid, model = %identity.model, "amdgpu device found");
                 Known {
                     card: card.number,
@@ -289,7 +292,19 @@ impl Backend for AmdBackend {
                 }
             });
             known.card = card.number;
-            readings.insert(card.pci, sysfs::read_metrics(&card, &mut errors));
+        }
+        // Each card on its own thread: one whose reads block is reported late, not the cycle.
+        let mut readings: HashMap<PciAddress, sysfs::Reading> = HashMap::new();
+        let mut late: HashMap<PciAddress, Option<sysfs::Reading>> = HashMap::new();
+        for (pci, outcome) in self.readers.read(&cards, deadline, &mut errors) {
+            match outcome {
+                readers::Outcome::Fresh(r) => {
+                    readings.insert(pci, r);
+                }
+                readers::Outcome::Late(last) => {
+                    late.insert(pci, last);
+                }
+            }
         }
 
         let mut supplements = self.supplements(&readings, &mut errors);
@@ -303,10 +318,12 @@ impl Backend for AmdBackend {
             }
         }
 
+        // A late card is still there: its processes are read as usual.
         let present: Vec<PciAddress> = readings
             .iter()
             .filter(|(_, r)| !r.gone)
             .map(|(p, _)| *p)
+            .chain(late.keys().copied())
             .collect();
         let mut processes = if present.is_empty() {
             HashMap::new()
@@ -345,6 +362,18 @@ impl Backend for AmdBackend {
                 }
                 Some(_) => {
                     sample.down = Some(DeviceDown::Failed("NO_DEVICE".into()));
+                }
+                None if late.contains_key(pci) => {
+                    // Its reads did not return in time: the last values, marked down.
+                    if let Some(Some(last)) = late.remove(pci) {
+                        sample.metrics = last.metrics;
+                    }
+                    sample.processes = processes.remove(pci).unwrap_or_default();
+                    sample.per_process_utilization = sample
+                        .processes
+                        .iter()
+                        .any(|p| p.sm_utilization_ratio.is_some());
+                    sample.down = Some(DeviceDown::TimedOut);
                 }
                 None => {
                     // Its card folder is gone: unplugged, unbound, or fallen off the bus.

@@ -1,0 +1,248 @@
+//! One reader thread per amdgpu card, so that a card whose sysfs reads block (amdgpu holds
+//! reads of a GPU in reset) holds up neither the other cards nor the cycle.
+//!
+//! Each cycle asks every idle reader for a fresh reading and waits until the cycle's deadline.
+//! A reader that has not answered by then stays busy and gets no new request: its card is
+//! reported with its last reading, timed out. Its answer, when it comes, is taken at the next
+//! cycle (and its errors counted then).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Instant;
+
+use super::sysfs::{self, Card, Reading};
+use crate::attribute::deviceid::PciAddress;
+use crate::sample::CallError;
+
+/// What a card's reader gave this cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Read this cycle (or a late answer that arrived during it).
+    Fresh(Reading),
+    /// Still reading when the deadline passed: the last reading, if there was one.
+    Late(Option<Reading>),
+}
+
+struct Answer {
+    pci: PciAddress,
+    reading: Reading,
+    errors: Vec<CallError>,
+}
+
+struct Reader {
+    requests: Sender<Card>,
+    busy: bool,
+    last: Option<Reading>,
+}
+
+/// The reader threads, by card.
+pub struct Readers {
+    readers: HashMap<PciAddress, Reader>,
+    answers_tx: Sender<Answer>,
+    answers: Receiver<Answer>,
+}
+
+impl Default for Readers {
+    fn default() -> Self {
+        let (answers_tx, answers) = mpsc::channel();
+        Readers {
+            readers: HashMap::new(),
+            answers_tx,
+            answers,
+        }
+    }
+}
+
+impl Readers {
+    /// Starts a card's reader; `None` when the thread cannot be spawned.
+    fn spawn(&self, card: &Card) -> Option<Reader> {
+        let (requests, rx) = mpsc::channel::<Card>();
+        let answers = self.answers_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("amd-card{}", card.number))
+            .spawn(move || {
+                // Ends when the collector drops its side.
+                while let Ok(card) = rx.recv() {
+                    let mut errors = Vec::new();
+                    let reading = sysfs::read_metrics(&card, &mut errors);
+                    let answer = Answer {
+                        pci: card.pci,
+                        reading,
+                        errors,
+                    };
+                    if answers.send(answer).is_err() {
+                        break;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Reader {
+                requests,
+                busy: false,
+                last: None,
+            }),
+            Err(e) => {
+                tracing::warn!(card = card.number, error = %e, "cannot start a reader thread; reading the card on the collector's thread");
+                None
+            }
+        }
+    }
+
+    fn accept(&mut self, answer: Answer, errors: &mut Vec<CallError>) -> Option<PciAddress> {
+        errors.extend(answer.errors);
+        let reader = self.readers.get_mut(&answer.pci)?;
+        reader.busy = false;
+        reader.last = Some(answer.reading);
+        Some(answer.pci)
+    }
+
+    /// Reads every card, each on its own thread, waiting for them until `deadline`.
+    pub fn read(
+        &mut self,
+        cards: &[Card],
+        deadline: Instant,
+        errors: &mut Vec<CallError>,
+    ) -> HashMap<PciAddress, Outcome> {
+        let mut fresh: HashSet<PciAddress> = HashSet::new();
+        // Answers that came after the last cycle's deadline.
+        while let Ok(answer) = self.answers.try_recv() {
+            if let Some(pci) = self.accept(answer, errors) {
+                fresh.insert(pci);
+            }
+        }
+        let mut out = HashMap::new();
+        let mut pending: HashSet<PciAddress> = HashSet::new();
+        for card in cards {
+            if !self.readers.contains_key(&card.pci) {
+                match self.spawn(card) {
+                    Some(r) => {
+                        self.readers.insert(card.pci, r);
+                    }
+                    None => {
+                        out.insert(card.pci, Outcome::Fresh(sysfs::read_metrics(card, errors)));
+                        continue;
+                    }
+                }
+            }
+            let Some(reader) = self.readers.get_mut(&card.pci) else {
+                continue;
+            };
+            if reader.busy {
+                continue;
+            }
+            if reader.requests.send(card.clone()).is_ok() {
+                reader.busy = true;
+                fresh.remove(&card.pci);
+                pending.insert(card.pci);
+            } else {
+                // The thread is gone (it cannot panic, but be sure): start afresh next cycle.
+                self.readers.remove(&card.pci);
+            }
+        }
+        while !pending.is_empty() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.answers.recv_timeout(wait) {
+                Ok(answer) => {
+                    if let Some(pci) = self.accept(answer, errors) {
+                        pending.remove(&pci);
+                        fresh.insert(pci);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        for card in cards {
+            if out.contains_key(&card.pci) {
+                continue;
+            }
+            let Some(reader) = self.readers.get(&card.pci) else {
+                continue;
+            };
+            let outcome = if reader.busy {
+                Outcome::Late(reader.last.clone())
+            } else {
+                match &reader.last {
+                    Some(r) if fresh.contains(&card.pci) => Outcome::Fresh(r.clone()),
+                    last => Outcome::Late(last.clone()),
+                }
+            };
+            out.insert(card.pci, outcome);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use std::time::Duration;
+
+    fn card(dir: &std::path::Path, number: u32, pci: &str) -> Card {
+        let device = dir.join(format!("card{number}"));
+        std::fs::create_dir_all(&device).unwrap();
+        std::fs::write(device.join("gpu_busy_percent"), "40\n").unwrap();
+        Card {
+            number,
+            device,
+            pci: PciAddress::parse(pci).unwrap(),
+            pci_bus_id: pci.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_blocked_card_is_late_and_the_others_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = card(dir.path(), 0, "0000:19:00.0");
+        let b = card(dir.path(), 1, "0000:1a:00.0");
+        let mut readers = Readers::default();
+        let mut errors = Vec::new();
+        let soon = || Instant::now() + Duration::from_secs(5);
+        let out = readers.read(&[a.clone(), b.clone()], soon(), &mut errors);
+        let busy = |o: &Outcome| match o {
+            Outcome::Fresh(r) => r.metrics.utilization_ratio,
+            Outcome::Late(_) => None,
+        };
+        assert_eq!(busy(&out[&a.pci]), Some(0.4));
+        assert_eq!(busy(&out[&b.pci]), Some(0.4));
+
+        // Card b's attribute becomes a FIFO with no writer: opening it blocks.
+        let fifo = b.device.join("gpu_busy_percent");
+        std::fs::remove_file(&fifo).unwrap();
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::fs::write(a.device.join("gpu_busy_percent"), "70\n").unwrap();
+        let t = Instant::now();
+        let out = readers.read(
+            &[a.clone(), b.clone()],
+            Instant::now() + Duration::from_millis(200),
+            &mut errors,
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(busy(&out[&a.pci]), Some(0.7));
+        match &out[&b.pci] {
+            Outcome::Late(Some(r)) => assert_eq!(r.metrics.utilization_ratio, Some(0.4)),
+            other => panic!("{other:?}"),
+        }
+
+        // Unblock it: the late answer is taken at the next cycle.
+        let held = dir.path().join("held");
+        std::fs::hard_link(&fifo, &held).unwrap();
+        std::fs::remove_file(&fifo).unwrap();
+        std::fs::write(&fifo, "10\n").unwrap();
+        std::fs::write(&held, "90\n").unwrap();
+        let mut seen = None;
+        for _ in 0..50 {
+            let out = readers.read(&[a.clone(), b.clone()], soon(), &mut errors);
+            if let Outcome::Fresh(r) = &out[&b.pci] {
+                seen = r.metrics.utilization_ratio;
+                if seen == Some(0.1) {
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen, Some(0.1));
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}
