@@ -98,29 +98,32 @@ def main():
         per_cycle_ms = (c1 - c0) / 1e6 / cycles
         idle_rss = rss_kib(agent.pid)
 
-        conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
-        lat = []
-        size = 0
-        c2 = cpu_ns(agent.pid)
-        for _ in range(a.scrapes):
-            s = time.perf_counter()
-            conn.request('GET', '/metrics', headers={'Accept': 'text/plain'})
-            r = conn.getresponse(); body = r.read()
-            lat.append((time.perf_counter() - s) * 1000)
-            size = len(body)
-        c3 = cpu_ns(agent.pid)
-        scrape_window_cycles = 0  # sampling continues meanwhile; subtract its share
-        lat.sort()
-        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
-        scrape_cpu_ms = ((c3 - c2) / 1e6 - per_cycle_ms * (sum(lat) / 1000) / (a.interval_ms / 1000)) / a.scrapes
+        def scrapes(headers):
+            conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
+            lat, size = [], 0
+            c2 = cpu_ns(agent.pid)
+            for _ in range(a.scrapes):
+                s = time.perf_counter()
+                conn.request('GET', '/metrics', headers=headers)
+                r = conn.getresponse(); body = r.read()
+                lat.append((time.perf_counter() - s) * 1000)
+                size = len(body)
+            c3 = cpu_ns(agent.pid)
+            lat.sort()
+            # Sampling goes on meanwhile: take its share out.
+            cpu = ((c3 - c2) / 1e6 - per_cycle_ms * (sum(lat) / 1000) / (a.interval_ms / 1000)) / a.scrapes
+            return lat, size, max(cpu, 0)
+
+        plain = scrapes({'Accept': 'text/plain'})
+        gzip = scrapes({'Accept': 'text/plain', 'Accept-Encoding': 'gzip'})
         print(f'node: {a.gpus} GPUs x {a.processes} processes (mock NVML), interval {a.interval_ms} ms')
         print(f'startup to ready:           {startup * 1000:.0f} ms')
         print(f'CPU per sample cycle:       {per_cycle_ms:.3f} ms  ({cycles:.0f} cycles over {a.seconds:.0f} s)')
         print(f'CPU share at 5 s interval:  {per_cycle_ms / 5000 * 100:.4f} % of one core')
         print(f'RSS:                        {idle_rss / 1024:.1f} MiB (after scrapes: {rss_kib(agent.pid) / 1024:.1f} MiB)')
-        print(f'/metrics size:              {size} bytes')
-        print(f'/metrics latency:           p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, max {lat[-1]:.3f} ms ({a.scrapes} scrapes, keep-alive)')
-        print(f'CPU per scrape:             {max(scrape_cpu_ms, 0):.3f} ms')
+        for name, (lat, size, cpu) in (('plain', plain), ('gzip', gzip)):
+            q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+            print(f'/metrics {name:5}:            {size} bytes; p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, max {lat[-1]:.3f} ms ({a.scrapes} scrapes, keep-alive); CPU {cpu:.3f} ms per scrape')
     finally:
         agent.terminate(); agent.wait()
 

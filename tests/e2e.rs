@@ -290,6 +290,27 @@ fn content_negotiation() {
         .header("content-type")
         .unwrap()
         .starts_with("text/plain"));
+
+    // gzip when the scrape takes it (Prometheus sends `Accept-Encoding: gzip`), the same text.
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+    let gz = agent.get("/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(gz.raw_body.as_slice()),
+        &mut text,
+    )
+    .unwrap();
+    assert!(
+        gz.raw_body.len() * 3 < text.len(),
+        "{} bytes",
+        gz.raw_body.len()
+    );
+    assert_eq!(stable(&text), stable(&agent.get("/metrics", &[]).body));
+    let refused = agent.get("/metrics", &[("Accept-Encoding", "gzip;q=0, identity")]);
+    assert_eq!(refused.header("content-encoding"), None);
+    assert!(refused.body.contains("# TYPE gpu_info gauge"));
 }
 
 #[test]

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
+    HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING,
+    CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
 };
 use hyper::http::request::Parts;
 use hyper::service::service_fn;
@@ -112,13 +113,26 @@ impl App {
     fn metrics(&self, req: &Parts) -> Response<Body> {
         let accept = req.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
         let format = Format::negotiate(accept);
+        let gzip = accepts_gzip(
+            req.headers
+                .get_all(ACCEPT_ENCODING)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
         match self.encoder.encode(format) {
             Ok(body) => {
-                let mut r = Response::new(Full::new(Bytes::from(body)));
-                r.headers_mut().insert(
+                let body = Bytes::from(body);
+                let compressed = if gzip { gzip_bytes(&body) } else { None };
+                let mut r = Response::new(Full::new(compressed.clone().unwrap_or(body)));
+                let h = r.headers_mut();
+                h.insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static(format.content_type()),
                 );
+                h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                if compressed.is_some() {
+                    h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                }
                 r
             }
             Err(_) => {
@@ -146,6 +160,39 @@ impl App {
         );
         r
     }
+}
+
+/// Whether `Accept-Encoding` takes gzip: a `gzip`, `x-gzip` or `*` coding whose quality is
+/// not 0 (an explicit `gzip;q=0` refuses it, whatever `*` says).
+pub fn accepts_gzip<'a>(values: impl Iterator<Item = &'a str>) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for item in values.flat_map(|v| v.split(',')) {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match coding.as_str() {
+            "gzip" | "x-gzip" => gzip = Some(q > 0.0),
+            "*" => any = Some(q > 0.0),
+            _ => {}
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
+/// gzip at the fastest level: a text exposition shrinks about tenfold even so, for a fraction
+/// of a millisecond. `None` if compressing fails (the plain body is sent).
+fn gzip_bytes(body: &[u8]) -> Option<Bytes> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body).ok()?;
+    enc.finish().ok().map(Bytes::from)
 }
 
 fn html_escape(s: &str) -> String {
@@ -240,5 +287,24 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         .is_err()
     {
         tracing::warn!("some connections did not finish within the drain timeout");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_encoding_is_read_as_http_says() {
+        let takes = |v: &str| accepts_gzip(std::iter::once(v));
+        assert!(takes("gzip"));
+        assert!(takes("deflate, gzip;q=1.0, *;q=0.5"));
+        assert!(takes("identity, X-GZIP"));
+        assert!(takes("*"));
+        assert!(!takes("identity"));
+        assert!(!takes("gzip;q=0"));
+        assert!(!takes("gzip; q=0.0, *"));
+        assert!(!takes(""));
+        assert!(accepts_gzip(["br", "gzip"].into_iter()));
     }
 }

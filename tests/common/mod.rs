@@ -237,6 +237,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body's bytes as sent (not de-chunked): for a compressed body.
+    pub raw_body: Vec<u8>,
 }
 
 impl Response {
@@ -354,6 +356,10 @@ impl Drop for Agent {
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
+    let raw_body = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| raw[i + 4..].to_vec())?;
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n")?;
     let mut lines = head.split("\r\n");
@@ -374,6 +380,7 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         status,
         headers,
         body,
+        raw_body,
     })
 }
 
