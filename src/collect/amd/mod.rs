@@ -199,6 +199,13 @@ struct Supplement {
     name: Option<String>,
 }
 
+/// A device's processes this cycle; per-process utilization is meaningful on it when some
+/// process has a ratio (attribution rule 3).
+fn set_processes(sample: &mut DeviceSample, processes: Vec<GpuProcess>) {
+    sample.per_process_utilization = processes.iter().any(|p| p.sm_utilization_ratio.is_some());
+    sample.processes = processes;
+}
+
 /// Fills each gauge `into` lacks from `from`.
 fn fill(into: &mut crate::sample::DeviceMetrics, from: crate::sample::DeviceMetrics) {
     let pairs = [
@@ -354,11 +361,7 @@ impl Backend for AmdBackend {
                         fill(&mut sample.metrics, s.metrics);
                         sample.health = s.health;
                     }
-                    sample.processes = processes.remove(pci).unwrap_or_default();
-                    sample.per_process_utilization = sample
-                        .processes
-                        .iter()
-                        .any(|p| p.sm_utilization_ratio.is_some());
+                    set_processes(&mut sample, processes.remove(pci).unwrap_or_default());
                 }
                 Some(_) => {
                     sample.down = Some(DeviceDown::Failed("NO_DEVICE".into()));
@@ -368,11 +371,7 @@ impl Backend for AmdBackend {
                     if let Some(Some(last)) = late.remove(pci) {
                         sample.metrics = last.metrics;
                     }
-                    sample.processes = processes.remove(pci).unwrap_or_default();
-                    sample.per_process_utilization = sample
-                        .processes
-                        .iter()
-                        .any(|p| p.sm_utilization_ratio.is_some());
+                    set_processes(&mut sample, processes.remove(pci).unwrap_or_default());
                     sample.down = Some(DeviceDown::TimedOut);
                 }
                 None => {
