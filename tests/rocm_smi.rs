@@ -278,3 +278,53 @@ fn a_library_that_forgets_its_session_is_initialised_again() {
     });
     assert!(has_energy(&s));
 }
+
+#[test]
+fn a_rocm_smi_call_that_hangs_holds_up_neither_sysfs_nor_the_cycle() {
+    let (dir, root, lib) = node();
+    let scenario = dir.path().join("rocm.yaml");
+    write_atomic(&scenario, SCENARIO);
+    let agent = start(&root, &lib, &scenario, &[]);
+    agent.scrape_until(WAIT, "ROCm SMI's counters", has_energy);
+
+    // GPU 0's replay counter blocks for 4 s (a GPU in reset), eight collection intervals.
+    write_atomic(
+        &scenario,
+        &SCENARIO.replace(
+            "    pcie_replays: 7\n",
+            "    pcie_replays: 7\n    delays_ms: { rsmi_dev_pci_replay_counter_get: 4000 }\n",
+        ),
+    );
+    let s = agent.scrape_until(WAIT, "ROCm SMI late", |s| {
+        errors(s, "rsmi", "TIMEOUT") >= 2.0
+    });
+    // sysfs's readings stay fresh meanwhile, and every device up.
+    write_atomic(
+        &root.join("sys/class/drm/card0/device/gpu_busy_percent"),
+        "50\n",
+    );
+    let s2 = agent.scrape_until(WAIT, "a fresh sysfs value", |s| {
+        dev(s, "gpu_utilization_ratio", "0") == Some(0.5)
+    });
+    for s in [&s, &s2] {
+        for gpu in ["0", "1", "2"] {
+            assert_eq!(dev(s, "gpu_up", gpu), Some(1.0), "{}", s.text);
+        }
+        // ROCm SMI's last values stand.
+        assert_eq!(dev(s, "gpu_power_watts", "1"), Some(275.5));
+        assert_eq!(dev(s, "gpu_energy_joules_total", "1"), Some(4.0));
+    }
+    assert!(agent
+        .log_text()
+        .contains("ROCm SMI did not answer within the cycle"));
+
+    // It answers again: no more timeouts.
+    write_atomic(&scenario, SCENARIO);
+    let s = agent.scrape_until(Duration::from_secs(30), "ROCm SMI back", |s| {
+        agent.log_text().contains("ROCm SMI answers again") && has_energy(s)
+    });
+    let before = errors(&s, "rsmi", "TIMEOUT");
+    std::thread::sleep(Duration::from_secs(2));
+    let s = prom::parse(&agent.scrape());
+    assert_eq!(errors(&s, "rsmi", "TIMEOUT"), before);
+}

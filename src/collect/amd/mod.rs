@@ -50,7 +50,7 @@ pub struct AmdBackend {
     logged_none: bool,
     /// ROCm SMI, where the binary has it and `--amd.rocm-smi` leaves it on.
     #[cfg(feature = "rocm-smi")]
-    rocm: Option<rocm::RocmSmi>,
+    rocm: Option<rocm::RocmThread>,
 }
 
 impl AmdBackend {
@@ -70,36 +70,47 @@ impl AmdBackend {
             readers: readers::Readers::default(),
             logged_none: false,
             #[cfg(feature = "rocm-smi")]
-            rocm: rocm_smi.then(rocm::RocmSmi::default),
+            rocm: rocm_smi.then(rocm::RocmThread::start).flatten(),
         }
     }
 
-    /// What ROCm SMI adds to each present device; nothing without it.
+    /// Asks ROCm SMI (on its thread) for this cycle's readings of `cards`.
     #[cfg(feature = "rocm-smi")]
-    fn supplements(
-        &mut self,
-        readings: &HashMap<PciAddress, sysfs::Reading>,
-        errors: &mut Vec<CallError>,
-    ) -> HashMap<PciAddress, Supplement> {
+    fn ask_rocm(&mut self, cards: &[sysfs::Card], errors: &mut Vec<CallError>) {
         let Some(rocm) = self.rocm.as_mut() else {
-            return HashMap::new();
+            return;
         };
-        let cards: Vec<(PciAddress, &crate::sample::DeviceMetrics, bool)> = readings
+        let wanted = cards
             .iter()
-            .filter(|(_, r)| !r.gone)
-            .map(|(pci, r)| {
-                let unnamed = self.known.get(pci).is_some_and(|k| k.identity.unnamed);
-                (*pci, &r.metrics, unnamed)
+            .map(|c| {
+                let unnamed = self.known.get(&c.pci).is_some_and(|k| k.identity.unnamed);
+                (c.pci, unnamed)
             })
             .collect();
-        rocm.supplement(&cards, errors)
+        rocm.ask(wanted, errors);
+    }
+
+    /// What ROCm SMI read this cycle, by device; nothing without it.
+    #[cfg(feature = "rocm-smi")]
+    fn rocm_answer(
+        &mut self,
+        deadline: Instant,
+        errors: &mut Vec<CallError>,
+    ) -> HashMap<PciAddress, Supplement> {
+        match self.rocm.as_mut() {
+            Some(rocm) => rocm.answer(deadline, errors),
+            None => HashMap::new(),
+        }
     }
 
     #[cfg(not(feature = "rocm-smi"))]
-    fn supplements(
+    fn ask_rocm(&mut self, _cards: &[sysfs::Card], _errors: &mut [CallError]) {}
+
+    #[cfg(not(feature = "rocm-smi"))]
+    fn rocm_answer(
         &mut self,
-        _readings: &HashMap<PciAddress, sysfs::Reading>,
-        _errors: &mut Vec<CallError>,
+        _deadline: Instant,
+        _errors: &mut [CallError],
     ) -> HashMap<PciAddress, Supplement> {
         HashMap::new()
     }
@@ -300,7 +311,9 @@ impl Backend for AmdBackend {
             });
             known.card = card.number;
         }
-        // Each card on its own thread: one whose reads block is reported late, not the cycle.
+        // ROCm SMI and each card's sysfs reads on threads of their own: one whose reads block
+        // is reported late, not the cycle.
+        self.ask_rocm(&cards, &mut errors);
         let mut readings: HashMap<PciAddress, sysfs::Reading> = HashMap::new();
         let mut late: HashMap<PciAddress, Option<sysfs::Reading>> = HashMap::new();
         for (pci, outcome) in self.readers.read(&cards, deadline, &mut errors) {
@@ -314,7 +327,7 @@ impl Backend for AmdBackend {
             }
         }
 
-        let mut supplements = self.supplements(&readings, &mut errors);
+        let mut supplements = self.rocm_answer(deadline, &mut errors);
         for (pci, s) in &mut supplements {
             if let (Some(name), Some(known)) = (s.name.take(), self.known.get_mut(pci)) {
                 if known.identity.unnamed {

@@ -8,11 +8,13 @@
 //!
 //! ROCm SMI's device indices are joined to sysfs cards by PCI address. Initialisation is
 //! retried with backoff (1 s to 30 s) while it fails, and again when a card appears that ROCm
-//! SMI did not enumerate. Calls run on the AMD collector's thread; the library is not called
-//! from anywhere else.
+//! SMI did not enumerate. Every call runs on one thread of its own (`RocmThread`), asked at
+//! the start of each cycle and waited for until the cycle's deadline, so that a call blocked on
+//! a GPU in reset holds up neither sysfs's readings nor the cycle.
 
 use std::collections::HashMap;
 use std::ffi::c_char;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use rocm_smi_lib as rsmi;
@@ -227,11 +229,11 @@ impl RocmSmi {
         };
     }
 
-    /// For each present card (with what sysfs read of it), what ROCm SMI adds. Cards ROCm SMI
+    /// For each card (and whether it wants a name), what ROCm SMI reads of it. Cards ROCm SMI
     /// does not know get nothing, and are counted (`rsmi_dev_pci_id_get`, `NOT_FOUND`).
     pub fn supplement(
         &mut self,
-        cards: &[(PciAddress, &DeviceMetrics, bool)],
+        cards: &[(PciAddress, bool)],
         errors: &mut Vec<CallError>,
     ) -> HashMap<PciAddress, Supplement> {
         let now = Instant::now();
@@ -240,7 +242,7 @@ impl RocmSmi {
         let mut unknown = false;
         let mut lost = false;
         if let State::Up { index, .. } = &self.state {
-            for (pci, sysfs, wants_name) in cards {
+            for (pci, wants_name) in cards {
                 let Some(dv) = index.get(pci).or_else(|| {
                     // A partition's BDFID may carry a function the card's address does not.
                     index
@@ -259,7 +261,7 @@ impl RocmSmi {
                     errors,
                     lost: false,
                 };
-                out.insert(*pci, reader.read(sysfs, *wants_name));
+                out.insert(*pci, reader.read(*wants_name));
                 lost |= reader.lost;
             }
         }
@@ -285,6 +287,99 @@ impl RocmSmi {
             }
         }
         out
+    }
+}
+
+/// What the ROCm SMI thread answers for one request.
+type Answer = (HashMap<PciAddress, Supplement>, Vec<CallError>);
+
+/// ROCm SMI on a thread of its own: the collector asks at the start of a cycle and takes the
+/// answer at its end. While a request is unanswered no other is sent; the collector uses the
+/// last answer meanwhile and counts `call="rsmi", error="TIMEOUT"` each cycle.
+pub struct RocmThread {
+    requests: Sender<Vec<(PciAddress, bool)>>,
+    answers: Receiver<Answer>,
+    busy: bool,
+    last: HashMap<PciAddress, Supplement>,
+    logged_late: bool,
+}
+
+impl RocmThread {
+    /// Starts the thread; `None` (logged) when it cannot be spawned.
+    pub fn start() -> Option<Self> {
+        let (requests, rx) = mpsc::channel::<Vec<(PciAddress, bool)>>();
+        let (tx, answers) = mpsc::channel::<Answer>();
+        let spawned = std::thread::Builder::new()
+            .name("amd-rocm-smi".into())
+            .spawn(move || {
+                let mut rocm = RocmSmi::default();
+                while let Ok(cards) = rx.recv() {
+                    let mut errors = Vec::new();
+                    let out = rocm.supplement(&cards, &mut errors);
+                    if tx.send((out, errors)).is_err() {
+                        break;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(RocmThread {
+                requests,
+                answers,
+                busy: false,
+                last: HashMap::new(),
+                logged_late: false,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the ROCm SMI thread; the amd collector reads sysfs only");
+                None
+            }
+        }
+    }
+
+    fn accept(&mut self, (out, errors): Answer, into: &mut Vec<CallError>) {
+        self.busy = false;
+        self.last = out;
+        into.extend(errors);
+        if self.logged_late {
+            tracing::info!("ROCm SMI answers again");
+            self.logged_late = false;
+        }
+    }
+
+    /// Asks for this cycle's readings of `cards` (PCI address, whether it wants a name),
+    /// unless the last request is still running. A late answer that came meanwhile is taken.
+    pub fn ask(&mut self, cards: Vec<(PciAddress, bool)>, errors: &mut Vec<CallError>) {
+        if let Ok(answer) = self.answers.try_recv() {
+            self.accept(answer, errors);
+        }
+        if !self.busy && self.requests.send(cards).is_ok() {
+            self.busy = true;
+        }
+    }
+
+    /// This cycle's answer, waited for until `deadline`; the last one if it does not come.
+    pub fn answer(
+        &mut self,
+        deadline: Instant,
+        errors: &mut Vec<CallError>,
+    ) -> HashMap<PciAddress, Supplement> {
+        if self.busy {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.answers.recv_timeout(wait) {
+                Ok(answer) => self.accept(answer, errors),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    if !self.logged_late {
+                        tracing::warn!("ROCm SMI did not answer within the cycle; its last values stand until it does");
+                        self.logged_late = true;
+                    }
+                    errors.push(CallError {
+                        call: "rsmi",
+                        error: "TIMEOUT".into(),
+                    });
+                }
+            }
+        }
+        self.last.clone()
     }
 }
 
@@ -356,59 +451,51 @@ impl Reader<'_> {
         self.get(call, (code, v))
     }
 
-    fn read(&mut self, sysfs: &DeviceMetrics, wants_name: bool) -> Supplement {
+    /// Every gauge ROCm SMI has (the collector keeps only those sysfs lacks), the health
+    /// counters, and the name if asked for.
+    fn read(&mut self, wants_name: bool) -> Supplement {
         let dv = self.dv;
-        let mut m = DeviceMetrics::default();
-        if sysfs.utilization_ratio.is_none() {
-            m.utilization_ratio =
-                self.percent("rsmi_dev_busy_percent_get", rsmi::rsmi_dev_busy_percent_get);
-        }
-        if sysfs.memory_bandwidth_utilization_ratio.is_none() {
-            m.memory_bandwidth_utilization_ratio = self.percent(
+        let mut m = DeviceMetrics {
+            utilization_ratio: self
+                .percent("rsmi_dev_busy_percent_get", rsmi::rsmi_dev_busy_percent_get),
+            memory_bandwidth_utilization_ratio: self.percent(
                 "rsmi_dev_memory_busy_percent_get",
                 rsmi::rsmi_dev_memory_busy_percent_get,
-            );
-        }
-        if sysfs.memory_used_bytes.is_none() {
-            m.memory_used_bytes =
-                self.vram_bytes("rsmi_dev_memory_usage_get", rsmi::rsmi_dev_memory_usage_get);
-        }
-        if sysfs.memory_total_bytes.is_none() {
-            m.memory_total_bytes =
-                self.vram_bytes("rsmi_dev_memory_total_get", rsmi::rsmi_dev_memory_total_get);
-        }
-        if sysfs.power_watts.is_none() {
-            let mut v = 0u64;
-            // SAFETY: a valid pointer to a u64.
-            let code = unsafe { rsmi::rsmi_dev_power_ave_get(dv, 0, &mut v) };
-            let uw = self.u64_of("rsmi_dev_power_ave_get", code, v);
-            m.power_watts = self
-                .within("rsmi_dev_power_ave_get", uw, 0..=MAX_MICROWATTS)
-                .map(|uw| uw as f64 / 1e6);
-        }
-        if sysfs.temperature_celsius.is_none() {
-            // The edge sensor; MI200/MI300 have none and report the junction (hotspot).
-            let current = rsmi::rsmi_temperature_metric_t_RSMI_TEMP_CURRENT;
-            for sensor in [
-                rsmi::rsmi_temperature_type_t_RSMI_TEMP_TYPE_EDGE,
-                rsmi::rsmi_temperature_type_t_RSMI_TEMP_TYPE_JUNCTION,
-            ] {
-                let mut v = 0i64;
-                // SAFETY: a valid pointer to an i64.
-                let code = unsafe { rsmi::rsmi_dev_temp_metric_get(dv, sensor, current, &mut v) };
-                if code == NOT_SUPPORTED {
-                    continue;
-                }
-                let mc = self.get("rsmi_dev_temp_metric_get", (code, v));
-                m.temperature_celsius = self
-                    .within(
-                        "rsmi_dev_temp_metric_get",
-                        mc,
-                        MILLIDEGREES.0..=MILLIDEGREES.1,
-                    )
-                    .map(|mc| mc as f64 / 1000.0);
-                break;
+            ),
+            memory_used_bytes: self
+                .vram_bytes("rsmi_dev_memory_usage_get", rsmi::rsmi_dev_memory_usage_get),
+            memory_total_bytes: self
+                .vram_bytes("rsmi_dev_memory_total_get", rsmi::rsmi_dev_memory_total_get),
+            ..DeviceMetrics::default()
+        };
+        let mut v = 0u64;
+        // SAFETY: a valid pointer to a u64.
+        let code = unsafe { rsmi::rsmi_dev_power_ave_get(dv, 0, &mut v) };
+        let uw = self.u64_of("rsmi_dev_power_ave_get", code, v);
+        m.power_watts = self
+            .within("rsmi_dev_power_ave_get", uw, 0..=MAX_MICROWATTS)
+            .map(|uw| uw as f64 / 1e6);
+        // The edge sensor; MI200/MI300 have none and report the junction (hotspot).
+        let current = rsmi::rsmi_temperature_metric_t_RSMI_TEMP_CURRENT;
+        for sensor in [
+            rsmi::rsmi_temperature_type_t_RSMI_TEMP_TYPE_EDGE,
+            rsmi::rsmi_temperature_type_t_RSMI_TEMP_TYPE_JUNCTION,
+        ] {
+            let mut v = 0i64;
+            // SAFETY: a valid pointer to an i64.
+            let code = unsafe { rsmi::rsmi_dev_temp_metric_get(dv, sensor, current, &mut v) };
+            if code == NOT_SUPPORTED {
+                continue;
             }
+            let mc = self.get("rsmi_dev_temp_metric_get", (code, v));
+            m.temperature_celsius = self
+                .within(
+                    "rsmi_dev_temp_metric_get",
+                    mc,
+                    MILLIDEGREES.0..=MILLIDEGREES.1,
+                )
+                .map(|mc| mc as f64 / 1000.0);
+            break;
         }
 
         let mut health = DeviceHealth::default();

@@ -5,7 +5,8 @@
 //!
 //! Every call checks its pointers and device index (`INVALID_ARGS`), answers `INIT_ERROR`
 //! outside `rsmi_init` .. `rsmi_shut_down`, `NOT_SUPPORTED` for a value the scenario leaves
-//! out, and the status the scenario's `errors` names for that function.
+//! out, and the status the scenario's `errors` names for that function, after the delay its
+//! `delays_ms` names.
 
 pub mod scenario;
 pub mod state;
@@ -38,6 +39,10 @@ fn with_device(dv: u32, call: &str, f: impl FnOnce(&Device) -> Result<(), Status
     code((|| {
         let scenario = state::snapshot()?;
         let device = scenario.devices.get(dv as usize).ok_or(INVALID_ARGS)?;
+        if let Some(ms) = device.delays_ms.get(call) {
+            // The scenario is a snapshot: other calls go on meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(*ms));
+        }
         if let Some(status) = device.error_status.get(call) {
             return Err(*status);
         }

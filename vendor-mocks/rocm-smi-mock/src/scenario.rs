@@ -11,6 +11,7 @@
 //!     energy: { counter: 1000000, resolution_microjoules: 15.3 }
 //!     ecc: { umc: { correctable: 3, uncorrectable: 1 } }
 //!     errors: { rsmi_dev_busy_percent_get: PERMISSION }
+//!     delays_ms: { rsmi_dev_energy_count_get: 3000 }
 //! ```
 //! A value left out is `NOT_SUPPORTED`, as on an ASIC that lacks it.
 
@@ -61,6 +62,9 @@ pub struct Device {
     /// By function name (`rsmi_dev_power_ave_get`): the status that call fails with.
     #[serde(default)]
     pub errors: BTreeMap<String, String>,
+    /// By function name: how long that call blocks before answering (a GPU in reset).
+    #[serde(default)]
+    pub delays_ms: BTreeMap<String, u64>,
 
     #[serde(skip)]
     pub bdfid: u64,
@@ -183,6 +187,13 @@ impl Scenario {
                 let st = Status::from_name(status)
                     .ok_or_else(|| at(format!("errors.{call}: unknown status {status:?}")))?;
                 d.error_status.insert(call.clone(), st);
+            }
+            for call in d.delays_ms.keys() {
+                if !CALLS.contains(&call.as_str()) {
+                    return Err(at(format!(
+                        "delays_ms: {call:?} is not a function the mock exports"
+                    )));
+                }
             }
             if let Some(e) = d.energy {
                 if !(e.resolution_microjoules.is_finite() && e.resolution_microjoules > 0.0) {

@@ -161,6 +161,24 @@ fn the_mock_answers_as_rocm_smi_does() {
         INVALID_ARGS
     );
 
+    // A delay blocks the call before it answers.
+    std::fs::write(
+        &file,
+        SCENARIO.replace(
+            "    pcie_replays: 3\n",
+            "    pcie_replays: 3\n    delays_ms: { rsmi_dev_pci_replay_counter_get: 300 }\n",
+        ),
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(unsafe { rsmi_dev_busy_percent_get(0, &mut pct) }, SUCCESS);
+    assert!(t.elapsed() < std::time::Duration::from_millis(250));
+    assert_eq!(
+        unsafe { rsmi_dev_pci_replay_counter_get(0, &mut v) },
+        SUCCESS
+    );
+    assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+
     // A change to the file is seen by the next call; a broken file keeps the last good one.
     std::fs::write(
         &file,
