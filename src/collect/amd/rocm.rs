@@ -148,7 +148,7 @@ fn answer<T>(code: u32, value: T) -> Result<Option<T>, u32> {
 
 impl RocmSmi {
     /// Whether the library is initialised and enumerated.
-    pub fn up(&self) -> bool {
+    fn up(&self) -> bool {
         matches!(self.state, State::Up { .. })
     }
 
