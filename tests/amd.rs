@@ -421,6 +421,66 @@ fn a_gpu_whose_reads_hang_holds_up_neither_the_others_nor_metrics() {
     assert_eq!(dev(&s, "gpu_utilization_ratio", "0"), Some(0.5));
 }
 
+#[test]
+fn a_process_file_whose_read_hangs_holds_up_neither_the_devices_nor_metrics() {
+    let (dir, root) = node();
+    let agent = start(&root);
+    agent.scrape_until(WAIT, "every pod", all_pods);
+    // vllm-1's fdinfo becomes a FIFO nobody writes: the process pass blocks on it.
+    let fdinfo = root.join("proc/3002/fdinfo/7");
+    let original = std::fs::read_to_string(&fdinfo).unwrap();
+    std::fs::remove_file(&fdinfo).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fdinfo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let s = agent.scrape_until(WAIT, "the late pass counted", |s| {
+        errors(s, "processes", "TIMEOUT") >= 2.0
+    });
+    // The devices keep reporting fresh values and stay up; the last pass's pods stand; the
+    // collector says it is not well.
+    write_atomic(
+        &root.join("sys/class/drm/card0/device/gpu_busy_percent"),
+        "50\n",
+    );
+    let s2 = agent.scrape_until(WAIT, "a fresh device value", |s| {
+        dev(s, "gpu_utilization_ratio", "0") == Some(0.5)
+    });
+    for s in [&s, &s2] {
+        for gpu in ["0", "1", "2"] {
+            assert_eq!(dev(s, "gpu_up", gpu), Some(1.0));
+        }
+        assert_eq!(memory(s, "vllm-1"), Some(4.0 * 1073741824.0));
+        assert_eq!(s.find("pod_gpu_memory_used_bytes", &[]).len(), PODS);
+        assert_eq!(
+            s.value(
+                "gpu_pod_exporter_collector_success",
+                &[("collector", "amd")]
+            ),
+            Some(0.0)
+        );
+    }
+
+    // The read returns: passes finish again.
+    let held = dir.path().join("held-fifo");
+    std::fs::hard_link(&fdinfo, &held).unwrap();
+    std::fs::remove_file(&fdinfo).unwrap();
+    write_atomic(&fdinfo, &original);
+    std::fs::write(&held, &original).unwrap();
+    let s = agent.scrape_until(WAIT, "the collector well again", |s| {
+        s.value(
+            "gpu_pod_exporter_collector_success",
+            &[("collector", "amd")],
+        ) == Some(1.0)
+    });
+    let timeouts = errors(&s, "processes", "TIMEOUT");
+    std::thread::sleep(Duration::from_secs(1));
+    let s = prom::parse(&agent.scrape());
+    assert_eq!(errors(&s, "processes", "TIMEOUT"), timeouts);
+    assert_eq!(memory(&s, "vllm-1"), Some(4.0 * 1073741824.0));
+}
+
 /// Figures for docs/benchmarks.md: scans of this machine's real /proc (no amdgpu, so every fd
 /// is looked at and ruled out), with this test holding 2,000 extra fds, and what reading every
 /// fdinfo instead would cost. `cargo test --release --test amd -- --ignored --nocapture`.

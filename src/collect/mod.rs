@@ -6,6 +6,7 @@
 
 pub mod amd;
 pub mod nvidia;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

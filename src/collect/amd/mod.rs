@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use self::engines::{EngineTracker, Stamp};
 use self::sysfs::Identity;
+use super::worker::Worker;
 use super::Backend;
 use crate::attribute::deviceid::PciAddress;
 use crate::paths::HostPaths;
@@ -37,16 +38,99 @@ struct Known {
     identity: Identity,
 }
 
+/// The fdinfo and KFD pass over every process, and the engine counters it keeps.
+struct ProcessScan {
+    sysfs: PathBuf,
+    procfs: PathBuf,
+    own_pid: u32,
+    engines: EngineTracker,
+}
+
+/// What one pass finds: the processes on each device, and what went wrong.
+type ScanAnswer = (HashMap<PciAddress, Vec<GpuProcess>>, Vec<CallError>);
+
+/// The process pass, on a thread of its own (a read of a GPU in reset can block), or on the
+/// collector's thread where no thread could be started.
+enum Scanner {
+    Thread(Worker<Vec<PciAddress>, ScanAnswer>),
+    Inline(Box<ProcessScan>, Option<Vec<PciAddress>>),
+}
+
+impl Scanner {
+    fn start(scan: ProcessScan) -> Scanner {
+        let spare = ProcessScan {
+            sysfs: scan.sysfs.clone(),
+            procfs: scan.procfs.clone(),
+            own_pid: scan.own_pid,
+            engines: EngineTracker::default(),
+        };
+        let mut scan = scan;
+        let worker = Worker::spawn("amd-processes".into(), move |present: Vec<PciAddress>| {
+            let mut errors = Vec::new();
+            let out = scan.processes(&present, &mut errors);
+            (out, errors)
+        });
+        match worker {
+            Ok(w) => Scanner::Thread(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the process-scan thread; scanning on the collector's thread");
+                Scanner::Inline(Box::new(spare), None)
+            }
+        }
+    }
+
+    /// A pass that finished after the last cycle's deadline, if one has.
+    fn late_answer(&mut self) -> Option<ScanAnswer> {
+        match self {
+            Scanner::Thread(w) => w.late_answer(),
+            Scanner::Inline(..) => None,
+        }
+    }
+
+    /// Starts a pass over the processes of `present` devices, unless one is still running.
+    fn ask(&mut self, present: Vec<PciAddress>) {
+        match self {
+            Scanner::Thread(w) => {
+                w.ask(present);
+            }
+            Scanner::Inline(_, pending) => *pending = Some(present),
+        }
+    }
+
+    /// The pass's processes, by `deadline`; `None` if it is still running or nothing was asked.
+    fn answer(
+        &mut self,
+        deadline: Instant,
+        errors: &mut Vec<CallError>,
+    ) -> Option<HashMap<PciAddress, Vec<GpuProcess>>> {
+        match self {
+            Scanner::Thread(w) => w.wait(deadline).map(|(out, errs)| {
+                errors.extend(errs);
+                out
+            }),
+            Scanner::Inline(scan, pending) => {
+                let present = pending.take()?;
+                Some(scan.processes(&present, errors))
+            }
+        }
+    }
+
+    fn busy(&self) -> bool {
+        matches!(self, Scanner::Thread(w) if w.busy())
+    }
+}
+
 /// The AMD collector.
 pub struct AmdBackend {
     sysfs: PathBuf,
     procfs: PathBuf,
-    own_pid: u32,
     /// Every device seen, by PCI address. One that disappears stays, reported down.
     known: HashMap<PciAddress, Known>,
-    engines: EngineTracker,
     /// A sysfs reader thread per card.
     readers: readers::Readers,
+    scanner: Scanner,
+    /// The last finished pass, which stands while a pass runs late.
+    last_processes: HashMap<PciAddress, Vec<GpuProcess>>,
     logged_none: bool,
     /// ROCm SMI, where the binary has it and `--amd.rocm-smi` leaves it on.
     #[cfg(feature = "rocm-smi")]
@@ -64,10 +148,15 @@ impl AmdBackend {
         AmdBackend {
             sysfs: paths.sysfs.clone(),
             procfs: paths.procfs.clone(),
-            own_pid: std::process::id(),
             known: HashMap::new(),
-            engines: EngineTracker::default(),
             readers: readers::Readers::default(),
+            scanner: Scanner::start(ProcessScan {
+                sysfs: paths.sysfs.clone(),
+                procfs: paths.procfs.clone(),
+                own_pid: std::process::id(),
+                engines: EngineTracker::default(),
+            }),
+            last_processes: HashMap::new(),
             logged_none: false,
             #[cfg(feature = "rocm-smi")]
             rocm: rocm_smi.then(rocm::RocmThread::start).flatten(),
@@ -114,7 +203,9 @@ impl AmdBackend {
     ) -> HashMap<PciAddress, Supplement> {
         HashMap::new()
     }
+}
 
+impl ProcessScan {
     /// The clock the fdinfo counters are read against.
     fn stamp(&self, errors: &mut Vec<CallError>) -> Stamp {
         let mono = Instant::now();
@@ -311,8 +402,15 @@ impl Backend for AmdBackend {
             });
             known.card = card.number;
         }
-        // ROCm SMI and each card's sysfs reads on threads of their own: one whose reads block
-        // is reported late, not the cycle.
+        // The process pass, ROCm SMI and each card's sysfs reads on threads of their own: one
+        // whose reads block is reported late, not the cycle.
+        if let Some((out, errs)) = self.scanner.late_answer() {
+            errors.extend(errs);
+            self.last_processes = out;
+        }
+        if !cards.is_empty() {
+            self.scanner.ask(cards.iter().map(|c| c.pci).collect());
+        }
         self.ask_rocm(&cards, &mut errors);
         let mut readings: HashMap<PciAddress, sysfs::Reading> = HashMap::new();
         let mut late: HashMap<PciAddress, Option<sysfs::Reading>> = HashMap::new();
@@ -338,17 +436,21 @@ impl Backend for AmdBackend {
             }
         }
 
-        // A late card is still there: its processes are read as usual.
-        let present: Vec<PciAddress> = readings
-            .iter()
-            .filter(|(_, r)| !r.gone)
-            .map(|(p, _)| *p)
-            .chain(late.keys().copied())
-            .collect();
-        let mut processes = if present.is_empty() {
-            HashMap::new()
-        } else {
-            self.processes(&present, &mut errors)
+        let mut processes = match self.scanner.answer(deadline, &mut errors) {
+            Some(p) => {
+                self.last_processes.clone_from(&p);
+                p
+            }
+            None if self.scanner.busy() => {
+                // The pass has not finished (a read blocked): the last one's processes stand.
+                errors.push(CallError {
+                    call: "processes",
+                    error: "TIMEOUT".into(),
+                });
+                success = false;
+                self.last_processes.clone()
+            }
+            None => HashMap::new(),
         };
 
         let mut order: Vec<(&PciAddress, &Known)> = self.known.iter().collect();

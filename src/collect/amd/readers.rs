@@ -6,96 +6,44 @@
 //! reported with its last reading, timed out. Its answer, when it comes, is taken at the next
 //! cycle (and its errors counted then).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::sysfs::{self, Card, Reading};
 use crate::attribute::deviceid::PciAddress;
+use crate::collect::worker::Worker;
 use crate::sample::CallError;
 
 /// What a card's reader gave this cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Read this cycle (or a late answer that arrived during it).
+    /// Read this cycle (or a late answer that arrived since the last one).
     Fresh(Reading),
     /// Still reading when the deadline passed: the last reading, if there was one.
     Late(Option<Reading>),
 }
 
-struct Answer {
-    pci: PciAddress,
-    reading: Reading,
-    errors: Vec<CallError>,
-}
+type Answer = (Reading, Vec<CallError>);
 
 struct Reader {
-    requests: Sender<Card>,
-    busy: bool,
+    worker: Worker<Card, Answer>,
     last: Option<Reading>,
 }
 
 /// The reader threads, by card.
+#[derive(Default)]
 pub struct Readers {
     readers: HashMap<PciAddress, Reader>,
-    answers_tx: Sender<Answer>,
-    answers: Receiver<Answer>,
 }
 
-impl Default for Readers {
-    fn default() -> Self {
-        let (answers_tx, answers) = mpsc::channel();
-        Readers {
-            readers: HashMap::new(),
-            answers_tx,
-            answers,
-        }
-    }
+fn read_card(card: Card) -> Answer {
+    let mut errors = Vec::new();
+    let reading = sysfs::read_metrics(&card, &mut errors);
+    (reading, errors)
 }
 
 impl Readers {
-    /// Starts a card's reader; `None` when the thread cannot be spawned.
-    fn spawn(&self, card: &Card) -> Option<Reader> {
-        let (requests, rx) = mpsc::channel::<Card>();
-        let answers = self.answers_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("amd-card{}", card.number))
-            .spawn(move || {
-                // Ends when the collector drops its side.
-                while let Ok(card) = rx.recv() {
-                    let mut errors = Vec::new();
-                    let reading = sysfs::read_metrics(&card, &mut errors);
-                    let answer = Answer {
-                        pci: card.pci,
-                        reading,
-                        errors,
-                    };
-                    if answers.send(answer).is_err() {
-                        break;
-                    }
-                }
-            });
-        match spawned {
-            Ok(_) => Some(Reader {
-                requests,
-                busy: false,
-                last: None,
-            }),
-            Err(e) => {
-                tracing::warn!(card = card.number, error = %e, "cannot start a reader thread; reading the card on the collector's thread");
-                None
-            }
-        }
-    }
-
-    fn accept(&mut self, answer: Answer, errors: &mut Vec<CallError>) -> Option<PciAddress> {
-        errors.extend(answer.errors);
-        let reader = self.readers.get_mut(&answer.pci)?;
-        reader.busy = false;
-        reader.last = Some(answer.reading);
-        Some(answer.pci)
-    }
-
     /// Reads every card, each on its own thread, waiting for them until `deadline`.
     pub fn read(
         &mut self,
@@ -103,70 +51,55 @@ impl Readers {
         deadline: Instant,
         errors: &mut Vec<CallError>,
     ) -> HashMap<PciAddress, Outcome> {
-        let mut fresh: HashSet<PciAddress> = HashSet::new();
-        // Answers that came after the last cycle's deadline.
-        while let Ok(answer) = self.answers.try_recv() {
-            if let Some(pci) = self.accept(answer, errors) {
-                fresh.insert(pci);
-            }
-        }
         let mut out = HashMap::new();
-        let mut pending: HashSet<PciAddress> = HashSet::new();
+        let mut asked = Vec::new();
         for card in cards {
-            if !self.readers.contains_key(&card.pci) {
-                match self.spawn(card) {
-                    Some(r) => {
-                        self.readers.insert(card.pci, r);
-                    }
-                    None => {
-                        out.insert(card.pci, Outcome::Fresh(sysfs::read_metrics(card, errors)));
-                        continue;
+            let reader = match self.readers.entry(card.pci) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    match Worker::spawn(format!("amd-card{}", card.number), read_card) {
+                        Ok(worker) => e.insert(Reader { worker, last: None }),
+                        Err(err) => {
+                            tracing::warn!(card = card.number, error = %err, "cannot start a reader thread; reading the card on the collector's thread");
+                            out.insert(card.pci, Outcome::Fresh(sysfs::read_metrics(card, errors)));
+                            continue;
+                        }
                     }
                 }
-            }
-            let Some(reader) = self.readers.get_mut(&card.pci) else {
-                continue;
             };
-            if reader.busy {
-                continue;
+            // An answer that came after the last cycle's deadline.
+            if let Some((reading, errs)) = reader.worker.late_answer() {
+                errors.extend(errs);
+                reader.last = Some(reading);
             }
-            if reader.requests.send(card.clone()).is_ok() {
-                reader.busy = true;
-                fresh.remove(&card.pci);
-                pending.insert(card.pci);
-            } else {
-                // The thread is gone (it cannot panic, but be sure): start afresh next cycle.
+            if reader.worker.ask(card.clone()) {
+                asked.push(card.pci);
+            } else if !reader.worker.busy() {
+                // Its thread is gone (it cannot panic, but be sure): a new one next cycle.
                 self.readers.remove(&card.pci);
             }
         }
-        while !pending.is_empty() {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match self.answers.recv_timeout(wait) {
-                Ok(answer) => {
-                    if let Some(pci) = self.accept(answer, errors) {
-                        pending.remove(&pci);
-                        fresh.insert(pci);
-                    }
+        for pci in asked {
+            let Some(reader) = self.readers.get_mut(&pci) else {
+                continue;
+            };
+            // Every reader has the same deadline, so waiting for them in turn waits no longer.
+            let outcome = match reader.worker.wait(deadline) {
+                Some((reading, errs)) => {
+                    errors.extend(errs);
+                    reader.last = Some(reading.clone());
+                    Outcome::Fresh(reading)
                 }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
+                None => Outcome::Late(reader.last.clone()),
+            };
+            out.insert(pci, outcome);
         }
         for card in cards {
-            if out.contains_key(&card.pci) {
-                continue;
+            if let (false, Some(reader)) =
+                (out.contains_key(&card.pci), self.readers.get(&card.pci))
+            {
+                out.insert(card.pci, Outcome::Late(reader.last.clone()));
             }
-            let Some(reader) = self.readers.get(&card.pci) else {
-                continue;
-            };
-            let outcome = if reader.busy {
-                Outcome::Late(reader.last.clone())
-            } else {
-                match &reader.last {
-                    Some(r) if fresh.contains(&card.pci) => Outcome::Fresh(r.clone()),
-                    last => Outcome::Late(last.clone()),
-                }
-            };
-            out.insert(card.pci, outcome);
         }
         out
     }

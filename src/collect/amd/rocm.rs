@@ -14,12 +14,12 @@
 
 use std::collections::HashMap;
 use std::ffi::c_char;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use rocm_smi_lib as rsmi;
 
 use crate::attribute::deviceid::PciAddress;
+use crate::collect::worker::Worker;
 use crate::sample::{CallError, DeviceHealth, DeviceMetrics};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -297,35 +297,27 @@ type Answer = (HashMap<PciAddress, Supplement>, Vec<CallError>);
 /// answer at its end. While a request is unanswered no other is sent; the collector uses the
 /// last answer meanwhile and counts `call="rsmi", error="TIMEOUT"` each cycle.
 pub struct RocmThread {
-    requests: Sender<Vec<(PciAddress, bool)>>,
-    answers: Receiver<Answer>,
-    busy: bool,
+    worker: Worker<Vec<(PciAddress, bool)>, Answer>,
     last: HashMap<PciAddress, Supplement>,
     logged_late: bool,
 }
 
 impl RocmThread {
-    /// Starts the thread; `None` (logged) when it cannot be spawned.
+    /// Starts the thread (every library call is made on it); `None` (logged) when it cannot be
+    /// spawned.
     pub fn start() -> Option<Self> {
-        let (requests, rx) = mpsc::channel::<Vec<(PciAddress, bool)>>();
-        let (tx, answers) = mpsc::channel::<Answer>();
-        let spawned = std::thread::Builder::new()
-            .name("amd-rocm-smi".into())
-            .spawn(move || {
-                let mut rocm = RocmSmi::default();
-                while let Ok(cards) = rx.recv() {
-                    let mut errors = Vec::new();
-                    let out = rocm.supplement(&cards, &mut errors);
-                    if tx.send((out, errors)).is_err() {
-                        break;
-                    }
-                }
-            });
-        match spawned {
-            Ok(_) => Some(RocmThread {
-                requests,
-                answers,
-                busy: false,
+        let mut rocm = RocmSmi::default();
+        let worker = Worker::spawn(
+            "amd-rocm-smi".into(),
+            move |cards: Vec<(PciAddress, bool)>| {
+                let mut errors = Vec::new();
+                let out = rocm.supplement(&cards, &mut errors);
+                (out, errors)
+            },
+        );
+        match worker {
+            Ok(worker) => Some(RocmThread {
+                worker,
                 last: HashMap::new(),
                 logged_late: false,
             }),
@@ -337,7 +329,6 @@ impl RocmThread {
     }
 
     fn accept(&mut self, (out, errors): Answer, into: &mut Vec<CallError>) {
-        self.busy = false;
         self.last = out;
         into.extend(errors);
         if self.logged_late {
@@ -349,12 +340,10 @@ impl RocmThread {
     /// Asks for this cycle's readings of `cards` (PCI address, whether it wants a name),
     /// unless the last request is still running. A late answer that came meanwhile is taken.
     pub fn ask(&mut self, cards: Vec<(PciAddress, bool)>, errors: &mut Vec<CallError>) {
-        if let Ok(answer) = self.answers.try_recv() {
+        if let Some(answer) = self.worker.late_answer() {
             self.accept(answer, errors);
         }
-        if !self.busy && self.requests.send(cards).is_ok() {
-            self.busy = true;
-        }
+        self.worker.ask(cards);
     }
 
     /// This cycle's answer, waited for until `deadline`; the last one if it does not come.
@@ -363,21 +352,19 @@ impl RocmThread {
         deadline: Instant,
         errors: &mut Vec<CallError>,
     ) -> HashMap<PciAddress, Supplement> {
-        if self.busy {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match self.answers.recv_timeout(wait) {
-                Ok(answer) => self.accept(answer, errors),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    if !self.logged_late {
-                        tracing::warn!("ROCm SMI did not answer within the cycle; its last values stand until it does");
-                        self.logged_late = true;
-                    }
-                    errors.push(CallError {
-                        call: "rsmi",
-                        error: "TIMEOUT".into(),
-                    });
+        match self.worker.wait(deadline) {
+            Some(answer) => self.accept(answer, errors),
+            None if self.worker.busy() => {
+                if !self.logged_late {
+                    tracing::warn!("ROCm SMI did not answer within the cycle; its last values stand until it does");
+                    self.logged_late = true;
                 }
+                errors.push(CallError {
+                    call: "rsmi",
+                    error: "TIMEOUT".into(),
+                });
             }
+            None => {}
         }
         self.last.clone()
     }
