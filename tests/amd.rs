@@ -79,6 +79,26 @@ fn ten_seconds_of_work(root: &Path) {
     write_atomic(&root.join("proc/uptime"), "1010.00 15100.00\n");
 }
 
+/// Turns `path` into a FIFO nobody writes: opening it blocks, as amdgpu's reads of a GPU in
+/// reset do.
+fn block(path: &Path) {
+    std::fs::remove_file(path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// Puts a file with `content` in the FIFO's place, then answers the read blocked on the FIFO
+/// with the same content (through a second name, `held`, in the same file system).
+fn unblock(path: &Path, held: &Path, content: &str) {
+    std::fs::hard_link(path, held).unwrap();
+    std::fs::remove_file(path).unwrap();
+    write_atomic(path, content);
+    std::fs::write(held, content).unwrap();
+}
+
 fn ratio(s: &prom::Samples, pod: &str) -> Option<f64> {
     s.value("pod_gpu_utilization_ratio", &[("pod", pod)])
 }
@@ -371,12 +391,7 @@ fn a_gpu_whose_reads_hang_holds_up_neither_the_others_nor_metrics() {
     // GPU 1's busy file becomes a FIFO nobody writes: opening it blocks, as amdgpu's reads
     // of a GPU in reset do.
     let busy = root.join("sys/class/drm/card1/device/gpu_busy_percent");
-    std::fs::remove_file(&busy).unwrap();
-    let made = std::process::Command::new("mkfifo")
-        .arg(&busy)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    block(&busy);
     write_atomic(
         &root.join("sys/class/drm/card0/device/gpu_busy_percent"),
         "50\n",
@@ -405,11 +420,7 @@ fn a_gpu_whose_reads_hang_holds_up_neither_the_others_nor_metrics() {
     }
 
     // The read returns: the GPU is up again with fresh values.
-    let held = dir.path().join("held-fifo");
-    std::fs::hard_link(&busy, &held).unwrap();
-    std::fs::remove_file(&busy).unwrap();
-    write_atomic(&busy, "20\n");
-    std::fs::write(&held, "20\n").unwrap();
+    unblock(&busy, &dir.path().join("held-fifo"), "20\n");
     let s = agent.scrape_until(WAIT, "GPU 1 back", |s| {
         dev(s, "gpu_up", "1") == Some(1.0)
             && dev(s, "gpu_utilization_ratio", "1") == Some(0.2)
@@ -429,12 +440,7 @@ fn a_process_file_whose_read_hangs_holds_up_neither_the_devices_nor_metrics() {
     // vllm-1's fdinfo becomes a FIFO nobody writes: the process pass blocks on it.
     let fdinfo = root.join("proc/3002/fdinfo/7");
     let original = std::fs::read_to_string(&fdinfo).unwrap();
-    std::fs::remove_file(&fdinfo).unwrap();
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fdinfo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    block(&fdinfo);
     let s = agent.scrape_until(WAIT, "the late pass counted", |s| {
         errors(s, "processes", "TIMEOUT") >= 2.0
     });
@@ -463,11 +469,7 @@ fn a_process_file_whose_read_hangs_holds_up_neither_the_devices_nor_metrics() {
     }
 
     // The read returns: passes finish again.
-    let held = dir.path().join("held-fifo");
-    std::fs::hard_link(&fdinfo, &held).unwrap();
-    std::fs::remove_file(&fdinfo).unwrap();
-    write_atomic(&fdinfo, &original);
-    std::fs::write(&held, &original).unwrap();
+    unblock(&fdinfo, &dir.path().join("held-fifo"), &original);
     let s = agent.scrape_until(WAIT, "the collector well again", |s| {
         s.value(
             "gpu_pod_exporter_collector_success",

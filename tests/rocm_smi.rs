@@ -71,6 +71,24 @@ fn start(root: &Path, lib: &Path, scenario: &Path, args: &[&str]) -> Agent {
     b.start()
 }
 
+/// `SCENARIO` with one more key for GPU 0 (after its `pcie_replays`).
+fn with_gpu0(key: &str) -> String {
+    SCENARIO.replace(
+        "    pcie_replays: 7\n",
+        &format!("    pcie_replays: 7\n    {key}\n"),
+    )
+}
+
+/// A node, the scenario file holding `SCENARIO`, and the agent on them once ROCm SMI answers.
+fn started(args: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf, Agent) {
+    let (dir, root, lib) = node();
+    let scenario = dir.path().join("rocm.yaml");
+    write_atomic(&scenario, SCENARIO);
+    let agent = start(&root, &lib, &scenario, args);
+    agent.scrape_until(WAIT, "ROCm SMI's counters", has_energy);
+    (dir, root, scenario, agent)
+}
+
 fn dev(s: &prom::Samples, name: &str, gpu: &str) -> Option<f64> {
     s.value(name, &[("gpu", gpu)])
 }
@@ -98,11 +116,8 @@ fn the_feature_binary_links_rocm_smi() {
 
 #[test]
 fn rocm_smi_fills_what_sysfs_lacks_and_adds_health_counters() {
-    let (dir, root, lib) = node();
-    let scenario = dir.path().join("rocm.yaml");
-    write_atomic(&scenario, SCENARIO);
-    let agent = start(&root, &lib, &scenario, &[]);
-    let s = agent.scrape_until(WAIT, "ROCm SMI's counters", has_energy);
+    let (_dir, _root, scenario, agent) = started(&[]);
+    let s = prom::parse(&agent.scrape());
 
     // sysfs's values stand where sysfs has them.
     assert_eq!(dev(&s, "gpu_utilization_ratio", "0"), Some(0.96));
@@ -249,19 +264,12 @@ fn a_card_rocm_smi_did_not_enumerate_is_counted_then_found() {
 
 #[test]
 fn a_library_that_forgets_its_session_is_initialised_again() {
-    let (dir, root, lib) = node();
-    let scenario = dir.path().join("rocm.yaml");
-    write_atomic(&scenario, SCENARIO);
-    let agent = start(&root, &lib, &scenario, &[]);
-    agent.scrape_until(WAIT, "ROCm SMI's counters", has_energy);
+    let (_dir, _root, scenario, agent) = started(&[]);
 
     // Calls answer INIT_ERROR, as after a driver reload: counted, and the session restarted.
     write_atomic(
         &scenario,
-        &SCENARIO.replace(
-            "    pcie_replays: 7\n",
-            "    pcie_replays: 7\n    errors: { rsmi_dev_pci_replay_counter_get: INIT_ERROR }\n",
-        ),
+        &with_gpu0("errors: { rsmi_dev_pci_replay_counter_get: INIT_ERROR }"),
     );
     let s = agent.scrape_until(WAIT, "the lost session counted", |s| {
         errors(s, "rsmi_dev_pci_replay_counter_get", "INIT_ERROR") >= 2.0
@@ -281,19 +289,12 @@ fn a_library_that_forgets_its_session_is_initialised_again() {
 
 #[test]
 fn a_rocm_smi_call_that_hangs_holds_up_neither_sysfs_nor_the_cycle() {
-    let (dir, root, lib) = node();
-    let scenario = dir.path().join("rocm.yaml");
-    write_atomic(&scenario, SCENARIO);
-    let agent = start(&root, &lib, &scenario, &[]);
-    agent.scrape_until(WAIT, "ROCm SMI's counters", has_energy);
+    let (_dir, root, scenario, agent) = started(&[]);
 
     // GPU 0's replay counter blocks for 4 s (a GPU in reset), eight collection intervals.
     write_atomic(
         &scenario,
-        &SCENARIO.replace(
-            "    pcie_replays: 7\n",
-            "    pcie_replays: 7\n    delays_ms: { rsmi_dev_pci_replay_counter_get: 4000 }\n",
-        ),
+        &with_gpu0("delays_ms: { rsmi_dev_pci_replay_counter_get: 4000 }"),
     );
     let s = agent.scrape_until(WAIT, "ROCm SMI late", |s| {
         errors(s, "rsmi", "TIMEOUT") >= 2.0
