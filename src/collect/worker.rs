@@ -2,7 +2,10 @@
 //! read of a GPU in reset): the collector asks at the start of a cycle and waits for the
 //! answer no later than the cycle's deadline. A request still running at the deadline keeps the
 //! worker busy; no other is sent until it answers, and its answer is taken when it comes.
+//! Work that panics ends the thread (logged); the worker then reports itself dead, so that its
+//! owner starts a new one instead of waiting for an answer that cannot come.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Instant;
 
@@ -11,6 +14,7 @@ pub struct Worker<Req, Resp> {
     requests: Sender<Req>,
     answers: Receiver<Resp>,
     busy: bool,
+    dead: bool,
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
@@ -22,9 +26,14 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
     ) -> std::io::Result<Self> {
         let (requests, rx) = mpsc::channel::<Req>();
         let (tx, answers) = mpsc::channel::<Resp>();
+        let thread = name.clone();
         std::thread::Builder::new().name(name).spawn(move || {
             while let Ok(req) = rx.recv() {
-                if tx.send(work(req)).is_err() {
+                let Ok(resp) = catch_unwind(AssertUnwindSafe(|| work(req))) else {
+                    tracing::error!(thread = %thread, "a collection thread panicked; it will be started again");
+                    break;
+                };
+                if tx.send(resp).is_err() {
                     break;
                 }
             }
@@ -33,12 +42,23 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
             requests,
             answers,
             busy: false,
+            dead: false,
         })
     }
 
     /// Whether a request is still unanswered.
     pub fn busy(&self) -> bool {
         self.busy
+    }
+
+    /// Whether the thread has ended (its work panicked): it answers nothing more.
+    pub fn dead(&self) -> bool {
+        self.dead
+    }
+
+    fn died(&mut self) {
+        self.busy = false;
+        self.dead = true;
     }
 
     /// An answer that came after the last deadline, if one has.
@@ -51,17 +71,25 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
                 self.busy = false;
                 Some(resp)
             }
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.died();
+                None
+            }
         }
     }
 
     /// Sends `req` unless a request is still running; whether it was sent.
     pub fn ask(&mut self, req: Req) -> bool {
-        if self.busy {
+        if self.busy || self.dead {
             return false;
         }
-        self.busy = self.requests.send(req).is_ok();
-        self.busy
+        if self.requests.send(req).is_err() {
+            self.died();
+            return false;
+        }
+        self.busy = true;
+        true
     }
 
     /// The answer to the running request, waited for until `deadline`; `None` if it has not
@@ -76,7 +104,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
                 self.busy = false;
                 Some(resp)
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.died();
+                None
+            }
         }
     }
 }
@@ -112,5 +144,23 @@ mod tests {
         assert!(w.ask(2));
         assert_eq!(w.wait(Instant::now() + Duration::from_secs(10)), Some(2));
         assert_eq!(w.wait(Instant::now()), None, "nothing asked");
+    }
+
+    #[test]
+    fn work_that_panics_leaves_a_dead_worker_not_a_busy_one() {
+        #[allow(clippy::panic)]
+        let mut w = Worker::spawn("test-panic".into(), |fail: bool| {
+            if fail {
+                panic!("a bug");
+            }
+            1
+        })
+        .unwrap();
+        assert!(w.ask(false));
+        assert_eq!(w.wait(Instant::now() + Duration::from_secs(10)), Some(1));
+        assert!(w.ask(true));
+        assert_eq!(w.wait(Instant::now() + Duration::from_secs(10)), None);
+        assert!(w.dead() && !w.busy());
+        assert!(!w.ask(false));
     }
 }

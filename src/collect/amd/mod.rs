@@ -57,7 +57,13 @@ enum Scanner {
 }
 
 impl Scanner {
-    fn start(scan: ProcessScan) -> Scanner {
+    fn start(sysfs: PathBuf, procfs: PathBuf) -> Scanner {
+        let scan = ProcessScan {
+            sysfs,
+            procfs,
+            own_pid: std::process::id(),
+            engines: EngineTracker::default(),
+        };
         let spare = ProcessScan {
             sysfs: scan.sysfs.clone(),
             procfs: scan.procfs.clone(),
@@ -150,12 +156,7 @@ impl AmdBackend {
             procfs: paths.procfs.clone(),
             known: HashMap::new(),
             readers: readers::Readers::default(),
-            scanner: Scanner::start(ProcessScan {
-                sysfs: paths.sysfs.clone(),
-                procfs: paths.procfs.clone(),
-                own_pid: std::process::id(),
-                engines: EngineTracker::default(),
-            }),
+            scanner: Scanner::start(paths.sysfs.clone(), paths.procfs.clone()),
             last_processes: HashMap::new(),
             logged_none: false,
             #[cfg(feature = "rocm-smi")]
@@ -407,6 +408,10 @@ impl Backend for AmdBackend {
         if let Some((out, errs)) = self.scanner.late_answer() {
             errors.extend(errs);
             self.last_processes = out;
+        }
+        if matches!(&self.scanner, Scanner::Thread(w) if w.dead()) {
+            // Its thread ended (a bug; logged): a new one.
+            self.scanner = Scanner::start(self.sysfs.clone(), self.procfs.clone());
         }
         if !cards.is_empty() {
             self.scanner.ask(cards.iter().map(|c| c.pci).collect());

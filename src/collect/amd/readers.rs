@@ -6,7 +6,6 @@
 //! reported with its last reading, timed out. Its answer, when it comes, is taken at the next
 //! cycle (and its errors counted then).
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -54,18 +53,22 @@ impl Readers {
         let mut out = HashMap::new();
         let mut asked = Vec::new();
         for card in cards {
-            let reader = match self.readers.entry(card.pci) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    match Worker::spawn(format!("amd-card{}", card.number), read_card) {
-                        Ok(worker) => e.insert(Reader { worker, last: None }),
-                        Err(err) => {
-                            tracing::warn!(card = card.number, error = %err, "cannot start a reader thread; reading the card on the collector's thread");
-                            out.insert(card.pci, Outcome::Fresh(sysfs::read_metrics(card, errors)));
-                            continue;
-                        }
+            // A new card, or one whose thread died (a bug): a thread for it.
+            if self.readers.get(&card.pci).is_none_or(|r| r.worker.dead()) {
+                match Worker::spawn(format!("amd-card{}", card.number), read_card) {
+                    Ok(worker) => {
+                        let last = self.readers.remove(&card.pci).and_then(|r| r.last);
+                        self.readers.insert(card.pci, Reader { worker, last });
+                    }
+                    Err(err) => {
+                        tracing::warn!(card = card.number, error = %err, "cannot start a reader thread; reading the card on the collector's thread");
+                        out.insert(card.pci, Outcome::Fresh(sysfs::read_metrics(card, errors)));
+                        continue;
                     }
                 }
+            }
+            let Some(reader) = self.readers.get_mut(&card.pci) else {
+                continue;
             };
             // An answer that came after the last cycle's deadline.
             if let Some((reading, errs)) = reader.worker.late_answer() {
@@ -74,9 +77,6 @@ impl Readers {
             }
             if reader.worker.ask(card.clone()) {
                 asked.push(card.pci);
-            } else if !reader.worker.busy() {
-                // Its thread is gone (it cannot panic, but be sure): a new one next cycle.
-                self.readers.remove(&card.pci);
             }
         }
         for pci in asked {

@@ -343,6 +343,12 @@ impl RocmThread {
         if let Some(answer) = self.worker.late_answer() {
             self.accept(answer, errors);
         }
+        if self.worker.dead() {
+            // Its thread ended (a bug; logged): a new one, with a new library session.
+            if let Some(new) = RocmThread::start() {
+                self.worker = new.worker;
+            }
+        }
         self.worker.ask(cards);
     }
 
