@@ -6,7 +6,7 @@
 //! owner starts a new one instead of waiting for an answer that cannot come.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Instant;
 
 /// A request/answer thread.
@@ -61,22 +61,9 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
         self.dead = true;
     }
 
-    /// An answer that came after the last deadline, if one has.
+    /// An answer that came after the last deadline, if one has (waiting for none).
     pub fn late_answer(&mut self) -> Option<Resp> {
-        if !self.busy {
-            return None;
-        }
-        match self.answers.try_recv() {
-            Ok(resp) => {
-                self.busy = false;
-                Some(resp)
-            }
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => {
-                self.died();
-                None
-            }
-        }
+        self.wait(Instant::now())
     }
 
     /// Sends `req` unless a request is still running; whether it was sent.

@@ -121,16 +121,21 @@ impl App {
         );
         match self.encoder.encode(format) {
             Ok(body) => {
-                let body = Bytes::from(body);
-                let compressed = if gzip { gzip_bytes(&body) } else { None };
-                let mut r = Response::new(Full::new(compressed.clone().unwrap_or(body)));
+                let compressed = if gzip {
+                    gzip_bytes(body.as_bytes())
+                } else {
+                    None
+                };
+                let gzipped = compressed.is_some();
+                let mut r =
+                    Response::new(Full::new(compressed.unwrap_or_else(|| Bytes::from(body))));
                 let h = r.headers_mut();
                 h.insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static(format.content_type()),
                 );
                 h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-                if compressed.is_some() {
+                if gzipped {
                     h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                 }
                 r

@@ -49,80 +49,75 @@ struct ProcessScan {
 /// What one pass finds: the processes on each device, and what went wrong.
 type ScanAnswer = (HashMap<PciAddress, Vec<GpuProcess>>, Vec<CallError>);
 
-/// The process pass, on a thread of its own (a read of a GPU in reset can block), or on the
-/// collector's thread where no thread could be started.
-enum Scanner {
-    Thread(Worker<Vec<PciAddress>, ScanAnswer>),
-    Inline(Box<ProcessScan>, Option<Vec<PciAddress>>),
+/// The process pass, on a thread of its own: a read of a GPU in reset can block.
+struct Scanner {
+    sysfs: PathBuf,
+    procfs: PathBuf,
+    /// `None` until the first pass, or after the thread could not be started.
+    worker: Option<Worker<Vec<PciAddress>, ScanAnswer>>,
 }
 
 impl Scanner {
-    fn start(sysfs: PathBuf, procfs: PathBuf) -> Scanner {
-        let scan = ProcessScan {
+    fn new(sysfs: PathBuf, procfs: PathBuf) -> Scanner {
+        Scanner {
             sysfs,
             procfs,
-            own_pid: std::process::id(),
-            engines: EngineTracker::default(),
-        };
-        let spare = ProcessScan {
-            sysfs: scan.sysfs.clone(),
-            procfs: scan.procfs.clone(),
-            own_pid: scan.own_pid,
-            engines: EngineTracker::default(),
-        };
-        let mut scan = scan;
-        let worker = Worker::spawn("amd-processes".into(), move |present: Vec<PciAddress>| {
-            let mut errors = Vec::new();
-            let out = scan.processes(&present, &mut errors);
-            (out, errors)
-        });
-        match worker {
-            Ok(w) => Scanner::Thread(w),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the process-scan thread; scanning on the collector's thread");
-                Scanner::Inline(Box::new(spare), None)
-            }
+            worker: None,
         }
     }
 
     /// A pass that finished after the last cycle's deadline, if one has.
     fn late_answer(&mut self) -> Option<ScanAnswer> {
-        match self {
-            Scanner::Thread(w) => w.late_answer(),
-            Scanner::Inline(..) => None,
+        self.worker.as_mut()?.late_answer()
+    }
+
+    /// Starts a pass over the processes of `present` devices, unless one is still running,
+    /// starting the thread first where there is none (the first pass, or its work panicked).
+    /// A thread that cannot be started is counted (`processes`, `NO_THREAD`) and tried again
+    /// at the next cycle.
+    fn ask(&mut self, present: Vec<PciAddress>, errors: &mut Vec<CallError>) {
+        if self.worker.as_ref().is_none_or(Worker::dead) {
+            let mut scan = ProcessScan {
+                sysfs: self.sysfs.clone(),
+                procfs: self.procfs.clone(),
+                own_pid: std::process::id(),
+                engines: EngineTracker::default(),
+            };
+            let spawned = Worker::spawn("amd-processes".into(), move |present: Vec<PciAddress>| {
+                let mut errors = Vec::new();
+                let out = scan.processes(&present, &mut errors);
+                (out, errors)
+            });
+            self.worker = match spawned {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the process-scan thread; trying again next cycle");
+                    errors.push(CallError {
+                        call: "processes",
+                        error: "NO_THREAD".into(),
+                    });
+                    None
+                }
+            };
+        }
+        if let Some(w) = self.worker.as_mut() {
+            w.ask(present);
         }
     }
 
-    /// Starts a pass over the processes of `present` devices, unless one is still running.
-    fn ask(&mut self, present: Vec<PciAddress>) {
-        match self {
-            Scanner::Thread(w) => {
-                w.ask(present);
-            }
-            Scanner::Inline(_, pending) => *pending = Some(present),
-        }
-    }
-
-    /// The pass's processes, by `deadline`; `None` if it is still running or nothing was asked.
+    /// The pass's processes, by `deadline`; `None` if it is still running or did not start.
     fn answer(
         &mut self,
         deadline: Instant,
         errors: &mut Vec<CallError>,
     ) -> Option<HashMap<PciAddress, Vec<GpuProcess>>> {
-        match self {
-            Scanner::Thread(w) => w.wait(deadline).map(|(out, errs)| {
-                errors.extend(errs);
-                out
-            }),
-            Scanner::Inline(scan, pending) => {
-                let present = pending.take()?;
-                Some(scan.processes(&present, errors))
-            }
-        }
+        let (out, errs) = self.worker.as_mut()?.wait(deadline)?;
+        errors.extend(errs);
+        Some(out)
     }
 
     fn busy(&self) -> bool {
-        matches!(self, Scanner::Thread(w) if w.busy())
+        self.worker.as_ref().is_some_and(Worker::busy)
     }
 }
 
@@ -156,7 +151,7 @@ impl AmdBackend {
             procfs: paths.procfs.clone(),
             known: HashMap::new(),
             readers: readers::Readers::default(),
-            scanner: Scanner::start(paths.sysfs.clone(), paths.procfs.clone()),
+            scanner: Scanner::new(paths.sysfs.clone(), paths.procfs.clone()),
             last_processes: HashMap::new(),
             logged_none: false,
             #[cfg(feature = "rocm-smi")]
@@ -409,12 +404,9 @@ impl Backend for AmdBackend {
             errors.extend(errs);
             self.last_processes = out;
         }
-        if matches!(&self.scanner, Scanner::Thread(w) if w.dead()) {
-            // Its thread ended (a bug; logged): a new one.
-            self.scanner = Scanner::start(self.sysfs.clone(), self.procfs.clone());
-        }
         if !cards.is_empty() {
-            self.scanner.ask(cards.iter().map(|c| c.pci).collect());
+            self.scanner
+                .ask(cards.iter().map(|c| c.pci).collect(), &mut errors);
         }
         self.ask_rocm(&cards, &mut errors);
         let mut readings: HashMap<PciAddress, sysfs::Reading> = HashMap::new();
@@ -446,16 +438,19 @@ impl Backend for AmdBackend {
                 self.last_processes.clone_from(&p);
                 p
             }
-            None if self.scanner.busy() => {
-                // The pass has not finished (a read blocked): the last one's processes stand.
-                errors.push(CallError {
-                    call: "processes",
-                    error: "TIMEOUT".into(),
-                });
+            None if cards.is_empty() => HashMap::new(),
+            None => {
+                // The pass has not finished (a read blocked) or could not start: the last
+                // one's processes stand.
+                if self.scanner.busy() {
+                    errors.push(CallError {
+                        call: "processes",
+                        error: "TIMEOUT".into(),
+                    });
+                }
                 success = false;
                 self.last_processes.clone()
             }
-            None => HashMap::new(),
         };
 
         let mut order: Vec<(&PciAddress, &Known)> = self.known.iter().collect();

@@ -3,8 +3,8 @@
 //!
 //! Each cycle asks every idle reader for a fresh reading and waits until the cycle's deadline.
 //! A reader that has not answered by then stays busy and gets no new request: its card is
-//! reported with its last reading, timed out. Its answer, when it comes, is taken at the next
-//! cycle (and its errors counted then).
+//! reported with its last reading, timed out. Its answer, when it comes, becomes that last
+//! reading at the next cycle (and its errors are counted then), before a new read is asked.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -17,7 +17,7 @@ use crate::sample::CallError;
 /// What a card's reader gave this cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Read this cycle (or a late answer that arrived since the last one).
+    /// Read this cycle.
     Fresh(Reading),
     /// Still reading when the deadline passed: the last reading, if there was one.
     Late(Option<Reading>),

@@ -29,6 +29,7 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 const SUCCESS: u32 = 0;
 const NOT_SUPPORTED: u32 = 2;
 const INIT_ERROR: u32 = 8;
+const NOT_FOUND: u32 = 10;
 
 /// Highest plausible readings, as for sysfs.
 const MAX_MICROWATTS: u64 = 10_000_000_000;
@@ -253,7 +254,7 @@ impl RocmSmi {
                         .map(|(_, dv)| dv)
                 }) else {
                     unknown = true;
-                    errors.push(failure("rsmi_dev_pci_id_get", 10));
+                    errors.push(failure("rsmi_dev_pci_id_get", NOT_FOUND));
                     continue;
                 };
                 let mut reader = Reader {
