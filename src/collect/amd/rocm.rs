@@ -104,6 +104,17 @@ enum State {
     },
 }
 
+impl State {
+    /// Down after a failed start: the next try `delay` from now, the one after twice as late.
+    fn retry(now: Instant, delay: Duration, code: u32) -> State {
+        State::Down {
+            retry_at: now + delay,
+            delay: (delay * 2).min(MAX_RETRY),
+            last: Some(code),
+        }
+    }
+}
+
 /// The ROCm SMI session of the AMD collector.
 pub struct RocmSmi {
     state: State,
@@ -176,11 +187,7 @@ impl RocmSmi {
                 );
             }
             errors.push(failure("rsmi_init", code));
-            self.state = State::Down {
-                retry_at: now + delay,
-                delay: (delay * 2).min(MAX_RETRY),
-                last: Some(code),
-            };
+            self.state = State::retry(now, delay, code);
             return;
         }
         let mut count = 0u32;
@@ -190,11 +197,7 @@ impl RocmSmi {
             errors.push(failure("rsmi_num_monitor_devices", code));
             // SAFETY: balances the rsmi_init above.
             unsafe { rsmi::rsmi_shut_down() };
-            self.state = State::Down {
-                retry_at: now + delay,
-                delay: (delay * 2).min(MAX_RETRY),
-                last: Some(code),
-            };
+            self.state = State::retry(now, delay, code);
             return;
         }
         let mut index = HashMap::new();
