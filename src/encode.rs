@@ -8,7 +8,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::attribute::PodSample;
+use crate::attribute::{PodGpm, PodSample};
 use crate::sample::{DeviceHealth, DeviceMetrics, DeviceSample, THROTTLE_REASONS};
 use crate::snapshot::{Snapshot, SnapshotStore};
 
@@ -401,6 +401,33 @@ fn pod_labels<'a>(snap: &'a Snapshot, p: &'a PodSample) -> Option<[(&'static str
     ])
 }
 
+type PodGpmGetter = fn(&PodGpm) -> Option<f64>;
+
+/// The per-pod GPM gauges (CONTRACT §3): name, help, value. Present only for a container that
+/// holds its device (or MIG instance) alone.
+const POD_GPM_GAUGES: &[(&str, &str, PodGpmGetter)] = &[
+    (
+        "pod_gpu_sm_active_ratio",
+        "GPM: the GPU's SM activity (0..1), for a container that holds the GPU or MIG instance alone.",
+        |g| g.sm_active_ratio,
+    ),
+    (
+        "pod_gpu_sm_occupancy_ratio",
+        "GPM: the GPU's SM occupancy (0..1), for a container that holds the GPU or MIG instance alone.",
+        |g| g.sm_occupancy_ratio,
+    ),
+    (
+        "pod_gpu_tensor_active_ratio",
+        "GPM: the GPU's tensor core activity (0..1), for a container that holds the GPU or MIG instance alone.",
+        |g| g.tensor_active_ratio,
+    ),
+    (
+        "pod_gpu_dram_active_ratio",
+        "GPM: the GPU's share of peak memory bandwidth used (0..1), for a container that holds the GPU or MIG instance alone.",
+        |g| g.dram_active_ratio,
+    ),
+];
+
 fn encode_pods(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     gauge_family(
         enc,
@@ -427,6 +454,16 @@ fn encode_pods(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::
             .filter(|p| p.allocated)
             .filter_map(|p| Some((pod_labels(snap, p)?, 1.0))),
     )?;
+    for (name, help, get) in POD_GPM_GAUGES {
+        gauge_family(
+            enc,
+            name,
+            help,
+            snap.pods
+                .iter()
+                .filter_map(|p| Some((pod_labels(snap, p)?, get(&p.gpm)?))),
+        )?;
+    }
     Ok(())
 }
 

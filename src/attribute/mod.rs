@@ -18,7 +18,7 @@ use self::cgroup::ContainerRef;
 use self::deviceid::DeviceRef;
 use self::names::NodeNames;
 use self::podresources::KubeletView;
-use crate::sample::{DeviceDown, DeviceSample, Vendor};
+use crate::sample::{DeviceDown, DeviceMetrics, DeviceSample, Vendor};
 
 /// Why a process or an allocation could not be attributed; the `reason` label of
 /// `gpu_pod_exporter_attribution_failures_total`.
@@ -82,6 +82,32 @@ pub struct PodSample {
     pub memory_used_bytes: Option<f64>,
     /// `pod_gpu_allocated`: the kubelet allocated this device to this container.
     pub allocated: bool,
+    /// `pod_gpu_sm_active_ratio` and the other GPM series: the device's values where the
+    /// container holds the device alone, else all `None`.
+    pub gpm: PodGpm,
+}
+
+/// The device's (or MIG instance's) GPM values, handed to a container that holds it alone.
+/// Never split between containers: GPM has no per-process figures, so a shared device gives
+/// none (never a guess).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PodGpm {
+    pub sm_active_ratio: Option<f64>,
+    pub sm_occupancy_ratio: Option<f64>,
+    pub tensor_active_ratio: Option<f64>,
+    pub dram_active_ratio: Option<f64>,
+}
+
+impl PodGpm {
+    /// The device's own GPM values; `None` where it has none (no GPM, AMD, first sample).
+    fn of(m: &DeviceMetrics) -> PodGpm {
+        PodGpm {
+            sm_active_ratio: m.sm_active_ratio,
+            sm_occupancy_ratio: m.sm_occupancy_ratio,
+            tensor_active_ratio: m.tensor_active_ratio,
+            dram_active_ratio: m.dram_active_ratio,
+        }
+    }
 }
 
 /// The outcome of one attribution pass.
@@ -98,7 +124,15 @@ enum Owner {
     Container(ContainerKey),
     /// Outside any pod (a host process), or unattributable (counted once).
     Other,
+    /// An MPS server (rule 7): it runs its clients' kernels, so it is neither a pod's process
+    /// (even when it runs in a pod) nor another holder of the device beside its clients.
+    MpsServer,
 }
+
+/// `/proc/<pid>/comm` of the MPS server. The kernel cuts a command name to 15 bytes, so
+/// `nvidia-cuda-mps-server` reads `nvidia-cuda-mps`; `nvidia-cuda-mps-control`, cut the same,
+/// holds no GPU context and never appears in the driver's process list.
+const MPS_SERVER_COMM: [&str; 2] = ["nvidia-cuda-mps", "nvidia-cuda-mps-server"];
 
 /// Reads `/proc/<pid>/cgroup` and names the container, counting failures.
 struct Resolver<'a> {
@@ -125,6 +159,9 @@ impl Resolver<'_> {
     }
 
     fn resolve(&mut self, pid: u32) -> Owner {
+        if self.is_mps_server(pid) {
+            return Owner::MpsServer;
+        }
         let path = self.procfs.join(pid.to_string()).join("cgroup");
         let content = match std::fs::read_to_string(&path) {
             Ok(c) => c,
@@ -179,6 +216,14 @@ impl Resolver<'_> {
             pod: pod.pod,
             container,
         })
+    }
+
+    /// Whether the process is an MPS server, by its command name. A process that cannot be
+    /// read is not one (its cgroup read then tells why).
+    fn is_mps_server(&self, pid: u32) -> bool {
+        let path = self.procfs.join(pid.to_string()).join("comm");
+        std::fs::read_to_string(path)
+            .is_ok_and(|comm| MPS_SERVER_COMM.contains(&comm.trim_end_matches('\n')))
     }
 }
 
@@ -249,6 +294,7 @@ pub fn attribute(
                     }
                 }
                 Owner::Other => others += 1,
+                Owner::MpsServer => {}
             }
         }
         for key in &allocated[i] {
@@ -271,7 +317,13 @@ fn device_shares(
 ) -> Vec<PodSample> {
     // A failed device reports nothing about its processes: only allocations stand.
     let failed = matches!(d.down, Some(DeviceDown::Failed(_)));
-    let alone = shares.len() == 1 && others == 0;
+    let alone = holds_alone(&shares, others);
+    // GPM has no per-process figures: the device's values go to a container holding it alone.
+    let gpm = if alone && !failed {
+        PodGpm::of(&d.metrics)
+    } else {
+        PodGpm::default()
+    };
     // MIG instances report no NVML utilization; their GPM SM activity stands in for it.
     let device_util = d.metrics.utilization_ratio.or(d.metrics.sm_active_ratio);
     let mut out: Vec<PodSample> = shares
@@ -298,6 +350,7 @@ fn device_shares(
                 utilization_ratio,
                 memory_used_bytes,
                 allocated: s.allocated,
+                gpm,
             }
         })
         .collect();
@@ -313,6 +366,15 @@ fn device_shares(
         }
     }
     out
+}
+
+/// Rule 3's exclusive case: one container holds the device alone when it is the only container
+/// allocated it or running on it, and no process outside it (a host process, one that could not
+/// be attributed) runs there. An MPS server counts as neither (rule 7). `shares` holds every
+/// container allocated the device or running on it. Decides both the device utilization and
+/// the GPM values a container is handed.
+fn holds_alone(shares: &BTreeMap<ContainerKey, Share>, others: usize) -> bool {
+    shares.len() == 1 && others == 0
 }
 
 /// GKE's `nvidiaN` names NVIDIA devices only; UUIDs and PCI addresses are unambiguous.
@@ -597,6 +659,207 @@ mod tests {
         assert_eq!(
             (p.utilization_ratio, p.memory_used_bytes, p.allocated),
             (None, None, true)
+        );
+    }
+
+    /// GPM values `[sm_active, sm_occupancy, tensor_active, dram_active]` on a device.
+    fn with_gpm(mut d: DeviceSample, v: [f64; 4]) -> DeviceSample {
+        d.metrics.sm_active_ratio = Some(v[0]);
+        d.metrics.sm_occupancy_ratio = Some(v[1]);
+        d.metrics.tensor_active_ratio = Some(v[2]);
+        d.metrics.dram_active_ratio = Some(v[3]);
+        d
+    }
+
+    /// A MIG instance: a device of its own, with no NVML utilization and no per-process data.
+    fn mig(gpu: &str, uuid: &str, procs: &[(u32, f64, u64)], v: [f64; 4]) -> DeviceSample {
+        let mut d = with_gpm(device(gpu, uuid, 0.0, false, procs), v);
+        d.metrics.utilization_ratio = None;
+        d
+    }
+
+    fn gpm_of(p: &PodSample) -> Option<[f64; 4]> {
+        let g = p.gpm;
+        Some([
+            g.sm_active_ratio?,
+            g.sm_occupancy_ratio?,
+            g.tensor_active_ratio?,
+            g.dram_active_ratio?,
+        ])
+    }
+
+    /// The per-pod GPM series: the device's values for a container that holds the device (or
+    /// MIG instance) alone, by rule 3's exclusive case; absent anywhere else.
+    #[test]
+    fn gpm_goes_only_to_a_container_that_holds_the_device_alone() {
+        const MIG1: &str = "MIG-7c2e9a10-4b3d-5f61-8e0a-1d2c3b4a5f60";
+        const MIG5: &str = "MIG-1e8f4d22-9a7b-5c03-b6d5-3f4e2a1b0c97";
+        // The H200 at about 41 % of a decode server's capacity, and at full load
+        // (FIELD-NOTES, "Measured on a real GPU").
+        const MID: [f64; 4] = [0.69, 0.097, 0.038, 0.64];
+        const FULL: [f64; 4] = [0.92, 0.14, 0.094, 0.84];
+        // Pods p1..p3 with one process each (pids 100, 200, 300); pid 400 is an MPS server
+        // that runs in pod mps (as the NVIDIA device plugin's MPS daemon does); pid 900 a host
+        // daemon; pid 901 an MPS server on the host.
+        let (dir, names) = node(&[
+            ("a", "p1", &uid(1), "c", &cid(1), 100),
+            ("a", "p2", &uid(2), "c", &cid(2), 200),
+            ("a", "p3", &uid(3), "c", &cid(3), 300),
+            ("kube-system", "mps", &uid(4), "mps", &cid(4), 400),
+        ]);
+        let proc = dir.path().join("proc");
+        for (pid, cgroup) in [
+            (900, "0::/system.slice/nvidia-persistenced.service\n"),
+            (901, "0::/system.slice/nvidia-mps.service\n"),
+        ] {
+            fs::create_dir_all(proc.join(format!("{pid}"))).unwrap();
+            fs::write(proc.join(format!("{pid}/cgroup")), cgroup).unwrap();
+        }
+        // What the kernel shows of nvidia-cuda-mps-server's name: 15 bytes.
+        for pid in [400, 901] {
+            fs::write(proc.join(format!("{pid}/comm")), "nvidia-cuda-mps\n").unwrap();
+        }
+        fs::write(proc.join("100/comm"), "python3\n").unwrap();
+
+        let (mid, full) = (Some(MID), Some(FULL));
+        let amd = {
+            let mut d = device("0", UUID0, 0.5, true, &[(100, 0.5, 1)]);
+            d.vendor = Some(Vendor::Amd);
+            d
+        };
+        let failed = {
+            let mut d = with_gpm(device("0", UUID0, 0.5, true, &[]), MID);
+            d.down = Some(DeviceDown::Failed("GPU_IS_LOST".into()));
+            d
+        };
+        let timed_out = {
+            let mut d = with_gpm(device("0", UUID0, 0.5, true, &[(100, 0.5, 1)]), MID);
+            d.down = Some(DeviceDown::TimedOut);
+            d
+        };
+        type Expect<'a> = Vec<(&'a str, usize, Option<[f64; 4]>)>;
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Vec<DeviceSample>, Vec<ContainerDevices>, Expect)> = vec![
+            ("exclusive by allocation, one process",
+             vec![with_gpm(device("0", UUID0, 0.9, true, &[(100, 0.8, 1)]), MID)],
+             vec![alloc("a", "p1", "c", &[UUID0])],
+             vec![("p1", 0, mid)]),
+            ("exclusive by allocation, nothing running yet (rule 4): the device's values",
+             vec![with_gpm(device("0", UUID0, 0.0, true, &[]), [0.0; 4])],
+             vec![alloc("a", "p1", "c", &[UUID0])],
+             vec![("p1", 0, Some([0.0; 4]))]),
+            ("exclusive as the only container running on it, no kubelet",
+             vec![with_gpm(device("0", UUID0, 0.9, false, &[(100, 0.0, 1)]), MID)],
+             vec![],
+             vec![("p1", 0, mid)]),
+            ("time-sliced: two containers allocated replicas, both running",
+             vec![with_gpm(device("0", UUID0, 0.9, true, &[(100, 0.5, 1), (200, 0.3, 1)]), MID)],
+             vec![alloc("a", "p1", "c", &[&format!("{UUID0}::0")]),
+                  alloc("a", "p2", "c", &[&format!("{UUID0}::1")])],
+             vec![("p1", 0, None), ("p2", 0, None)]),
+            ("shared: one running, another allocated and idle",
+             vec![with_gpm(device("0", UUID0, 0.9, true, &[(100, 0.5, 1)]), MID)],
+             vec![alloc("a", "p1", "c", &[&format!("{UUID0}::0")]),
+                  alloc("a", "p2", "c", &[&format!("{UUID0}::1")])],
+             vec![("p1", 0, None), ("p2", 0, None)]),
+            ("a host process beside the container",
+             vec![with_gpm(device("0", UUID0, 0.9, true, &[(100, 0.5, 1), (900, 0.1, 1)]), MID)],
+             vec![],
+             vec![("p1", 0, None)]),
+            ("MIG: each instance's own values, on its own scale",
+             vec![mig("1:1", MIG1, &[(100, 0.0, 1)], FULL), mig("1:5", MIG5, &[(200, 0.0, 1)], MID)],
+             vec![alloc("a", "p1", "c", &[MIG1])],
+             vec![("p1", 0, full), ("p2", 1, mid)]),
+            ("MIG: two containers on one instance",
+             vec![mig("1:1", MIG1, &[(100, 0.0, 1), (200, 0.0, 1)], FULL)],
+             vec![],
+             vec![("p1", 0, None), ("p2", 0, None)]),
+            ("one container on two GPUs: one series per device",
+             vec![with_gpm(device("0", UUID0, 0.9, true, &[(100, 0.8, 1)]), MID),
+                  with_gpm(device("1", UUID1, 0.9, true, &[(100, 0.9, 1)]), FULL)],
+             vec![alloc("a", "p1", "c", &[UUID0, UUID1])],
+             vec![("p1", 0, mid), ("p1", 1, full)]),
+            ("a device without GPM (pre-Hopper, or its first sample)",
+             vec![device("0", UUID0, 0.9, true, &[(100, 0.8, 1)])],
+             vec![alloc("a", "p1", "c", &[UUID0])],
+             vec![("p1", 0, None)]),
+            ("an AMD device: no GPM",
+             vec![amd],
+             vec![],
+             vec![("p1", 0, None)]),
+            ("MPS, server on the host, two client containers",
+             vec![with_gpm(device("0", UUID0, 0.9, true, &[(901, 0.87, 1), (100, 0.0, 1), (200, 0.0, 1)]), MID)],
+             vec![],
+             vec![("p1", 0, None), ("p2", 0, None)]),
+            ("MPS, server in a pod, three client containers",
+             vec![with_gpm(device("0", UUID0, 0.9, true, &[(400, 0.87, 1), (100, 0.0, 1), (200, 0.0, 1), (300, 0.0, 1)]), MID)],
+             vec![],
+             vec![("p1", 0, None), ("p2", 0, None), ("p3", 0, None)]),
+            ("MPS with one client container: it holds the device alone (rule 7)",
+             vec![with_gpm(device("0", UUID0, 0.9, true, &[(901, 0.87, 1), (100, 0.0, 1)]), MID)],
+             vec![],
+             vec![("p1", 0, mid)]),
+            ("a lost device: nothing but the allocation",
+             vec![failed],
+             vec![alloc("a", "p1", "c", &[UUID0])],
+             vec![("p1", 0, None)]),
+            ("a device that did not answer in time keeps its last values",
+             vec![timed_out],
+             vec![],
+             vec![("p1", 0, mid)]),
+        ];
+        for (case, devs, allocations, expect) in cases {
+            let kubelet = KubeletView {
+                allocations,
+                ..KubeletView::default()
+            };
+            let a = attribute(&devs, &proc, &names, &kubelet);
+            let got: Vec<(&str, usize, Option<[f64; 4]>)> = a
+                .pods
+                .iter()
+                .map(|p| (p.key.pod.as_str(), p.device, gpm_of(p)))
+                .collect();
+            assert_eq!(got, expect, "{case}");
+            // A series is all four or none: never a partial set from one device.
+            for p in &a.pods {
+                let g = p.gpm;
+                let present = [
+                    g.sm_active_ratio,
+                    g.sm_occupancy_ratio,
+                    g.tensor_active_ratio,
+                    g.dram_active_ratio,
+                ]
+                .map(|v| v.is_some());
+                assert!(present.iter().all(|x| *x == present[0]), "{case}");
+            }
+            assert!(a.failures.is_empty(), "{case}: {:?}", a.failures);
+        }
+    }
+
+    /// Rule 7: an MPS server is never a pod's process, and leaves its only client container
+    /// holding the device alone, for its utilization too.
+    #[test]
+    fn an_mps_server_is_no_pod_and_no_other_holder() {
+        let (dir, names) = node(&[
+            ("a", "p1", &uid(1), "c", &cid(1), 100),
+            ("kube-system", "mps", &uid(4), "mps", &cid(4), 400),
+        ]);
+        let proc = dir.path().join("proc");
+        fs::write(proc.join("400/comm"), "nvidia-cuda-mps\n").unwrap();
+        // No per-process data: the only client gets the device's utilization.
+        let devs = [device(
+            "0",
+            UUID0,
+            0.87,
+            false,
+            &[(400, 0.0, 66), (100, 0.0, 5)],
+        )];
+        let a = attribute(&devs, &proc, &names, &KubeletView::default());
+        assert_eq!(a.pods.len(), 1, "{:?}", a.pods);
+        let p = find(&a, "p1", 0).unwrap();
+        assert_eq!(
+            (p.utilization_ratio, p.memory_used_bytes),
+            (Some(0.87), Some(5.0))
         );
     }
 }
