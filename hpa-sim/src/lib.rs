@@ -1,0 +1,14 @@
+//! hpa-sim: a model of the Kubernetes HorizontalPodAutoscaler controller and of an LLM server,
+//! to choose autoscaling metrics, targets and behavior before production.
+//!
+//! Flow: `spec` (the HPA as written) -> `controller` (one sync, with `calc` for each metric's
+//! proposal) <- `pipeline` (what Prometheus and the adapter serve) <- `serving` (the replicas,
+//! their batches and queues, driven by a `trace`) ; `simulate` runs that loop, `oracle` gives
+//! the clairvoyant yardstick, `tune` sweeps settings, `report` writes tables and plots.
+
+pub mod calc;
+pub mod controller;
+pub mod input;
+pub mod quantity;
+pub mod replay;
+pub mod spec;
