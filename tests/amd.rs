@@ -212,6 +212,15 @@ fn a_fake_amd_node_yields_the_contract_series() {
     assert_eq!(ratio(&s, "hip-job"), Some(0.25));
     // The host's process is no pod, and the pods stay within the device (0.9375 <= 0.96).
     assert_eq!(s.find("pod_gpu_utilization_ratio", &[]).len(), PODS);
+    // AMD devices have no GPM, so no pod has the per-pod GPM series, even alone on a device.
+    for m in [
+        "pod_gpu_sm_active_ratio",
+        "pod_gpu_sm_occupancy_ratio",
+        "pod_gpu_tensor_active_ratio",
+        "pod_gpu_dram_active_ratio",
+    ] {
+        assert!(!s.has(m), "{m}");
+    }
     assert_eq!(dev(&s, "gpu_processes", "0"), Some(4.0));
     for f in s.find("gpu_pod_exporter_attribution_failures_total", &[]) {
         assert_eq!(f.value, 0.0, "{:?}", f.labels);

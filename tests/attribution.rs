@@ -54,11 +54,27 @@ fn all_memory(s: &prom::Samples) -> bool {
     s.find("pod_gpu_memory_used_bytes", &[]).len() == EVERY_LAYOUT_PODS
 }
 
+/// Every pod's memory, and GPM (which needs two samples) on the devices that have it.
+fn all_series(s: &prom::Samples) -> bool {
+    all_memory(s) && s.has("pod_gpu_tensor_active_ratio")
+}
+
+/// The four per-pod GPM series of a pod, in the order sm, occupancy, tensor, DRAM.
+fn pod_gpm(s: &prom::Samples, pod: &str) -> [Option<f64>; 4] {
+    [
+        "pod_gpu_sm_active_ratio",
+        "pod_gpu_sm_occupancy_ratio",
+        "pod_gpu_tensor_active_ratio",
+        "pod_gpu_dram_active_ratio",
+    ]
+    .map(|m| s.value(m, &[("pod", pod)]))
+}
+
 #[test]
 fn every_cgroup_layout_is_attributed_by_the_rules() {
     let (scenario, root) = every_layout();
     let agent = Agent::with_scenario(&scenario).rootfs(&root).start();
-    let s = agent.scrape_until(WAIT, "a memory series for every pod", all_memory);
+    let s = agent.scrape_until(WAIT, "a memory series for every pod, and GPM", all_series);
 
     // Per-process utilization, shares within the device's: the processes' SM utilization.
     assert_eq!(ratio(&s, "v2-systemd-containerd"), Some(0.2));
@@ -84,6 +100,30 @@ fn every_cgroup_layout_is_attributed_by_the_rules() {
     assert_eq!(ratio(&s, "dind-v1"), Some(0.25));
     assert_eq!(ratio(&s, "cgroupns"), Some(0.35));
     assert_eq!(ratio(&s, "static-gpu-probe-node1"), Some(0.05));
+
+    // GPM: the device's values for the pod that holds GPU 2 alone; none on GPU 1, which two
+    // pods share, nor on the devices without GPM.
+    assert_eq!(
+        pod_gpm(&s, "crio-cgroupfs-guaranteed"),
+        [Some(0.55), Some(0.35), Some(0.25), Some(0.45)]
+    );
+    for pod in ["v1-systemd-colon", "crio-systemd", "v2-cgroupfs", "kind"] {
+        assert_eq!(pod_gpm(&s, pod), [None; 4], "{pod}");
+    }
+    assert_eq!(
+        s.value("gpu_tensor_active_ratio", &[("gpu", "1")]),
+        Some(0.2)
+    );
+    let g = s.find(
+        "pod_gpu_tensor_active_ratio",
+        &[("pod", "crio-cgroupfs-guaranteed")],
+    )[0];
+    let keys: Vec<&str> = g.labels.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["container", "gpu", "namespace", "pod", "uuid", "vendor"]
+    );
+    assert_eq!(g.labels["gpu"], "2");
 
     // Labels are the contract's, and the device labels match the device's.
     let v = s.find("pod_gpu_utilization_ratio", &[("pod", "v1-systemd-colon")])[0];
@@ -123,7 +163,7 @@ fn per_pod_ratios_never_exceed_the_device() {
 fn golden_pod_series() {
     let (scenario, root) = every_layout();
     let agent = Agent::with_scenario(&scenario).rootfs(&root).start();
-    let s = agent.scrape_until(WAIT, "every pod", all_memory);
+    let s = agent.scrape_until(WAIT, "every pod, and GPM", all_series);
     let actual = pod_lines(&s.text);
     common::assert_golden("every-layout-pods.prom", &actual);
 }
@@ -272,8 +312,16 @@ fn kubelet_allocations_join_by_name() {
     ] {
         assert_eq!(allocated(&s, pod), Some(1.0), "{pod}");
     }
-    // Exclusive by allocation: the device's utilization.
+    // Exclusive by allocation: the device's utilization, and its GPM values once it has two
+    // GPM samples.
     assert_eq!(ratio(&s, "crio-cgroupfs-guaranteed"), Some(0.7));
+    let s = agent.scrape_until(WAIT, "GPM", |s| s.has("pod_gpu_tensor_active_ratio"));
+    assert_eq!(
+        pod_gpm(&s, "crio-cgroupfs-guaranteed"),
+        [Some(0.55), Some(0.35), Some(0.25), Some(0.45)]
+    );
+    // Allocated with nothing running yet, on a device others use: no GPM.
+    assert_eq!(pod_gpm(&s, "vllm-pending"), [None; 4]);
     // Time-sliced without per-process data: allocated, memory, no ratio.
     assert_eq!(ratio(&s, "docker-systemd"), None);
     assert!(s

@@ -210,6 +210,7 @@ fn pods_on_mig_instances_are_attributed() {
         settled(s)
             && s.find("pod_gpu_allocated", &[]).len() == 3
             && s.find("pod_gpu_utilization_ratio", &[]).len() == 3
+            && s.find("pod_gpu_tensor_active_ratio", &[]).len() == 3
     });
     let a = [
         ("pod", "mig-a"),
@@ -238,6 +239,26 @@ fn pods_on_mig_instances_are_attributed() {
         ),
         Some(0.0)
     );
+    // GPM per instance, on the instance's own scale: each pod holds its instance alone.
+    let gpm = |pod: &str, gpu: &str| {
+        [
+            "pod_gpu_sm_active_ratio",
+            "pod_gpu_sm_occupancy_ratio",
+            "pod_gpu_tensor_active_ratio",
+            "pod_gpu_dram_active_ratio",
+        ]
+        .map(|m| s.value(m, &[("pod", pod), ("gpu", gpu)]))
+    };
+    assert_eq!(
+        gpm("mig-a", "1:1"),
+        [Some(0.7), Some(0.5), Some(0.4), Some(0.6)]
+    );
+    assert_eq!(
+        gpm("mig-b", "1:5"),
+        [Some(0.25), Some(0.2), Some(0.1), Some(0.15)]
+    );
+    // Allocated, nothing running yet, alone on its instance: the idle instance's values.
+    assert_eq!(gpm("mig-c", "1:13"), [Some(0.0); 4]);
     // Nothing is attributed to the parent.
     assert!(s
         .find("pod_gpu_memory_used_bytes", &[("gpu", "1")])
