@@ -61,6 +61,8 @@ AGENT_METRICS = {
     "gpu_pcie_replay_errors_total", "gpu_nvlink_transmit_bytes_total", "gpu_nvlink_receive_bytes_total",
     "gpu_encoder_utilization_ratio", "gpu_decoder_utilization_ratio", "gpu_processes",
     "pod_gpu_utilization_ratio", "pod_gpu_memory_used_bytes", "pod_gpu_allocated",
+    "pod_gpu_sm_active_ratio", "pod_gpu_sm_occupancy_ratio", "pod_gpu_tensor_active_ratio",
+    "pod_gpu_dram_active_ratio",
     "gpu_pod_exporter_build_info", "gpu_pod_exporter_collector_success",
     "gpu_pod_exporter_collector_duration_seconds", "gpu_pod_exporter_attribution_failures_total",
     "gpu_pod_exporter_driver_call_errors_total",

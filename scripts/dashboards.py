@@ -25,6 +25,11 @@ OUT = ROOT / "dashboards"
 
 KSM = "Needs kube-state-metrics (no data without it)."
 
+# When the per-pod GPM series exist (docs/metrics.md, "GPM per pod").
+GPM_PER_POD = ("The GPU's GPM figures, averaged over the pod's GPUs and the last minute; only for pods that "
+               "hold their GPU (or MIG instance, on the instance's scale) alone. No data for pods on shared "
+               "GPUs, GPUs before Hopper, or AMD.")
+
 # The waste condition of the GPUAllocatedButIdle alert, as one instant query: allocated GPUs whose
 # container used under 1 % of them over the last 30 minutes.
 IDLE_ALLOCATED = (
@@ -339,6 +344,16 @@ def gpu_workloads():
                     "Prometheus Adapter serves the HPA as gpu_utilization_ratio.")
     b.timeseries("GPU memory by pod", [(
         f"namespace_pod:pod_gpu_memory_used_bytes:sum{{{nsp}}}", "{{namespace}}/{{pod}}")], unit="bytes", min_=0)
+    b.timeseries("Tensor-pipe activity by pod (GPM)", [(
+        f"namespace_pod:pod_gpu_tensor_active_ratio:avg1m{{{nsp}}}", "{{namespace}}/{{pod}}")],
+        unit="percentunit", min_=0, description=GPM_PER_POD + " For an LLM server this keeps rising with "
+                                                            "the load where GPU utilization has flattened out.")
+    b.timeseries("SM activity by pod (GPM)", [
+        (f"namespace_pod:pod_gpu_sm_active_ratio:avg1m{{{nsp}}}", "SM active {{namespace}}/{{pod}}"),
+        (f"namespace_pod:pod_gpu_sm_occupancy_ratio:avg1m{{{nsp}}}", "SM occupancy {{namespace}}/{{pod}}"),
+    ], unit="percentunit", min_=0, max_=1,
+        description=GPM_PER_POD + " SM active: share of time the SMs had work; occupancy: resident warps "
+                                  "over the maximum.")
     b.timeseries("GPU utilization by container and GPU", [(
         f"pod_gpu_utilization_ratio{{{nsp}}}", "{{namespace}}/{{pod}}/{{container}} {{node}} gpu {{gpu}}")],
         unit="percentunit", min_=0, max_=1, w=24,
@@ -443,9 +458,15 @@ def gpu_autoscaling():
     b.timeseries("GPU utilization and queue, side by side", [
         (f"avg({per_pod_gpu})", "mean GPU utilization"),
         (f"avg({per_pod_queue}) / $queue_target", "mean queue / queue target"),
-    ], unit="percentunit", min_=0, w=24,
+    ], unit="percentunit", min_=0,
         description="An LLM server's GPU runs near 100 % whenever a batch runs, light or saturated, so GPU "
                     "utilization flattens out while the queue keeps growing. See docs/autoscaling.md.")
+    b.timeseries("Tensor-pipe activity per pod (GPM)", [(
+        'namespace_pod:pod_gpu_tensor_active_ratio:avg1m{namespace="$namespace", pod=~"$pods"}', "{{pod}}")],
+        unit="percentunit", min_=0,
+        description="Where GPU utilization has flattened out, tensor-pipe activity still follows each pod's load "
+                    "(on an H200 decode server it rose 0.038, 0.072, 0.094 at 41, 78, 100 % of capacity). "
+                    + GPM_PER_POD)
 
     return dashboard("gpu-pod-exporter-autoscaling", "GPU / Autoscaling",
                      "An HPA that scales an LLM server on GPU utilization and on its request queue: each metric against "

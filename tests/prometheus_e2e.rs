@@ -186,7 +186,9 @@ fn hpa_desired(values: &[f64], target_milli: i64, current: i64) -> i64 {
 
 /// The every-layout node's scenario, with every health field on GPU 0 (so that every health
 /// panel has data, the error panels included: a second XID and an ECC count that move with the
-/// load, a failing clock call) and pod v2-systemd-containerd's load set to `sm` percent.
+/// load, a failing clock call), pod v2-systemd-containerd's load set to `sm` percent, and a sixth
+/// GPU, an idle H100 with GPM and no process, for the allocated-but-idle panels and for the
+/// per-pod GPM ones (the pod it is allocated to holds it alone).
 fn scenario(sm: u32) -> String {
     let ecc = if sm > 20 { 13 } else { 12 };
     // A second XID 79 arrives with the load change, once Prometheus has seen the first.
@@ -216,8 +218,24 @@ fn scenario(sm: u32) -> String {
     .replace(
         "{pid: 1001, used_memory_bytes: 1048576000, sm_util_percent: 20,",
         &format!("{{pid: 1001, used_memory_bytes: 1048576000, sm_util_percent: {sm},"),
-    )
+    ) + IDLE_GPU
 }
+
+/// GPU 5 of the Prometheus node: idle, GPM all 0.
+const IDLE_GPU: &str = "  - uuid: GPU-5e6f7a8b-0000-4000-8000-5e6f7a8b9c0d
+    name: NVIDIA H100 80GB HBM3
+    pci_bus_id: \"00000000:1D:00.0\"
+    memory_total_bytes: 85520809984
+    memory_used_bytes: 0
+    utilization_gpu_percent: 0
+    utilization_memory_percent: 0
+    power_milliwatts: 70000
+    temperature_celsius: 30
+    sm_clock_mhz: 345
+    process_utilization: supported
+    gpm: {sm_active: 0.0, sm_occupancy: 0.0, tensor_active: 0.0, dram_active: 0.0}
+    processes: []
+";
 
 #[test]
 fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheus() {
@@ -229,15 +247,18 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
         PodSpec::new("llm", "v2-systemd-containerd")
             .container("server", &[("nvidia.com/gpu", &["nvidia0"])]),
         PodSpec::new("llm", "v2-cgroupfs").container("server", &[("nvidia.com/gpu", &["nvidia0"])]),
-        // An idle allocation, for the allocated-but-idle panels.
-        PodSpec::new("llm", "vllm-idle").container("server", &[("nvidia.com/gpu", &["nvidia1"])]),
+        // An idle allocation of a GPU of its own, for the allocated-but-idle and GPM panels.
+        PodSpec::new("llm", "vllm-idle").container("server", &[("nvidia.com/gpu", &["nvidia5"])]),
     ]);
     let agent = Agent::with_scenario(&scenario(20))
         .rootfs(&root)
         .interval("1s")
         .start();
     agent.scrape_until(Duration::from_secs(20), "pod series and the XID", |s| {
-        s.has("pod_gpu_allocated") && s.has("gpu_xid_errors_total") && s.has("gpu_sm_active_ratio")
+        s.has("pod_gpu_allocated")
+            && s.has("gpu_xid_errors_total")
+            && s.has("gpu_sm_active_ratio")
+            && s.has("pod_gpu_tensor_active_ratio")
     });
     let prom = Prometheus::start(dir.path(), agent.port);
 
