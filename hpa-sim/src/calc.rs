@@ -40,7 +40,10 @@ pub struct Tolerances {
 
 impl Tolerances {
     pub fn both(t: f64) -> Tolerances {
-        Tolerances { scale_down: t, scale_up: t }
+        Tolerances {
+            scale_down: t,
+            scale_up: t,
+        }
     }
 
     pub fn is_within(self, usage_ratio: f64) -> bool {
@@ -149,9 +152,15 @@ pub fn plain_metric_replicas(
     let scale_up_with_unready = !unready.is_empty() && ratio > 1.0;
     if !scale_up_with_unready && missing.is_empty() {
         if tol.is_within(ratio) {
-            return Ok(Proposal { replicas: current, usage });
+            return Ok(Proposal {
+                replicas: current,
+                usage,
+            });
         }
-        return Ok(Proposal { replicas: ceil_i32(ratio * f64::from(ready)), usage });
+        return Ok(Proposal {
+            replicas: ceil_i32(ratio * f64::from(ready)),
+            usage,
+        });
     }
     if !missing.is_empty() {
         if ratio < 1.0 {
@@ -172,16 +181,27 @@ pub fn plain_metric_replicas(
         }
     }
     let (new_ratio, _) = usage_ratio(&metrics, target.0);
-    if tol.is_within(new_ratio) || (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0)
+    if tol.is_within(new_ratio)
+        || (ratio < 1.0 && new_ratio > 1.0)
+        || (ratio > 1.0 && new_ratio < 1.0)
     {
         // Too small a change, or the rebalancing flipped the direction.
-        return Ok(Proposal { replicas: current, usage });
+        return Ok(Proposal {
+            replicas: current,
+            usage,
+        });
     }
     let new_replicas = ceil_i32(new_ratio * metrics.len() as f64);
     if (new_ratio < 1.0 && new_replicas > current) || (new_ratio > 1.0 && new_replicas < current) {
-        return Ok(Proposal { replicas: current, usage });
+        return Ok(Proposal {
+            replicas: current,
+            usage,
+        });
     }
-    Ok(Proposal { replicas: new_replicas, usage })
+    Ok(Proposal {
+        replicas: new_replicas,
+        usage,
+    })
 }
 
 /// `GetResourceReplicas`: a Resource metric's `Utilization` target (percent of requests).
@@ -234,9 +254,15 @@ pub fn resource_utilization_replicas(
     let scale_up_with_unready = !unready.is_empty() && ratio > 1.0;
     if !scale_up_with_unready && missing.is_empty() {
         if tol.is_within(ratio) {
-            return Ok(Proposal { replicas: current, usage: util });
+            return Ok(Proposal {
+                replicas: current,
+                usage: util,
+            });
         }
-        return Ok(Proposal { replicas: ceil_i32(ratio * f64::from(ready)), usage: util });
+        return Ok(Proposal {
+            replicas: ceil_i32(ratio * f64::from(ready)),
+            usage: util,
+        });
     }
     if !missing.is_empty() {
         // On a scale-down a missing pod counts as using max(100 %, target) of its request;
@@ -257,15 +283,26 @@ pub fn resource_utilization_replicas(
         }
     }
     let (new_ratio, _) = ratio_of(&metrics)?;
-    if tol.is_within(new_ratio) || (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0)
+    if tol.is_within(new_ratio)
+        || (ratio < 1.0 && new_ratio > 1.0)
+        || (ratio > 1.0 && new_ratio < 1.0)
     {
-        return Ok(Proposal { replicas: current, usage: util });
+        return Ok(Proposal {
+            replicas: current,
+            usage: util,
+        });
     }
     let new_replicas = ceil_i32(new_ratio * metrics.len() as f64);
     if (new_ratio < 1.0 && new_replicas > current) || (new_ratio > 1.0 && new_replicas < current) {
-        return Ok(Proposal { replicas: current, usage: util });
+        return Ok(Proposal {
+            replicas: current,
+            usage: util,
+        });
     }
-    Ok(Proposal { replicas: new_replicas, usage: util })
+    Ok(Proposal {
+        replicas: new_replicas,
+        usage: util,
+    })
 }
 
 /// `getReadyPodsCount`: Running and ready.
@@ -309,7 +346,10 @@ pub fn value_replicas(
 ) -> Result<Proposal, MetricError> {
     let ratio = value.0 as f64 / target.0 as f64;
     let replicas = usage_ratio_replica_count(pods, current, ratio, tol)?;
-    Ok(Proposal { replicas, usage: value.0 })
+    Ok(Proposal {
+        replicas,
+        usage: value.0,
+    })
 }
 
 /// `GetObjectPerPodMetricReplicas` and `GetExternalPerPodMetricReplicas` (an `AverageValue`

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use crate::calc::{self, MetricError, PodView, Tolerances};
 use crate::quantity::Milli;
-use crate::spec::{HpaSpec, Invalid, PolicyType, ResolvedBehavior, Rules, SelectPolicy, SourceType, TargetType};
+use crate::spec::{
+    HpaSpec, Invalid, PolicyType, ResolvedBehavior, Rules, SelectPolicy, SourceType, TargetType,
+};
 
 /// `kube-controller-manager` flags that shape the HPA.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
@@ -44,7 +46,10 @@ impl ControllerConfig {
             ));
         }
         if !(self.tolerance >= 0.0 && self.tolerance.is_finite()) {
-            return Err(format!("controller.tolerance: {} must be 0 or more", self.tolerance));
+            return Err(format!(
+                "controller.tolerance: {} must be 0 or more",
+                self.tolerance
+            ));
         }
         if self.downscale_stabilization_seconds < 0 {
             return Err("controller.downscaleStabilizationSeconds must be 0 or more".into());
@@ -69,7 +74,9 @@ impl Observation {
     pub fn status_replicas(&self) -> i32 {
         self.pods
             .iter()
-            .filter(|p| !p.deleting && !matches!(p.phase, calc::Phase::Failed | calc::Phase::Succeeded))
+            .filter(|p| {
+                !p.deleting && !matches!(p.phase, calc::Phase::Failed | calc::Phase::Succeeded)
+            })
             .count() as i32
     }
 }
@@ -130,7 +137,8 @@ impl Controller {
         let behavior = spec.behavior.as_ref().map(|b| {
             let mut r = b.resolve();
             if r.scale_down.stabilization_window_seconds.is_none() {
-                r.scale_down.stabilization_window_seconds = Some(cfg.downscale_stabilization_seconds);
+                r.scale_down.stabilization_window_seconds =
+                    Some(cfg.downscale_stabilization_seconds);
             }
             r
         });
@@ -169,7 +177,10 @@ impl Controller {
     pub fn sync(&mut self, now: i64, current: i32, obs: &Observation) -> SyncOutcome {
         // recordInitialRecommendation
         if self.recommendations.is_none() {
-            self.recommendations = Some(vec![Recommendation { replicas: current, at: now }]);
+            self.recommendations = Some(vec![Recommendation {
+                replicas: current,
+                at: now,
+            }]);
         }
         let min = self.spec.min_replicas();
         let max = self.spec.max_replicas;
@@ -193,9 +204,13 @@ impl Controller {
             out.reason = "Current number of replicas below Spec.MinReplicas".into();
             desired = min;
         } else {
-            let (metric_desired, metric_name, failed) = self.compute_replicas_for_metrics(current, obs, &mut out);
+            let (metric_desired, metric_name, failed) =
+                self.compute_replicas_for_metrics(current, obs, &mut out);
             if metric_desired == -1 {
-                out.reason = format!("FailedComputeMetricsReplicas: {}", failed.unwrap_or_default());
+                out.reason = format!(
+                    "FailedComputeMetricsReplicas: {}",
+                    failed.unwrap_or_default()
+                );
                 return out;
             }
             desired = metric_desired.max(0);
@@ -215,7 +230,11 @@ impl Controller {
             out.reason = reason;
             if let Some(f) = failed {
                 // Some metrics failed but the valid ones scale up or hold.
-                condition = if condition.is_empty() { f } else { format!("{condition}; {f}") };
+                condition = if condition.is_empty() {
+                    f
+                } else {
+                    format!("{condition}; {f}")
+                };
             }
         }
         if desired != current {
@@ -258,11 +277,22 @@ impl Controller {
                     calc::plain_metric_replicas(&obs.pods, &name, current, target, tol, false)
                 }
                 (SourceType::Resource, Some(TargetType::Utilization)) => {
-                    calc::resource_utilization_replicas(&obs.pods, &name, current, (target.0 / 1000) as i32, tol)
+                    calc::resource_utilization_replicas(
+                        &obs.pods,
+                        &name,
+                        current,
+                        (target.0 / 1000) as i32,
+                        tol,
+                    )
                 }
-                (SourceType::Resource, _) => {
-                    calc::plain_metric_replicas(&obs.pods, &name, current, target, tol, name == "cpu")
-                }
+                (SourceType::Resource, _) => calc::plain_metric_replicas(
+                    &obs.pods,
+                    &name,
+                    current,
+                    target,
+                    tol,
+                    name == "cpu",
+                ),
                 (SourceType::Object, Some(TargetType::AverageValue)) => obs
                     .object
                     .get(&name)
@@ -322,13 +352,20 @@ impl Controller {
     }
 
     /// `normalizeDesiredReplicas`: the path of an HPA without `behavior`.
-    fn normalize_desired_replicas(&mut self, now: i64, current: i32, desired: i32, min: i32) -> (i32, String) {
+    fn normalize_desired_replicas(
+        &mut self,
+        now: i64,
+        current: i32,
+        desired: i32,
+        min: i32,
+    ) -> (i32, String) {
         let stabilized = self.stabilize_recommendation(now, desired);
         let mut cond = String::new();
         if stabilized != desired {
             cond = "ScaleDownStabilized: recent recommendations were higher than current one, applying the highest recent recommendation".into();
         }
-        let (d, limit) = convert_desired_replicas_with_rules(current, stabilized, min, self.spec.max_replicas);
+        let (d, limit) =
+            convert_desired_replicas_with_rules(current, stabilized, min, self.spec.max_replicas);
         if d != stabilized {
             cond = limit;
         }
@@ -349,7 +386,10 @@ impl Controller {
                 max = r.replicas;
             }
         }
-        let rec = Recommendation { replicas: desired, at: now };
+        let rec = Recommendation {
+            replicas: desired,
+            at: now,
+        };
         match old {
             Some(i) => recs[i] = rec,
             None => recs.push(rec),
@@ -380,7 +420,13 @@ impl Controller {
 
     /// `stabilizeRecommendationWithBehaviors`: for scale-up the lowest recommendation of the
     /// up window, for scale-down the highest of the down window.
-    fn stabilize_with_behaviors(&mut self, now: i64, b: &ResolvedBehavior, current: i32, desired: i32) -> (i32, String) {
+    fn stabilize_with_behaviors(
+        &mut self,
+        now: i64,
+        b: &ResolvedBehavior,
+        current: i32,
+        desired: i32,
+    ) -> (i32, String) {
         let up_cutoff = now - secs(b.scale_up.stabilization_window_seconds.unwrap_or(0));
         let down_cutoff = now - secs(b.scale_down.stabilization_window_seconds.unwrap_or(0));
         let recs = self.recs();
@@ -405,7 +451,10 @@ impl Controller {
         if recommendation > down {
             recommendation = down;
         }
-        let rec = Recommendation { replicas: desired, at: now };
+        let rec = Recommendation {
+            replicas: desired,
+            at: now,
+        };
         match old {
             Some(i) => recs[i] = rec,
             None => recs.push(rec),
@@ -429,7 +478,13 @@ impl Controller {
     ) -> (i32, String) {
         let max = self.spec.max_replicas;
         if desired > current {
-            let mut limit = scale_up_limit(now, current, &self.up_events, &self.down_events, &b.scale_up);
+            let mut limit = scale_up_limit(
+                now,
+                current,
+                &self.up_events,
+                &self.down_events,
+                &b.scale_up,
+            );
             if limit < current {
                 limit = current;
             }
@@ -442,7 +497,13 @@ impl Controller {
                 return (allowed, reason.into());
             }
         } else if desired < current {
-            let mut limit = scale_down_limit(now, current, &self.up_events, &self.down_events, &b.scale_down);
+            let mut limit = scale_down_limit(
+                now,
+                current,
+                &self.up_events,
+                &self.down_events,
+                &b.scale_down,
+            );
             if limit > current {
                 limit = current;
             }
@@ -467,7 +528,12 @@ impl Controller {
         } else {
             (&mut self.down_events, &b.scale_down, prev - new)
         };
-        let longest = rules.policies.iter().map(|p| p.period_seconds).max().unwrap_or(0);
+        let longest = rules
+            .policies
+            .iter()
+            .map(|p| p.period_seconds)
+            .max()
+            .unwrap_or(0);
         let cutoff = now - secs(longest);
         let mut old = None;
         for (i, e) in events.iter_mut().enumerate() {
@@ -478,7 +544,11 @@ impl Controller {
                 old = Some(i);
             }
         }
-        let ev = ScaleEvent { change, at: now, outdated: false };
+        let ev = ScaleEvent {
+            change,
+            at: now,
+            outdated: false,
+        };
         match old {
             Some(i) => events[i] = ev,
             None => events.push(ev),
@@ -488,15 +558,28 @@ impl Controller {
 
 /// `convertDesiredReplicasWithRules`: min/max and the fixed scale-up limit
 /// `max(2 × current, 4)` of an HPA without `behavior`.
-fn convert_desired_replicas_with_rules(current: i32, desired: i32, min: i32, max: i32) -> (i32, String) {
-    let scale_up_limit = (SCALE_UP_LIMIT_FACTOR * f64::from(current)).max(SCALE_UP_LIMIT_MINIMUM) as i32;
+fn convert_desired_replicas_with_rules(
+    current: i32,
+    desired: i32,
+    min: i32,
+    max: i32,
+) -> (i32, String) {
+    let scale_up_limit =
+        (SCALE_UP_LIMIT_FACTOR * f64::from(current)).max(SCALE_UP_LIMIT_MINIMUM) as i32;
     let (maximum, reason) = if max > scale_up_limit {
         (scale_up_limit, "ScaleUpLimit: the desired replica count is increasing faster than the maximum scale rate")
     } else {
-        (max, "TooManyReplicas: the desired replica count is more than the maximum replica count")
+        (
+            max,
+            "TooManyReplicas: the desired replica count is more than the maximum replica count",
+        )
     };
     if desired < min {
-        return (min, "TooFewReplicas: the desired replica count is less than the minimum replica count".into());
+        return (
+            min,
+            "TooFewReplicas: the desired replica count is less than the minimum replica count"
+                .into(),
+        );
     }
     if desired > maximum {
         return (maximum, reason.into());
@@ -507,22 +590,35 @@ fn convert_desired_replicas_with_rules(current: i32, desired: i32, min: i32, max
 /// `getReplicasChangePerPeriod`.
 fn change_in_period(now: i64, period_seconds: i32, events: &[ScaleEvent]) -> i32 {
     let cutoff = now - secs(period_seconds);
-    events.iter().filter(|e| e.at > cutoff).map(|e| e.change).sum()
+    events
+        .iter()
+        .filter(|e| e.at > cutoff)
+        .map(|e| e.change)
+        .sum()
 }
 
 /// `calculateScaleUpLimitWithScalingRules`: each policy counted from the replicas at the
 /// start of its period.
-fn scale_up_limit(now: i64, current: i32, up: &[ScaleEvent], down: &[ScaleEvent], rules: &Rules) -> i32 {
+fn scale_up_limit(
+    now: i64,
+    current: i32,
+    up: &[ScaleEvent],
+    down: &[ScaleEvent],
+    rules: &Rules,
+) -> i32 {
     let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
         SelectPolicy::Disabled => return current,
         SelectPolicy::Min => (i32::MAX, std::cmp::min),
         SelectPolicy::Max => (i32::MIN, std::cmp::max),
     };
     for p in &rules.policies {
-        let start = current - change_in_period(now, p.period_seconds, up) + change_in_period(now, p.period_seconds, down);
+        let start = current - change_in_period(now, p.period_seconds, up)
+            + change_in_period(now, p.period_seconds, down);
         let proposed = match p.kind {
             PolicyType::Pods => start + p.value,
-            PolicyType::Percent => (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32,
+            PolicyType::Percent => {
+                (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
+            }
         };
         result = pick(result, proposed);
     }
@@ -530,14 +626,21 @@ fn scale_up_limit(now: i64, current: i32, up: &[ScaleEvent], down: &[ScaleEvent]
 }
 
 /// `calculateScaleDownLimitWithBehaviors`.
-fn scale_down_limit(now: i64, current: i32, up: &[ScaleEvent], down: &[ScaleEvent], rules: &Rules) -> i32 {
+fn scale_down_limit(
+    now: i64,
+    current: i32,
+    up: &[ScaleEvent],
+    down: &[ScaleEvent],
+    rules: &Rules,
+) -> i32 {
     let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
         SelectPolicy::Disabled => return current,
         SelectPolicy::Min => (i32::MIN, std::cmp::max),
         SelectPolicy::Max => (i32::MAX, std::cmp::min),
     };
     for p in &rules.policies {
-        let start = current - change_in_period(now, p.period_seconds, up) + change_in_period(now, p.period_seconds, down);
+        let start = current - change_in_period(now, p.period_seconds, up)
+            + change_in_period(now, p.period_seconds, down);
         let proposed = match p.kind {
             PolicyType::Pods => start - p.value,
             PolicyType::Percent => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
@@ -555,21 +658,40 @@ pub mod testing {
 
     fn events(list: &[(i32, i64)], now: i64) -> Vec<ScaleEvent> {
         list.iter()
-            .map(|(c, ago)| ScaleEvent { change: *c, at: now - ago * 1000, outdated: false })
+            .map(|(c, ago)| ScaleEvent {
+                change: *c,
+                at: now - ago * 1000,
+                outdated: false,
+            })
             .collect()
     }
 
-    pub fn scale_up_limit(current: i32, up: &[(i32, i64)], down: &[(i32, i64)], rules: &Rules) -> i32 {
+    pub fn scale_up_limit(
+        current: i32,
+        up: &[(i32, i64)],
+        down: &[(i32, i64)],
+        rules: &Rules,
+    ) -> i32 {
         let now = 10_000_000;
         super::scale_up_limit(now, current, &events(up, now), &events(down, now), rules)
     }
 
-    pub fn scale_down_limit(current: i32, up: &[(i32, i64)], down: &[(i32, i64)], rules: &Rules) -> i32 {
+    pub fn scale_down_limit(
+        current: i32,
+        up: &[(i32, i64)],
+        down: &[(i32, i64)],
+        rules: &Rules,
+    ) -> i32 {
         let now = 10_000_000;
         super::scale_down_limit(now, current, &events(up, now), &events(down, now), rules)
     }
 
-    pub fn convert_desired_replicas_with_rules(current: i32, desired: i32, min: i32, max: i32) -> (i32, String) {
+    pub fn convert_desired_replicas_with_rules(
+        current: i32,
+        desired: i32,
+        min: i32,
+        max: i32,
+    ) -> (i32, String) {
         super::convert_desired_replicas_with_rules(current, desired, min, max)
     }
 
@@ -577,10 +699,19 @@ pub mod testing {
         /// Seeds the controller's memory: recommendations and scale events, each
         /// `(replicas or change, seconds before now)`, as upstream's tests set
         /// `hc.recommendations` and `hc.scaleUpEvents` before a call.
-        pub fn seed(&mut self, now: i64, recs: &[(i32, i64)], up: &[(i32, i64)], down: &[(i32, i64)]) {
+        pub fn seed(
+            &mut self,
+            now: i64,
+            recs: &[(i32, i64)],
+            up: &[(i32, i64)],
+            down: &[(i32, i64)],
+        ) {
             self.recommendations = Some(
                 recs.iter()
-                    .map(|(r, ago)| Recommendation { replicas: *r, at: now - ago * 1000 })
+                    .map(|(r, ago)| Recommendation {
+                        replicas: *r,
+                        at: now - ago * 1000,
+                    })
                     .collect(),
             );
             self.up_events = events(up, now);

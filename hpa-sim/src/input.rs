@@ -7,17 +7,27 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: malformed YAML: {what}")]
     Yaml { path: PathBuf, what: String },
     #[error("{path}: {what}")]
     Invalid { path: PathBuf, what: String },
     #[error("{path}:{line}: {what}")]
-    Csv { path: PathBuf, line: usize, what: String },
+    Csv {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
 }
 
 pub fn read_text(path: &Path) -> Result<String, InputError> {
-    std::fs::read_to_string(path).map_err(|source| InputError::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| InputError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Parses a YAML file into `T`; the error carries the parser's line, column and excerpt.
@@ -25,7 +35,9 @@ pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, InputError> {
     let text = read_text(path)?;
     serde_saphyr::from_str::<T>(&text).map_err(|e| InputError::Yaml {
         path: path.to_path_buf(),
-        what: e.to_string().replace("<input>", &path.display().to_string()),
+        what: e
+            .to_string()
+            .replace("<input>", &path.display().to_string()),
     })
 }
 
@@ -85,11 +97,17 @@ pub fn read_csv(path: &Path, min_columns: usize) -> Result<Table, InputError> {
     if columns.len() < min_columns {
         return Err(InputError::Invalid {
             path: path.to_path_buf(),
-            what: format!("expected at least {min_columns} columns, found {}", columns.len()),
+            what: format!(
+                "expected at least {min_columns} columns, found {}",
+                columns.len()
+            ),
         });
     }
     if rows.is_empty() {
-        return Err(InputError::Invalid { path: path.to_path_buf(), what: "no data rows".into() });
+        return Err(InputError::Invalid {
+            path: path.to_path_buf(),
+            what: "no data rows".into(),
+        });
     }
     Ok(Table { columns, rows })
 }

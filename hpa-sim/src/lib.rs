@@ -8,7 +8,15 @@
 
 pub mod calc;
 pub mod controller;
+pub mod curves;
 pub mod input;
+pub mod oracle;
+pub mod pipeline;
 pub mod quantity;
 pub mod replay;
+pub mod rng;
+pub mod scenario;
+pub mod serving;
+pub mod simulate;
 pub mod spec;
+pub mod trace;

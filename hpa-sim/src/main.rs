@@ -6,7 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "hpa-sim", version, about = "A faithful HPA controller and LLM-server simulator")]
+#[command(
+    name = "hpa-sim",
+    version,
+    about = "A faithful HPA controller and LLM-server simulator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -70,19 +70,27 @@ impl Sync {
                 requests: p.requests.clone(),
             })
             .collect();
-        Observation { pods, object: self.object.clone(), external: self.external.clone() }
+        Observation {
+            pods,
+            object: self.object.clone(),
+            external: self.external.clone(),
+        }
     }
 }
 
 /// Reads and checks a CASE file.
 pub fn load(path: &Path) -> Result<Case, InputError> {
     let case: Case = input::read_yaml(path)?;
-    case.hpa
-        .validate()
-        .map_err(|e| InputError::Invalid { path: path.to_path_buf(), what: e.to_string() })?;
+    case.hpa.validate().map_err(|e| InputError::Invalid {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })?;
     case.controller
         .validate()
-        .map_err(|e| InputError::Invalid { path: path.to_path_buf(), what: e })?;
+        .map_err(|e| InputError::Invalid {
+            path: path.to_path_buf(),
+            what: e,
+        })?;
     if case.replicas < 0 {
         return Err(InputError::Invalid {
             path: path.to_path_buf(),
@@ -90,14 +98,20 @@ pub fn load(path: &Path) -> Result<Case, InputError> {
         });
     }
     if case.timeline.is_empty() {
-        return Err(InputError::Invalid { path: path.to_path_buf(), what: "timeline: no syncs".into() });
+        return Err(InputError::Invalid {
+            path: path.to_path_buf(),
+            what: "timeline: no syncs".into(),
+        });
     }
     let mut last = f64::NEG_INFINITY;
     for (i, s) in case.timeline.iter().enumerate() {
         if !s.t.is_finite() || s.t < 0.0 {
             return Err(InputError::Invalid {
                 path: path.to_path_buf(),
-                what: format!("timeline[{i}].t: {} must be a time in seconds, 0 or more", s.t),
+                what: format!(
+                    "timeline[{i}].t: {} must be a time in seconds, 0 or more",
+                    s.t
+                ),
             });
         }
         if s.t <= last {

@@ -178,8 +178,16 @@ pub fn default_scale_up() -> Rules {
         stabilization_window_seconds: Some(0),
         select_policy: SelectPolicy::Max,
         policies: vec![
-            Policy { kind: PolicyType::Pods, value: 4, period_seconds: 15 },
-            Policy { kind: PolicyType::Percent, value: 100, period_seconds: 15 },
+            Policy {
+                kind: PolicyType::Pods,
+                value: 4,
+                period_seconds: 15,
+            },
+            Policy {
+                kind: PolicyType::Percent,
+                value: 100,
+                period_seconds: 15,
+            },
         ],
         tolerance: None,
     }
@@ -191,7 +199,11 @@ pub fn default_scale_down() -> Rules {
     Rules {
         stabilization_window_seconds: None,
         select_policy: SelectPolicy::Max,
-        policies: vec![Policy { kind: PolicyType::Percent, value: 100, period_seconds: 15 }],
+        policies: vec![Policy {
+            kind: PolicyType::Percent,
+            value: 100,
+            period_seconds: 15,
+        }],
         tolerance: None,
     }
 }
@@ -357,21 +369,32 @@ fn validate_metric(path: &str, m: &MetricSpec, errs: &mut Vec<String>) {
         ));
         return;
     }
-    let set = [m.pods.is_some(), m.object.is_some(), m.external.is_some(), m.resource.is_some()];
+    let set = [
+        m.pods.is_some(),
+        m.object.is_some(),
+        m.external.is_some(),
+        m.resource.is_some(),
+    ];
     if set.iter().filter(|s| **s).count() > 1 {
         errs.push(format!(
             "{path}: Forbidden: must populate the given metric source only"
         ));
     }
     if m.name().is_empty() {
-        errs.push(format!("{path}.{field}.metric.name: Required value: must specify a metric name"));
+        errs.push(format!(
+            "{path}.{field}.metric.name: Required value: must specify a metric name"
+        ));
     }
     let Some(t) = m.target() else { return };
     if !allowed.contains(&t.kind) {
         errs.push(format!(
             "{path}.{field}.target.type: Unsupported value: {:?}: supported values: {}",
             t.kind,
-            allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")
+            allowed
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         return;
     }
@@ -404,12 +427,16 @@ fn validate_rules(path: &str, r: &ScalingRules, errs: &mut Vec<String>) {
     }
     if let Some(t) = r.tolerance {
         if t.0 < 0 {
-            errs.push(format!("{path}.tolerance: Invalid value: {t}: must be greater than or equal to 0"));
+            errs.push(format!(
+                "{path}.tolerance: Invalid value: {t}: must be greater than or equal to 0"
+            ));
         }
     }
     if let Some(policies) = &r.policies {
         if policies.is_empty() && r.select_policy != Some(SelectPolicy::Disabled) {
-            errs.push(format!("{path}.policies: Required value: must specify at least one Policy"));
+            errs.push(format!(
+                "{path}.policies: Required value: must specify at least one Policy"
+            ));
         }
         for (i, p) in policies.iter().enumerate() {
             if p.value <= 0 {

@@ -1,0 +1,211 @@
+//! How metrics reach the HPA: Prometheus scrapes every pod's series, and the adapter (Pods
+//! metrics) or KEDA (External metrics) answers the HPA with `avg_over_time(...[window])` over
+//! the scrapes, as the queries in daemonset/autoscaling render it.
+//!
+//! - A Pods metric is `avg by (pod) (avg_over_time(series[1m]))` for each pod the HPA lists;
+//!   a pod with no scrape in the window has no value (missing).
+//! - An External metric is KEDA's `sum(avg_over_time(series[1m]))` over every pod that has
+//!   samples in the window, deleted pods included until their samples age out.
+//! - An Object metric `request_rate` is the Service's arrivals over the window.
+//!
+//! Values become quantities as the adapter and KEDA build them, `NewMilliQuantity(int64(v *
+//! 1000))`: truncated to a milli-unit.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::calc::{Phase, PodView};
+use crate::controller::Observation;
+use crate::quantity::Milli;
+use crate::scenario::{Pipeline, Scenario, Series};
+use crate::serving::{Fleet, State};
+use crate::spec::{MetricSpec, SourceType};
+
+/// The series a scrape reads from one pod.
+const SCRAPED: [Series; 8] = [
+    Series::GpuUtilization,
+    Series::GpuSmActive,
+    Series::GpuSmOccupancy,
+    Series::GpuTensorActive,
+    Series::GpuDramActive,
+    Series::NumRequestsWaiting,
+    Series::NumRequestsRunning,
+    Series::KvCacheUsage,
+];
+
+fn slot(s: Series) -> Option<usize> {
+    SCRAPED.iter().position(|x| *x == s)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Prometheus {
+    /// Per pod: `(scrape time, value per scraped series)`.
+    samples: BTreeMap<String, VecDeque<(f64, [Option<f64>; 8])>>,
+    /// `(time, arrivals counter)` at each scrape, for the request rate.
+    arrivals: VecDeque<(f64, u64)>,
+    horizon: f64,
+}
+
+fn adapter_quantity(v: f64) -> Milli {
+    Milli((v * 1000.0) as i64)
+}
+
+impl Prometheus {
+    pub fn new(p: &Pipeline) -> Prometheus {
+        Prometheus {
+            horizon: p.window_seconds + p.delay_seconds + p.scrape_interval_seconds,
+            ..Default::default()
+        }
+    }
+
+    /// One scrape of every pod's endpoints at `now`.
+    pub fn scrape(&mut self, now: f64, fleet: &Fleet) {
+        let cfg_kv = |p: &crate::serving::Pod| p.kv_usage(fleet_server(fleet));
+        for p in &fleet.pods {
+            let mut v = [None; 8];
+            // The agent serves a pod's GPU series once it has sampled the pod's device.
+            if let Some(g) = p.gpu_published {
+                for (i, x) in g.iter().enumerate() {
+                    v[i] = Some(*x);
+                }
+            }
+            // vLLM's /metrics answers once the server is up (model loaded).
+            if matches!(p.state, State::Ready | State::Draining { .. }) {
+                v[5] = Some(p.waiting() as f64);
+                v[6] = Some(p.running() as f64);
+                v[7] = Some(cfg_kv(p));
+            }
+            if v.iter().any(Option::is_some) {
+                self.samples
+                    .entry(p.name.clone())
+                    .or_default()
+                    .push_back((now, v));
+            }
+        }
+        self.arrivals.push_back((now, fleet.counters.arrived));
+        let cutoff = now - self.horizon;
+        self.samples.retain(|_, q| {
+            while q.front().is_some_and(|s| s.0 < cutoff) {
+                q.pop_front();
+            }
+            !q.is_empty()
+        });
+        while self.arrivals.front().is_some_and(|s| s.0 < cutoff) {
+            self.arrivals.pop_front();
+        }
+    }
+
+    /// `avg_over_time(series{pod}[window])` evaluated at `at`.
+    fn avg_over_time(&self, pod: &str, s: Series, at: f64, window: f64) -> Option<f64> {
+        let i = slot(s)?;
+        let q = self.samples.get(pod)?;
+        let (mut sum, mut n) = (0.0, 0u32);
+        for (t, v) in q {
+            if *t > at - window && *t <= at {
+                if let Some(x) = v[i] {
+                    sum += x;
+                    n += 1;
+                }
+            }
+        }
+        (n > 0).then(|| sum / f64::from(n))
+    }
+
+    /// `sum(avg_over_time(series[window]))` over every pod with samples.
+    fn sum_avg(&self, s: Series, at: f64, window: f64) -> Option<f64> {
+        let mut any = false;
+        let mut total = 0.0;
+        for pod in self.samples.keys() {
+            if let Some(v) = self.avg_over_time(pod, s, at, window) {
+                any = true;
+                total += v;
+            }
+        }
+        any.then_some(total)
+    }
+
+    /// Arrivals per second over the window (`rate(requests_total[window])`).
+    fn request_rate(&self, at: f64, window: f64) -> Option<f64> {
+        let inside: Vec<&(f64, u64)> = self
+            .arrivals
+            .iter()
+            .filter(|s| s.0 > at - window && s.0 <= at)
+            .collect();
+        let (first, last) = (inside.first()?, inside.last()?);
+        if last.0 <= first.0 {
+            return None;
+        }
+        Some((last.1 - first.1) as f64 / (last.0 - first.0))
+    }
+
+    /// What the HPA reads at `now` for the given metrics.
+    pub fn observe(
+        &self,
+        now: f64,
+        fleet: &Fleet,
+        sc: &Scenario,
+        metrics: &[MetricSpec],
+    ) -> Observation {
+        let p = &sc.pipeline;
+        let at = now - p.delay_seconds;
+        let w = p.window_seconds;
+        let pods = fleet
+            .pods
+            .iter()
+            .map(|pod| {
+                let mut values = BTreeMap::new();
+                for m in metrics
+                    .iter()
+                    .filter(|m| matches!(m.kind, SourceType::Pods))
+                {
+                    if let Some(v) = sc
+                        .series_of(m.name())
+                        .and_then(|s| self.avg_over_time(&pod.name, s, at, w))
+                    {
+                        values.insert(m.name().to_string(), adapter_quantity(v));
+                    }
+                }
+                PodView {
+                    name: pod.name.clone(),
+                    phase: if matches!(pod.state, State::Pending { .. }) {
+                        Phase::Pending
+                    } else {
+                        Phase::Running
+                    },
+                    ready: pod.state == State::Ready,
+                    deleting: pod.is_draining(),
+                    metrics: values,
+                    requests: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let mut obs = Observation {
+            pods,
+            ..Default::default()
+        };
+        for m in metrics {
+            let Some(series) = sc.series_of(m.name()) else {
+                continue;
+            };
+            let value = match series {
+                Series::RequestRate => self.request_rate(at, w),
+                s => self.sum_avg(s, at, w),
+            };
+            let Some(v) = value else { continue };
+            match m.kind {
+                SourceType::External => {
+                    obs.external
+                        .insert(m.name().to_string(), adapter_quantity(v));
+                }
+                SourceType::Object => {
+                    obs.object.insert(m.name().to_string(), adapter_quantity(v));
+                }
+                _ => {}
+            }
+        }
+        obs
+    }
+}
+
+fn fleet_server(f: &Fleet) -> &crate::scenario::Server {
+    f.server()
+}

@@ -1,0 +1,473 @@
+//! The SCENARIO file of `simulate` and `tune`: the HPA, the serving Deployment's model, the
+//! arrival trace, how metrics reach the HPA, and the latency goal (format documented in
+//! docs/autoscaling.md, "hpa-sim").
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::controller::ControllerConfig;
+use crate::curves::{Curves, GpuSeries};
+use crate::input::{self, InputError};
+use crate::spec::{HpaSpec, MetricSpec};
+use crate::trace::{Trace, TraceError};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub hpa: HpaSpec,
+    #[serde(default)]
+    pub controller: ControllerConfig,
+    /// The Deployment's replicas when the run starts (ready, model loaded). Default: minReplicas.
+    #[serde(default)]
+    pub initial_replicas: Option<i32>,
+    #[serde(default)]
+    pub trace: TraceSpec,
+    #[serde(default)]
+    pub requests: Requests,
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub gpu: Gpu,
+    /// How each metric named in the HPA is produced; the known names need no entry.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricSource>,
+    #[serde(default)]
+    pub pipeline: Pipeline,
+    #[serde(default)]
+    pub goal: Goal,
+    /// Named alternative metric lists for `tune --sweep candidate=a,b`.
+    #[serde(default)]
+    pub candidates: BTreeMap<String, Candidate>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulated time step in seconds (the serving model's resolution).
+    #[serde(default = "default_tick")]
+    pub tick_seconds: f64,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_tick() -> f64 {
+    0.25
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TraceSpec {
+    /// CSV of `time,requests_per_second`, relative to the scenario file.
+    #[serde(default)]
+    pub csv: Option<PathBuf>,
+    /// Multiplies every rate (e.g. to try twice the traffic).
+    #[serde(default)]
+    pub scale: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Length {
+    pub mean: f64,
+    /// Coefficient of variation of a log-normal; 0 = every request the mean.
+    #[serde(default)]
+    pub cv: f64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Requests {
+    pub prompt_tokens: Length,
+    pub output_tokens: Length,
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Requests {
+            prompt_tokens: Length {
+                mean: 1000.0,
+                cv: 0.6,
+            },
+            output_tokens: Length {
+                mean: 250.0,
+                cv: 0.8,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Routing {
+    /// kube-proxy's iptables mode: each request to a random ready endpoint.
+    #[default]
+    Random,
+    RoundRobin,
+    /// An inference gateway: to the endpoint with the fewest requests.
+    LeastRequests,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Server {
+    /// vLLM `--max-num-seqs`: the most sequences in one batch.
+    pub max_num_seqs: u32,
+    /// KV-cache capacity in tokens (vLLM logs it at start as "GPU KV cache size").
+    pub kv_cache_tokens: f64,
+    /// Decode step time = `base_ms + per_seq_ms × running sequences`.
+    pub step_base_ms: f64,
+    pub step_per_seq_ms: f64,
+    /// Prefill cost per prompt token, added to the step that admits the request.
+    pub prefill_ms_per_token: f64,
+    /// Pending before a GPU is bound (scheduling, node provisioning).
+    pub pending_seconds: f64,
+    /// From running to ready: image start and model load.
+    pub startup_seconds: f64,
+    /// A deleted pod finishes its requests for at most this long (`preStop` +
+    /// `terminationGracePeriodSeconds`); what is left is dropped.
+    pub termination_grace_seconds: f64,
+    pub routing: Routing,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            max_num_seqs: 256,
+            kv_cache_tokens: 500_000.0,
+            step_base_ms: 8.0,
+            step_per_seq_ms: 0.08,
+            prefill_ms_per_token: 0.02,
+            pending_seconds: 0.0,
+            startup_seconds: 180.0,
+            termination_grace_seconds: 120.0,
+            routing: Routing::Random,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gpu {
+    /// `h200` (default) or a CSV path relative to the scenario file.
+    #[serde(default)]
+    pub curves: Option<String>,
+}
+
+/// A simulated series a metric reads.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Series {
+    /// Per pod, from the agent: `pod_gpu_utilization_ratio`.
+    GpuUtilization,
+    GpuSmActive,
+    GpuSmOccupancy,
+    GpuTensorActive,
+    GpuDramActive,
+    /// Per pod, from vLLM: `vllm:num_requests_waiting`.
+    NumRequestsWaiting,
+    NumRequestsRunning,
+    /// `vllm:kv_cache_usage_perc` (0..1; older vLLM: `vllm:gpu_cache_usage_perc`).
+    KvCacheUsage,
+    /// The Service's arrival rate, requests/s over the window (an Object metric).
+    RequestRate,
+}
+
+impl Series {
+    pub fn gpu(self) -> Option<GpuSeries> {
+        Some(match self {
+            Series::GpuUtilization => GpuSeries::Utilization,
+            Series::GpuSmActive => GpuSeries::SmActive,
+            Series::GpuSmOccupancy => GpuSeries::SmOccupancy,
+            Series::GpuTensorActive => GpuSeries::TensorActive,
+            Series::GpuDramActive => GpuSeries::DramActive,
+            _ => return None,
+        })
+    }
+
+    /// Exported by vLLM itself: absent until the server is up.
+    pub fn from_vllm(self) -> bool {
+        matches!(
+            self,
+            Series::NumRequestsWaiting | Series::NumRequestsRunning | Series::KvCacheUsage
+        )
+    }
+
+    /// The series a known metric name reads: the adapter's and KEDA's names in
+    /// daemonset/autoscaling, the agent's and vLLM's own names.
+    pub fn known(name: &str) -> Option<Series> {
+        let n = name.trim_start_matches("pod_").replace(':', "_");
+        Some(match n.as_str() {
+            "gpu_utilization_ratio" => Series::GpuUtilization,
+            "gpu_sm_active_ratio" => Series::GpuSmActive,
+            "gpu_sm_occupancy_ratio" => Series::GpuSmOccupancy,
+            "gpu_tensor_active_ratio" => Series::GpuTensorActive,
+            "gpu_dram_active_ratio" => Series::GpuDramActive,
+            "vllm_num_requests_waiting" => Series::NumRequestsWaiting,
+            "vllm_num_requests_running" => Series::NumRequestsRunning,
+            "vllm_kv_cache_usage_perc" | "vllm_gpu_cache_usage_perc" | "vllm_kv_cache_usage" => {
+                Series::KvCacheUsage
+            }
+            "requests_per_second" | "vllm_request_rate" => Series::RequestRate,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricSource {
+    pub series: Series,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Pipeline {
+    /// Prometheus' scrape interval.
+    pub scrape_interval_seconds: f64,
+    /// The agent's `--collect.interval`: a GPU value is the mean over the interval before
+    /// the sample.
+    pub agent_interval_seconds: f64,
+    /// The `avg_over_time(...[window])` of the adapter's and KEDA's queries.
+    pub window_seconds: f64,
+    /// Extra lag between Prometheus and the HPA (rule evaluation, adapter or KEDA caching).
+    pub delay_seconds: f64,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline {
+            scrape_interval_seconds: 15.0,
+            agent_interval_seconds: 5.0,
+            window_seconds: 60.0,
+            delay_seconds: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Goal {
+    /// The 95th percentile of the time a request waits for a slot in a batch.
+    pub p95_queue_wait_seconds: f64,
+    /// Flapping: a scale in one direction undone within this window.
+    pub flap_window_seconds: f64,
+    /// The most flaps allowed over the run.
+    pub max_flaps: u32,
+}
+
+impl Default for Goal {
+    fn default() -> Self {
+        Goal {
+            p95_queue_wait_seconds: 2.0,
+            flap_window_seconds: 600.0,
+            max_flaps: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Candidate {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub metrics: Vec<MetricSpec>,
+}
+
+/// A scenario with its trace loaded and every reference resolved.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub trace: Trace,
+    pub curves: Curves,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+}
+
+fn invalid(path: &Path, what: impl Into<String>) -> ScenarioError {
+    ScenarioError::Input(InputError::Invalid {
+        path: path.to_path_buf(),
+        what: what.into(),
+    })
+}
+
+impl Scenario {
+    /// The series each HPA metric reads.
+    pub fn series_of(&self, metric: &str) -> Option<Series> {
+        self.metrics
+            .get(metric)
+            .map(|m| m.series)
+            .or_else(|| Series::known(metric))
+    }
+
+    pub fn initial_replicas(&self) -> i32 {
+        self.initial_replicas
+            .unwrap_or_else(|| self.hpa.min_replicas())
+    }
+
+    /// Every check that does not need the trace.
+    pub fn check(&self, path: &Path) -> Result<(), ScenarioError> {
+        self.hpa
+            .validate()
+            .map_err(|e| invalid(path, e.to_string()))?;
+        self.controller.validate().map_err(|e| invalid(path, e))?;
+        let mut lists: Vec<(&str, &Vec<MetricSpec>)> = vec![("hpa.metrics", &self.hpa.metrics)];
+        for (name, c) in &self.candidates {
+            lists.push((name.as_str(), &c.metrics));
+            let mut h = self.hpa.clone();
+            h.metrics = c.metrics.clone();
+            h.validate()
+                .map_err(|e| invalid(path, format!("candidates.{name}: {e}")))?;
+        }
+        for (where_, metrics) in lists {
+            for m in metrics {
+                if self.series_of(m.name()).is_none() {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "{where_}: metric {:?} is not a known name; map it under `metrics:` to one of gpu_utilization, gpu_sm_active, gpu_sm_occupancy, gpu_tensor_active, gpu_dram_active, num_requests_waiting, num_requests_running, kv_cache_usage, request_rate",
+                            m.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        let s = &self.server;
+        let positive = [
+            ("server.kvCacheTokens", s.kv_cache_tokens),
+            ("server.stepBaseMs", s.step_base_ms),
+            (
+                "pipeline.scrapeIntervalSeconds",
+                self.pipeline.scrape_interval_seconds,
+            ),
+            (
+                "pipeline.agentIntervalSeconds",
+                self.pipeline.agent_interval_seconds,
+            ),
+            ("pipeline.windowSeconds", self.pipeline.window_seconds),
+            ("goal.p95QueueWaitSeconds", self.goal.p95_queue_wait_seconds),
+            (
+                "requests.promptTokens.mean",
+                self.requests.prompt_tokens.mean,
+            ),
+            (
+                "requests.outputTokens.mean",
+                self.requests.output_tokens.mean,
+            ),
+            ("tickSeconds", self.tick_seconds),
+        ];
+        for (name, v) in positive {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(invalid(
+                    path,
+                    format!("{name}: {v} must be a positive number"),
+                ));
+            }
+        }
+        let non_negative = [
+            ("server.stepPerSeqMs", s.step_per_seq_ms),
+            ("server.prefillMsPerToken", s.prefill_ms_per_token),
+            ("server.pendingSeconds", s.pending_seconds),
+            ("server.startupSeconds", s.startup_seconds),
+            (
+                "server.terminationGraceSeconds",
+                s.termination_grace_seconds,
+            ),
+            ("pipeline.delaySeconds", self.pipeline.delay_seconds),
+            ("requests.promptTokens.cv", self.requests.prompt_tokens.cv),
+            ("requests.outputTokens.cv", self.requests.output_tokens.cv),
+            ("goal.flapWindowSeconds", self.goal.flap_window_seconds),
+        ];
+        for (name, v) in non_negative {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(invalid(path, format!("{name}: {v} must be 0 or more")));
+            }
+        }
+        if s.max_num_seqs == 0 {
+            return Err(invalid(path, "server.maxNumSeqs must be at least 1"));
+        }
+        if self.tick_seconds > 1.0 {
+            return Err(invalid(
+                path,
+                format!(
+                    "tickSeconds: {} is too coarse (at most 1)",
+                    self.tick_seconds
+                ),
+            ));
+        }
+        let init = self.initial_replicas();
+        if init < 1 {
+            return Err(invalid(
+                path,
+                format!("initialReplicas: {init} must be at least 1"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a scenario, its trace (unless `trace` is given, e.g. from Prometheus) and its curves.
+pub fn load(path: &Path, trace: Option<Trace>) -> Result<Loaded, ScenarioError> {
+    let scenario: Scenario = input::read_yaml(path)?;
+    scenario.check(path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let trace = match (trace, &scenario.trace.csv) {
+        (Some(t), _) => t,
+        (None, Some(csv)) => Trace::from_csv(&dir.join(csv))?,
+        (None, None) => {
+            return Err(invalid(
+                path,
+                "trace.csv: no arrival trace (give one here, or --prometheus URL --query Q)",
+            ))
+        }
+    };
+    let trace = match scenario.trace.scale {
+        Some(f) if f > 0.0 && f.is_finite() => trace.scaled(f),
+        Some(f) => {
+            return Err(invalid(
+                path,
+                format!("trace.scale: {f} must be a positive number"),
+            ))
+        }
+        None => trace,
+    };
+    let curves = match scenario.gpu.curves.as_deref() {
+        None | Some("h200") => Curves::h200(),
+        Some(csv) => Curves::from_csv(&dir.join(csv))?,
+    };
+    for m in scenario
+        .hpa
+        .metrics
+        .iter()
+        .chain(scenario.candidates.values().flat_map(|c| c.metrics.iter()))
+    {
+        if let Some(g) = scenario.series_of(m.name()).and_then(Series::gpu) {
+            if !curves.has(g) {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "metric {:?} reads {}, which the calibration curves do not give",
+                        m.name(),
+                        g.column()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Loaded {
+        scenario,
+        trace,
+        curves,
+        path: path.to_path_buf(),
+    })
+}

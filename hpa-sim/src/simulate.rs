@@ -1,0 +1,231 @@
+//! `hpa-sim simulate`: the controller against the serving model, driven by the trace; one
+//! record per sync and the run's totals.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use crate::controller::{Controller, SyncOutcome};
+use crate::pipeline::Prometheus;
+use crate::rng::Rng;
+use crate::scenario::Loaded;
+use crate::serving::{Fleet, Request};
+use crate::spec::{HpaSpec, Invalid};
+
+/// One metric at one sync: the value the HPA read (its status' current value) and the target.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricPoint {
+    pub value: Option<f64>,
+    pub target: f64,
+    pub proposal: Option<i32>,
+}
+
+/// One sync of the run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub t: f64,
+    pub requests_per_second: f64,
+    pub current_replicas: i32,
+    pub desired_replicas: i32,
+    pub ready_replicas: usize,
+    /// Pods holding a GPU (loading, ready or draining).
+    pub gpus: usize,
+    pub waiting: usize,
+    /// Queue wait of the requests admitted since the previous sync.
+    pub wait_p50: Option<f64>,
+    pub wait_p95: Option<f64>,
+    pub metrics: BTreeMap<String, MetricPoint>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    pub hours: f64,
+    pub gpu_hours: f64,
+    /// Time with at least one request waiting, in seconds and as a share of the run.
+    pub waiting_seconds: f64,
+    pub waiting_share: f64,
+    pub wait_p50: f64,
+    pub wait_p95: f64,
+    pub wait_p99: f64,
+    pub scale_events: u32,
+    pub scale_events_per_hour: f64,
+    /// Scale moves undone within the goal's flap window.
+    pub flaps: u32,
+    pub seconds_at_max_replicas: f64,
+    pub peak_replicas: i32,
+    pub requests: u64,
+    pub completed: u64,
+    pub dropped: u64,
+    pub preempted: u64,
+    pub meets_goal: bool,
+    /// Why not, when it does not.
+    pub misses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub steps: Vec<Step>,
+    pub totals: Totals,
+}
+
+/// Percentile of sorted values (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn every(interval: f64, tick: f64) -> u64 {
+    ((interval / tick).round() as u64).max(1)
+}
+
+/// Runs the scenario with `hpa` (its own, or a sweep's variant). `progress` is called with
+/// the share done, about every 5 % of the run.
+pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Result<Run, Invalid> {
+    let sc = &loaded.scenario;
+    let mut ctl = Controller::new(hpa.clone(), sc.controller)?;
+    let dt = sc.tick_seconds;
+    let duration = loaded.trace.duration();
+    let ticks = (duration / dt).ceil() as u64;
+    let sync_every = every(sc.controller.sync_period_seconds, dt);
+    let scrape_every = every(sc.pipeline.scrape_interval_seconds, dt);
+    let agent_every = every(sc.pipeline.agent_interval_seconds, dt);
+    let mut rng = Rng::new(sc.seed);
+    let mut fleet = Fleet::new(sc.server, sc.initial_replicas());
+    let mut prom = Prometheus::new(&sc.pipeline);
+    let mut spec_replicas = sc.initial_replicas();
+    let mut steps = Vec::new();
+    let mut all_waits: Vec<f64> = Vec::new();
+    let mut waiting_ticks = 0u64;
+    let mut at_max_ticks = 0u64;
+    let mut peak = spec_replicas;
+    let mut events: Vec<(f64, i32)> = Vec::new();
+    let report_every = (ticks / 20).max(1);
+    let req = sc.requests;
+    for k in 0..ticks {
+        let t = k as f64 * dt;
+        let n = rng.poisson(loaded.trace.rate(t) * dt);
+        let arrivals: Vec<Request> = (0..n)
+            .map(|_| Request {
+                arrival: t + rng.uniform() * dt,
+                prompt: rng
+                    .lognormal(req.prompt_tokens.mean, req.prompt_tokens.cv)
+                    .max(1.0),
+                output: rng
+                    .lognormal(req.output_tokens.mean, req.output_tokens.cv)
+                    .max(1.0),
+            })
+            .collect();
+        fleet.tick(t, dt, arrivals, &mut rng, &loaded.curves);
+        if fleet.waiting() > 0 {
+            waiting_ticks += 1;
+        }
+        if spec_replicas >= hpa.max_replicas {
+            at_max_ticks += 1;
+        }
+        let now = (k + 1) as f64 * dt;
+        if (k + 1) % agent_every == 0 {
+            fleet.agent_sample();
+        }
+        if (k + 1) % scrape_every == 0 {
+            prom.scrape(now, &fleet);
+        }
+        if (k + 1) % sync_every == 0 {
+            let obs = prom.observe(now, &fleet, sc, &hpa.metrics);
+            let out: SyncOutcome = ctl.sync((now * 1000.0).round() as i64, spec_replicas, &obs);
+            let mut waits = fleet.take_waits();
+            waits.sort_by(f64::total_cmp);
+            let metrics = hpa
+                .metrics
+                .iter()
+                .map(|m| {
+                    let name = m.name().to_string();
+                    let point = MetricPoint {
+                        value: out.usage.get(&name).map(|u| *u as f64 / 1000.0),
+                        target: m.target_milli().map_or(0.0, |v| v.as_f64()),
+                        proposal: out.proposals.get(&name).copied(),
+                    };
+                    (name, point)
+                })
+                .collect();
+            steps.push(Step {
+                t: now,
+                requests_per_second: loaded.trace.rate(now),
+                current_replicas: spec_replicas,
+                desired_replicas: out.desired,
+                ready_replicas: fleet.ready(),
+                gpus: fleet.gpus(),
+                waiting: fleet.waiting(),
+                wait_p50: (!waits.is_empty()).then(|| percentile(&waits, 50.0)),
+                wait_p95: (!waits.is_empty()).then(|| percentile(&waits, 95.0)),
+                metrics,
+                reason: out.reason.clone(),
+            });
+            all_waits.extend(waits);
+            if out.desired != spec_replicas {
+                events.push((now, out.desired - spec_replicas));
+                spec_replicas = out.desired;
+                fleet.set_replicas(spec_replicas, now);
+                peak = peak.max(spec_replicas);
+            }
+        }
+        if k % report_every == 0 {
+            progress(k as f64 / ticks as f64);
+        }
+    }
+    progress(1.0);
+    all_waits.extend(fleet.take_waits());
+    all_waits.sort_by(f64::total_cmp);
+    let hours = duration / 3600.0;
+    let flaps = events
+        .windows(2)
+        .filter(|w| (w[0].1 > 0) != (w[1].1 > 0) && w[1].0 - w[0].0 < sc.goal.flap_window_seconds)
+        .count() as u32;
+    let c = &fleet.counters;
+    let mut totals = Totals {
+        hours,
+        gpu_hours: fleet.gpu_seconds(duration) / 3600.0,
+        waiting_seconds: waiting_ticks as f64 * dt,
+        waiting_share: waiting_ticks as f64 / ticks.max(1) as f64,
+        wait_p50: percentile(&all_waits, 50.0),
+        wait_p95: percentile(&all_waits, 95.0),
+        wait_p99: percentile(&all_waits, 99.0),
+        scale_events: events.len() as u32,
+        scale_events_per_hour: events.len() as f64 / hours.max(1e-9),
+        flaps,
+        seconds_at_max_replicas: at_max_ticks as f64 * dt,
+        peak_replicas: peak,
+        requests: c.arrived,
+        completed: c.completed,
+        dropped: c.dropped,
+        preempted: c.preempted,
+        meets_goal: true,
+        misses: Vec::new(),
+    };
+    let goal = &sc.goal;
+    if totals.wait_p95 > goal.p95_queue_wait_seconds {
+        totals.misses.push(format!(
+            "p95 queue wait {:.2} s > goal {:.2} s",
+            totals.wait_p95, goal.p95_queue_wait_seconds
+        ));
+    }
+    if totals.flaps > goal.max_flaps {
+        totals.misses.push(format!(
+            "{} flaps (a scale undone within {} s) > {}",
+            totals.flaps, goal.flap_window_seconds, goal.max_flaps
+        ));
+    }
+    // Requests still in the system at the end are not dropped; ones a drain cut off are.
+    if totals.dropped > 0 {
+        totals.misses.push(format!(
+            "{} requests dropped by draining pods",
+            totals.dropped
+        ));
+    }
+    totals.meets_goal = totals.misses.is_empty();
+    Ok(Run { steps, totals })
+}
