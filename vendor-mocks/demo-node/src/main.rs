@@ -1,9 +1,11 @@
 //! The demo: runs gpu-pod-exporter on a simulated GPU node (the mock NVML and a fake node
 //! tree) whose load moves over time, so that `/metrics` shows live, changing values.
 //!
-//! Usage: `demo-node [--amd] [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]`. The exporter and
-//! the mock are taken from the folder this binary is in (`target/<profile>/`). `--amd` runs an AMD
-//! node instead (amdgpu sysfs, DRM fdinfo and KFD files; the NVIDIA collector off).
+//! Usage: `demo-node [--amd] [--dir DIR] [--seconds N] [--at T] [-- EXPORTER-FLAGS...]`. The
+//! exporter and the mock are taken from the folder this binary is in (`target/<profile>/`).
+//! `--amd` runs an AMD node instead (amdgpu sysfs, DRM fdinfo and KFD files; the NVIDIA collector
+//! off). `--at T` holds the simulated clock at T seconds: the node's loads and pods stay as they
+//! are then (for tests and screenshots). `--seconds N` stops the exporter and the demo after N s.
 
 mod amd;
 mod node;
@@ -18,6 +20,8 @@ use anyhow::{bail, Context};
 struct Args {
     dir: PathBuf,
     seconds: Option<u64>,
+    /// The simulated clock held at this time, in seconds.
+    at: Option<f64>,
     amd: bool,
     exporter_args: Vec<String>,
 }
@@ -27,6 +31,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
     let mut out = Args {
         dir: PathBuf::from("target/demo-node"),
         seconds: None,
+        at: None,
         amd: false,
         exporter_args: Vec::new(),
     };
@@ -41,10 +46,20 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
                         .with_context(|| format!("--seconds: {v:?} is not a number"))?,
                 );
             }
+            "--at" => {
+                let v = args.next().context("--at needs a number of seconds")?;
+                let at: f64 = v
+                    .parse()
+                    .with_context(|| format!("--at: {v:?} is not a number"))?;
+                if !at.is_finite() || at < 0.0 {
+                    bail!("--at: {v:?} is not a time from the start");
+                }
+                out.at = Some(at);
+            }
             "--" => out.exporter_args.extend(args.by_ref()),
             "-h" | "--help" => {
                 println!(
-                    "usage: demo-node [--amd] [--dir DIR] [--seconds N] [-- EXPORTER-FLAGS...]"
+                    "usage: demo-node [--amd] [--dir DIR] [--seconds N] [--at T] [-- EXPORTER-FLAGS...]"
                 );
                 return Ok(None);
             }
@@ -97,9 +112,10 @@ fn run() -> anyhow::Result<ExitCode> {
     let root = args.dir.join("node");
     let scenario_path = args.dir.join("scenario.yaml");
     let start = Instant::now();
-    let pods = scenario::pods(0.0);
+    let clock = |t: f64| args.at.unwrap_or(t);
+    let pods = scenario::pods(clock(0.0));
     node::sync(&root, &pods)?;
-    write_atomic(&scenario_path, &scenario::render(0.0, &pods))?;
+    write_atomic(&scenario_path, &scenario::render(clock(0.0), &pods))?;
 
     let mut cmd = Command::new(&exporter);
     cmd.arg("--nvml.library")
@@ -119,6 +135,7 @@ fn run() -> anyhow::Result<ExitCode> {
         scenario_path.display()
     );
     supervise(&mut child, start, args.seconds, |t| {
+        let t = clock(t);
         let pods = scenario::pods(t);
         node::sync(&root, &pods)?;
         write_atomic(&scenario_path, &scenario::render(t, &pods))
@@ -129,10 +146,11 @@ fn run() -> anyhow::Result<ExitCode> {
 fn run_amd(exporter: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let root = args.dir.join("amd-node");
     let start = Instant::now();
+    let clock = |t: f64| args.at.unwrap_or(t);
     let mut node = amd::AmdNode::new(&root)?;
-    let pods = amd::pods(0.0);
+    let pods = amd::pods(clock(0.0));
     node::sync(&root, &pods)?;
-    node.update(&root, 0.0, &pods)?;
+    node.update(&root, clock(0.0), &pods)?;
     let mut child = Command::new(exporter)
         .arg("--no-collector.nvidia")
         .arg("--path.rootfs")
@@ -147,6 +165,7 @@ fn run_amd(exporter: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         root.display()
     );
     supervise(&mut child, start, args.seconds, |t| {
+        let t = clock(t);
         let pods = amd::pods(t);
         node::sync(&root, &pods)?;
         node.update(&root, t, &pods)
@@ -154,7 +173,7 @@ fn run_amd(exporter: &Path, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Moves the simulated node on every second (`tick` gets the seconds since `start`) while the
-/// exporter runs; stops it after `seconds` if given.
+/// exporter runs; stops it after `seconds` if given, and when the node cannot be moved on.
 fn supervise(
     child: &mut Child,
     start: Instant,
@@ -168,10 +187,18 @@ fn supervise(
         }
         let t = start.elapsed().as_secs_f64();
         if seconds.is_some_and(|s| t >= s as f64) {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(child);
             return Ok(ExitCode::SUCCESS);
         }
-        tick(t)?;
+        if let Err(e) = tick(t) {
+            // Not left running on a node that no longer moves.
+            stop(child);
+            return Err(e);
+        }
     }
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
