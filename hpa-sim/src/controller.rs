@@ -380,7 +380,11 @@ impl Controller {
         let mut max = desired;
         let mut old = None;
         for (i, r) in recs.iter().enumerate() {
-            if r.at < cutoff {
+            // Upstream's `rec.timestamp.Before(cutoff)`. Real syncs are one resync period plus
+            // the sync's own duration apart (the key is re-queued after it is processed), so the
+            // entry from exactly one window's worth of syncs ago is already outside the window;
+            // with all readings of a simulated sync at one instant, that is `<=` (module doc).
+            if r.at <= cutoff {
                 old = Some(i);
             } else if r.replicas > max {
                 max = r.replicas;
@@ -695,7 +699,34 @@ pub mod testing {
         super::convert_desired_replicas_with_rules(current, desired, min, max)
     }
 
+    /// `getReplicasChangePerPeriod` over events given as `(change, seconds ago)`.
+    pub fn change_in_period(period_seconds: i32, list: &[(i32, i64)]) -> i32 {
+        let now = 10_000_000;
+        super::change_in_period(now, period_seconds, &events(list, now))
+    }
+
     impl Controller {
+        /// The stored recommendations' values, in stored order (upstream's tests compare
+        /// `hc.recommendations[key]` after a call).
+        pub fn recommendation_values(&self) -> Vec<i32> {
+            self.recommendations
+                .iter()
+                .flatten()
+                .map(|r| r.replicas)
+                .collect()
+        }
+
+        /// The stored scale-up and scale-down events, each as `(change, outdated)`.
+        pub fn scale_events(&self) -> [Vec<(i32, bool)>; 2] {
+            let f = |v: &[ScaleEvent]| v.iter().map(|e| (e.change, e.outdated)).collect();
+            [f(&self.up_events), f(&self.down_events)]
+        }
+
+        /// `storeScaleEvent` alone, at `now`.
+        pub fn store_event(&mut self, now: i64, prev: i32, new: i32) {
+            self.store_scale_event(now, prev, new);
+        }
+
         /// Seeds the controller's memory: recommendations and scale events, each
         /// `(replicas or change, seconds before now)`, as upstream's tests set
         /// `hc.recommendations` and `hc.scaleUpEvents` before a call.
