@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
+use hpa_sim::{oracle, report, scenario, simulate, trace, tune};
+
 #[derive(Parser)]
 #[command(
     name = "hpa-sim",
@@ -23,6 +25,69 @@ enum Command {
         /// The CASE file (YAML).
         case: PathBuf,
     },
+    /// Run the controller against a model of the serving Deployment, driven by a load trace.
+    Simulate {
+        /// The SCENARIO file (YAML).
+        scenario: PathBuf,
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        prom: PromArgs,
+    },
+    /// Sweep targets, replica bounds, windows and candidate metric sets; recommend the
+    /// cheapest setting that meets the scenario's latency goal without flapping.
+    Tune {
+        /// The SCENARIO file (YAML).
+        scenario: PathBuf,
+        /// NAME=FROM:TO:STEP or NAME=A,B,C (repeatable). NAME: target.<metric>,
+        /// share.<metric>, minReplicas, maxReplicas, tolerance,
+        /// scaleUp.stabilizationWindowSeconds, scaleDown.stabilizationWindowSeconds, candidate.
+        #[arg(long = "sweep", required = true)]
+        sweeps: Vec<String>,
+        /// METRIC=VALUE: the metric's value at saturation (share.<metric> targets are a
+        /// share of it), e.g. measured from the Deployment's history.
+        #[arg(long = "saturation")]
+        saturation: Vec<String>,
+        /// Simulations run in parallel (default: the CPUs).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        out: Output,
+        #[command(flatten)]
+        prom: PromArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct Output {
+    /// Write a report folder: tables, JSON, CSV and SVG plots.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print JSON on stdout instead of the text tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct PromArgs {
+    /// Take the arrival trace from this Prometheus (http://host:port) instead of trace.csv.
+    #[arg(long, requires = "query")]
+    prometheus: Option<String>,
+    /// PromQL giving the Service's requests per second, e.g.
+    /// 'sum(rate(vllm:request_success_total{namespace="llm"}[1m]))'.
+    #[arg(long, requires = "prometheus")]
+    query: Option<String>,
+    /// Range start and end (Unix seconds or RFC 3339); default: --range up to now.
+    #[arg(long, requires = "end")]
+    start: Option<String>,
+    #[arg(long, requires = "start")]
+    end: Option<String>,
+    /// How far back from now, in hours, when --start/--end are not given.
+    #[arg(long, default_value_t = 24.0)]
+    range_hours: f64,
+    /// Resolution of the query, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    step: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,7 +113,240 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Simulate {
+            scenario,
+            out,
+            prom,
+        } => simulate(&scenario, &out, &prom),
+        Command::Tune {
+            scenario,
+            sweeps,
+            saturation,
+            threads,
+            out,
+            prom,
+        } => tune(&scenario, &sweeps, &saturation, threads, &out, &prom),
     }
+}
+
+fn load(path: &std::path::Path, prom: &PromArgs) -> anyhow::Result<scenario::Loaded> {
+    let trace = match (&prom.prometheus, &prom.query) {
+        (Some(url), Some(query)) => {
+            eprintln!("hpa-sim: fetching the trace from {url}");
+            Some(
+                trace::PromQuery {
+                    url: url.clone(),
+                    query: query.clone(),
+                    start: prom.start.clone(),
+                    end: prom.end.clone(),
+                    range_seconds: prom.range_hours * 3600.0,
+                    step_seconds: prom.step,
+                    timeout: std::time::Duration::from_secs(30),
+                }
+                .fetch()?,
+            )
+        }
+        _ => None,
+    };
+    Ok(scenario::load(path, trace)?)
+}
+
+/// Progress on stderr for runs that take a while.
+fn progress_bar(label: String) -> impl FnMut(f64) {
+    let start = std::time::Instant::now();
+    let mut last = -1i64;
+    move |share: f64| {
+        let pct = (share * 100.0) as i64;
+        if start.elapsed().as_secs_f64() > 2.0 && pct / 10 != last / 10 {
+            eprintln!("hpa-sim: {label}: {pct} %");
+            last = pct;
+        }
+    }
+}
+
+fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Result<()> {
+    let loaded = load(path, prom)?;
+    let name = loaded
+        .scenario
+        .name
+        .clone()
+        .unwrap_or_else(|| path.display().to_string());
+    let clv = oracle::clairvoyant(&loaded);
+    let run = simulate::run(
+        &loaded,
+        &loaded.scenario.hpa,
+        &mut progress_bar(format!("simulating {name}")),
+    )?;
+    if out.json {
+        println!(
+            "{}",
+            serde_json::json!({"scenario": name, "totals": run.totals, "clairvoyant": clv, "steps": run.steps})
+        );
+    } else {
+        println!(
+            "{name}: {:.1} h of trace from {}\n",
+            run.totals.hours, loaded.trace.source
+        );
+        print!("{}", report::totals_text(&run.totals, &clv));
+    }
+    if let Some(dir) = &out.report {
+        report::ensure_dir(dir)?;
+        report::save(dir, "summary.txt", &report::totals_text(&run.totals, &clv))?;
+        report::save(
+            dir,
+            "summary.json",
+            &serde_json::to_string_pretty(
+                &serde_json::json!({"scenario": name, "totals": run.totals, "clairvoyant": clv}),
+            )?,
+        )?;
+        report::save(dir, "steps.csv", &report::steps_csv(&run))?;
+        report::replicas_svg(
+            &dir.join("replicas.svg"),
+            &format!("{name}: replicas and load"),
+            &run,
+            &clv,
+        )?;
+        report::metrics_svg(
+            &dir.join("metrics.svg"),
+            &format!("{name}: each metric against its target"),
+            &run,
+        )?;
+        eprintln!("hpa-sim: report written to {}", dir.display());
+    }
+    Ok(())
+}
+
+fn tune(
+    path: &std::path::Path,
+    sweeps: &[String],
+    saturation: &[String],
+    threads: Option<usize>,
+    out: &Output,
+    prom: &PromArgs,
+) -> anyhow::Result<()> {
+    let loaded = load(path, prom)?;
+    let name = loaded
+        .scenario
+        .name
+        .clone()
+        .unwrap_or_else(|| path.display().to_string());
+    let sweeps = sweeps
+        .iter()
+        .map(|s| tune::parse_sweep(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut sat = std::collections::BTreeMap::new();
+    for s in saturation {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--saturation {s:?}: expected METRIC=VALUE"))?;
+        let v: f64 = v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--saturation {s:?}: {v:?} is not a number"))?;
+        if !(v > 0.0 && v.is_finite()) {
+            anyhow::bail!("--saturation {s:?}: the value must be positive");
+        }
+        sat.insert(k.trim().to_string(), v);
+    }
+    let (settings, rejected) =
+        tune::settings(&loaded, &sweeps, &sat).map_err(anyhow::Error::msg)?;
+    for r in &rejected {
+        eprintln!("hpa-sim: skipped, Kubernetes would reject it: {r}");
+    }
+    if settings.is_empty() {
+        anyhow::bail!("the sweep leaves no valid setting");
+    }
+    let clv = oracle::clairvoyant(&loaded);
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    eprintln!(
+        "hpa-sim: {name}: {} settings on {threads} threads",
+        settings.len()
+    );
+    let started = std::time::Instant::now();
+    let outcomes = tune::run_all(
+        &loaded,
+        &settings,
+        clv.gpu_hours,
+        threads,
+        &|done, total, o| {
+            let p: Vec<String> = o.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            eprintln!(
+                "hpa-sim: [{done}/{total}] {:.0} s: {} -> {:.2} GPU-hours, p95 wait {:.2} s{}",
+                started.elapsed().as_secs_f64(),
+                p.join(" "),
+                o.totals.gpu_hours,
+                o.totals.wait_p95,
+                if o.totals.meets_goal {
+                    ""
+                } else {
+                    " (misses the goal)"
+                }
+            );
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    let best = tune::recommend(&outcomes);
+    let per = tune::best_per_candidate(&outcomes);
+    let has_candidates = outcomes.iter().any(|o| o.candidate.is_some());
+    let table = report::sweep_text(&outcomes, best, &clv);
+    let cands = has_candidates.then(|| report::candidates_text(&outcomes, &per));
+    let json = serde_json::json!({
+        "scenario": name,
+        "clairvoyant": {"gpuHours": clv.gpu_hours, "capacityPerReplica": clv.capacity_per_replica, "peakReplicas": clv.peak_replicas},
+        "outcomes": outcomes,
+        "recommendation": best,
+        "bestPerCandidate": per,
+        "rejected": rejected,
+    });
+    if out.json {
+        println!("{json}");
+    } else {
+        println!(
+            "{name}: {} settings over {:.1} h of trace from {}\n",
+            outcomes.len(),
+            loaded.trace.duration() / 3600.0,
+            loaded.trace.source
+        );
+        print!("{table}");
+        if let Some(c) = &cands {
+            println!("\nbest setting per candidate:\n{c}");
+        }
+    }
+    if let Some(dir) = &out.report {
+        report::ensure_dir(dir)?;
+        report::save(dir, "sweep.txt", &table)?;
+        if let Some(c) = &cands {
+            report::save(dir, "candidates.md", c)?;
+        }
+        report::save(dir, "sweep.json", &serde_json::to_string_pretty(&json)?)?;
+        report::save(dir, "sweep.csv", &report::sweep_csv(&outcomes))?;
+        report::cost_latency_svg(
+            &dir.join("cost-latency.svg"),
+            &format!("{name}: cost against latency"),
+            &outcomes,
+            best,
+            loaded.scenario.goal.p95_queue_wait_seconds,
+        )?;
+        if let Some(b) = best {
+            let run = simulate::run(&loaded, &settings[b].hpa, &mut |_| {})?;
+            report::replicas_svg(
+                &dir.join("replicas.svg"),
+                &format!("{name}: the recommendation's replicas and load"),
+                &run,
+                &clv,
+            )?;
+            report::metrics_svg(
+                &dir.join("metrics.svg"),
+                &format!("{name}: the recommendation's metrics against targets"),
+                &run,
+            )?;
+            report::save(dir, "steps.csv", &report::steps_csv(&run))?;
+        }
+        eprintln!("hpa-sim: report written to {}", dir.display());
+    }
+    Ok(())
 }
 
 /// `hpa-sim … | head` closes stdout early: that is not an error.

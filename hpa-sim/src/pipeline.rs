@@ -36,10 +36,13 @@ fn slot(s: Series) -> Option<usize> {
     SCRAPED.iter().position(|x| *x == s)
 }
 
+/// One scrape of one pod: its time and each scraped series' value.
+type Scrape = (f64, [Option<f64>; 8]);
+
 #[derive(Debug, Clone, Default)]
 pub struct Prometheus {
     /// Per pod: `(scrape time, value per scraped series)`.
-    samples: BTreeMap<String, VecDeque<(f64, [Option<f64>; 8])>>,
+    samples: BTreeMap<String, VecDeque<Scrape>>,
     /// `(time, arrivals counter)` at each scrape, for the request rate.
     arrivals: VecDeque<(f64, u64)>,
     horizon: f64,

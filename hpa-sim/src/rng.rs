@@ -33,7 +33,7 @@ impl Rng {
     /// A Poisson count with mean `lambda`: Knuth's product method for small means, a rounded
     /// normal for large ones (where the two agree to well under a percent).
     pub fn poisson(&mut self, lambda: f64) -> u64 {
-        if !(lambda > 0.0) {
+        if lambda.is_nan() || lambda <= 0.0 {
             return 0;
         }
         if lambda < 30.0 {
@@ -63,6 +63,7 @@ impl Rng {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]
