@@ -43,6 +43,8 @@ fn build_node(root: &Path) {
             ),
         )
         .unwrap();
+        // Read too, to tell an MPS server (rule 7).
+        fs::write(root.join(format!("proc/{pid}/comm")), "python3\n").unwrap();
     }
 }
 

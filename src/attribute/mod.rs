@@ -134,7 +134,8 @@ enum Owner {
 /// holds no GPU context and never appears in the driver's process list.
 const MPS_SERVER_COMM: [&str; 2] = ["nvidia-cuda-mps", "nvidia-cuda-mps-server"];
 
-/// Reads `/proc/<pid>/cgroup` and names the container, counting failures.
+/// Reads `/proc/<pid>/comm` (an MPS server?) and `/proc/<pid>/cgroup`, and names the container,
+/// counting failures.
 struct Resolver<'a> {
     procfs: &'a Path,
     names: &'a NodeNames,
@@ -221,9 +222,16 @@ impl Resolver<'_> {
     /// Whether the process is an MPS server, by its command name. A process that cannot be
     /// read is not one (its cgroup read then tells why).
     fn is_mps_server(&self, pid: u32) -> bool {
+        use std::io::Read;
         let path = self.procfs.join(pid.to_string()).join("comm");
-        std::fs::read_to_string(path)
-            .is_ok_and(|comm| MPS_SERVER_COMM.contains(&comm.trim_end_matches('\n')))
+        // A command name is at most 15 bytes and a newline: no allocation for it.
+        let mut buf = [0u8; 32];
+        let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut buf)) else {
+            return false;
+        };
+        let comm = buf.get(..n).unwrap_or_default();
+        let comm = comm.strip_suffix(b"\n").unwrap_or(comm);
+        MPS_SERVER_COMM.iter().any(|m| m.as_bytes() == comm)
     }
 }
 
