@@ -5,7 +5,8 @@
 //! order while it has fewer than `max_num_seqs` running and KV cache for the prompt; a decode
 //! step takes `base + per_seq × running` milliseconds and gives every running sequence one
 //! token; an admitted prompt's prefill adds `prefill_ms_per_token × tokens` to the step that
-//! admits it. When the KV cache overflows, the newest sequence is preempted back to the head
+//! admits it, and a tick admits only the prompts whose prefill fits in it (chunked prefill:
+//! the rest waits in the queue). When the KV cache overflows, the newest sequence is preempted back to the head
 //! of the queue (vLLM's recompute preemption). Time advances in ticks of the scenario's
 //! `tickSeconds`; a request admitted at the first round after it arrived waited 0.
 
@@ -428,7 +429,12 @@ fn step_pod(
     let max = cfg.max_num_seqs as usize;
     let mut prefill_ms = 0.0;
     // Admission round, in order.
+    let tick_ms = dt * 1000.0;
     while p.running.len() < max {
+        // Chunked prefill: a tick prefills only what fits in it; the rest waits.
+        if p.debt_ms + prefill_ms >= tick_ms {
+            break;
+        }
         let Some(front) = p.waiting.front() else {
             break;
         };
@@ -456,12 +462,12 @@ fn step_pod(
         w.first_round = false;
     }
     let b = p.running.len();
-    if b == 0 && prefill_ms == 0.0 {
-        p.debt_ms = 0.0;
+    if b == 0 && prefill_ms == 0.0 && p.debt_ms == 0.0 {
         return None;
     }
     // Decode for what is left of the tick after prefill.
-    let budget_ms = dt * 1000.0 - prefill_ms - p.debt_ms;
+    let prefill_paid_ms = (prefill_ms + p.debt_ms).min(tick_ms);
+    let budget_ms = tick_ms - prefill_ms - p.debt_ms;
     p.debt_ms = (-budget_ms).max(0.0);
     let mut tokens = 0.0;
     if b > 0 && budget_ms > 0.0 {
@@ -498,7 +504,7 @@ fn step_pod(
         }
         p.running = seqs.into_iter().collect();
     }
-    let share = (tokens / (dt * max_tps) + prefill_ms / (dt * 1000.0)).min(1.0);
+    let share = (tokens / (dt * max_tps) + prefill_paid_ms / tick_ms).min(1.0);
     Some(share.max(1e-6))
 }
 
