@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("{path}: {source}")]
+    /// The I/O error is shown in the message, not chained as a source: `{:#}` would print it
+    /// twice.
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: malformed YAML: {what}")]
     Yaml { path: PathBuf, what: String },
@@ -24,9 +26,9 @@ pub enum InputError {
 }
 
 pub fn read_text(path: &Path) -> Result<String, InputError> {
-    std::fs::read_to_string(path).map_err(|source| InputError::Read {
+    std::fs::read_to_string(path).map_err(|error| InputError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

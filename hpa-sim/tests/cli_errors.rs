@@ -1,0 +1,551 @@
+//! End to end: `hpa-sim simulate`/`tune` on bad input (malformed or unknown YAML, broken trace
+//! CSVs, HPAs Kubernetes would reject, unmapped metric names, bad `--sweep`/`--saturation`), each
+//! a nonzero exit naming the file and line; and the `--prometheus` trace source against a closed
+//! port and a fake Prometheus (a matrix, an error answer, no series).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn hpa_sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hpa-sim"))
+        .args(args)
+        .output()
+        .expect("hpa-sim runs")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// Runs, requires a clean failure (exit 2, nothing on stdout, no panic) and returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = hpa_sim(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "hpa-sim {args:?} should fail with exit 2:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?}: nothing on stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+fn assert_has(stderr: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(stderr.contains(p), "the error should say {p:?}:\n{stderr}");
+    }
+}
+
+const HPA: &str = "hpa:
+  minReplicas: 1
+  maxReplicas: 4
+  metrics:
+    - type: Pods
+      pods:
+        metric: {name: vllm_num_requests_waiting}
+        target: {type: AverageValue, averageValue: \"5\"}
+";
+
+const TRACE: &str = "t_seconds,requests_per_second\n0,5\n60,5\n120,5\n180,5\n240,5\n";
+
+/// A scenario `scenario.yaml` with `trace.csv` beside it, in a fresh folder.
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new(scenario: &str, trace: &str) -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("scenario.yaml"), scenario).unwrap();
+        std::fs::write(dir.path().join("trace.csv"), trace).unwrap();
+        Files { dir }
+    }
+
+    fn with_hpa(hpa: &str, trace: &str) -> Files {
+        Files::new(&format!("name: t\n{hpa}trace:\n  csv: trace.csv\n"), trace)
+    }
+
+    fn scenario(&self) -> PathBuf {
+        self.dir.path().join("scenario.yaml")
+    }
+
+    fn simulate(&self) -> String {
+        fails(&["simulate", path_str(&self.scenario())])
+    }
+}
+
+#[test]
+fn the_well_formed_base_runs() {
+    // The files the cases below break, unbroken: the failures are theirs.
+    let f = Files::with_hpa(HPA, TRACE);
+    let out = hpa_sim(&["simulate", path_str(&f.scenario())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn malformed_yaml_names_the_file_and_line() {
+    let f = Files::new(
+        "name: t\nhpa:\n  minReplicas: 1\n  maxReplicas: [4\n  metrics: []\n",
+        TRACE,
+    );
+    let err = f.simulate();
+    assert_has(
+        &err,
+        &[
+            "hpa-sim: error: ",
+            path_str(&f.scenario()),
+            "malformed YAML",
+            "line 4",
+            "scenario.yaml:4:",
+        ],
+    );
+}
+
+#[test]
+fn an_unknown_field_is_named_with_its_line() {
+    let f = Files::new(
+        &format!("name: t\n{HPA}trace:\n  csv: trace.csv\nreplicsa: 3\n"),
+        TRACE,
+    );
+    let err = f.simulate();
+    assert_has(
+        &err,
+        &[
+            path_str(&f.scenario()),
+            "unknown field `replicsa`",
+            "line 12",
+        ],
+    );
+    // Nested too: a field the HPA's Pods source does not have.
+    let f = Files::with_hpa(
+        &HPA.replace("      pods:\n", "      pods:\n        selector: {}\n"),
+        TRACE,
+    );
+    let err = f.simulate();
+    assert_has(&err, &["unknown field `selector`", "line 8"]);
+}
+
+#[test]
+fn a_missing_file_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    let err = fails(&["simulate", path_str(&missing)]);
+    assert_has(&err, &[path_str(&missing)]);
+    assert_eq!(
+        err.matches("os error").count(),
+        1,
+        "the I/O error once, not twice: {err}"
+    );
+    let f = Files::new(&format!("name: t\n{HPA}trace:\n  csv: other.csv\n"), TRACE);
+    let err = f.simulate();
+    assert_has(&err, &["other.csv"]);
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
+
+#[test]
+fn a_trace_whose_time_goes_back_names_the_csv_line() {
+    let f = Files::with_hpa(
+        HPA,
+        "t_seconds,requests_per_second\n0,5\n60,5\n120,5\n90,5\n180,5\n",
+    );
+    let err = f.simulate();
+    let csv = f.dir.path().join("trace.csv");
+    assert_has(
+        &err,
+        &[
+            &format!("{}:5: ", csv.display()),
+            "time 90 is not after the previous row's 120",
+        ],
+    );
+}
+
+#[test]
+fn a_trace_with_a_gap_names_the_line_and_says_gap() {
+    let f = Files::with_hpa(
+        HPA,
+        "# comment lines count\nt_seconds,requests_per_second\n0,5\n60,5\n120,5\n180,5\n900,5\n960,5\n",
+    );
+    let err = f.simulate();
+    assert_has(&err, &["trace.csv:7: ", "a gap of 720 s after time 180"]);
+}
+
+#[test]
+fn a_trace_field_that_is_not_a_number_names_the_line() {
+    let f = Files::with_hpa(HPA, "t_seconds,requests_per_second\n0,5\n60,five\n120,5\n");
+    let err = f.simulate();
+    assert_has(
+        &err,
+        &["trace.csv:3: ", "field 2 (\"five\") is not a number"],
+    );
+    let f = Files::with_hpa(HPA, "t_seconds,requests_per_second\n0,5\n60\n120,5\n");
+    let err = f.simulate();
+    assert_has(&err, &["trace.csv:3: ", "1 fields where the header has 2"]);
+    let f = Files::with_hpa(HPA, "t_seconds,requests_per_second\n0,5\n60,-1\n120,5\n");
+    let err = f.simulate();
+    assert_has(
+        &err,
+        &["trace.csv:3: ", "requests per second -1 is negative"],
+    );
+}
+
+#[test]
+fn min_replicas_above_max_replicas_is_refused() {
+    let f = Files::with_hpa(&HPA.replace("minReplicas: 1", "minReplicas: 5"), TRACE);
+    let err = f.simulate();
+    assert_has(
+        &err,
+        &[
+            path_str(&f.scenario()),
+            "the API server would reject this HorizontalPodAutoscaler",
+            "spec.maxReplicas: Invalid value: 4: must be greater than or equal to `minReplicas` (5)",
+        ],
+    );
+}
+
+#[test]
+fn a_pods_metric_with_a_value_target_is_refused() {
+    let f = Files::with_hpa(
+        &HPA.replace(
+            "{type: AverageValue, averageValue: \"5\"}",
+            "{type: Value, value: \"5\"}",
+        ),
+        TRACE,
+    );
+    let err = f.simulate();
+    assert_has(
+        &err,
+        &[
+            path_str(&f.scenario()),
+            "spec.metrics[0].pods.target.type: Unsupported value: Value: supported values: AverageValue",
+        ],
+    );
+}
+
+#[test]
+fn an_unmapped_metric_name_lists_the_known_series() {
+    let f = Files::with_hpa(
+        &HPA.replace("vllm_num_requests_waiting", "tokens_per_second"),
+        TRACE,
+    );
+    let err = f.simulate();
+    assert_has(
+        &err,
+        &[
+            path_str(&f.scenario()),
+            "hpa.metrics: metric \"tokens_per_second\" is not a known name",
+            "gpu_utilization",
+            "num_requests_waiting",
+            "kv_cache_usage",
+            "request_rate",
+        ],
+    );
+    // Mapped under `metrics:`, the same name runs.
+    let f = Files::new(
+        &format!(
+            "name: t\n{}metrics:\n  tokens_per_second: {{series: num_requests_waiting}}\ntrace:\n  csv: trace.csv\n",
+            HPA.replace("vllm_num_requests_waiting", "tokens_per_second")
+        ),
+        TRACE,
+    );
+    let out = hpa_sim(&["simulate", path_str(&f.scenario())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_sweeps_and_saturations_are_refused() {
+    let f = Files::with_hpa(HPA, TRACE);
+    let s = f.scenario();
+    let sc = path_str(&s);
+    let err = fails(&["tune", sc, "--sweep", "maxReplicas"]);
+    assert_has(
+        &err,
+        &["--sweep \"maxReplicas\": expected NAME=FROM:TO:STEP or NAME=A,B,C"],
+    );
+    let err = fails(&["tune", sc, "--sweep", "maxReplicas=4:2:1"]);
+    assert_has(&err, &["FROM:TO:STEP needs three numbers"]);
+    let err = fails(&["tune", sc, "--sweep", "maxReplicas=two,three"]);
+    assert_has(&err, &["values must be numbers"]);
+    let err = fails(&["tune", sc, "--sweep", "replicas=1,2"]);
+    assert_has(
+        &err,
+        &[
+            "unknown parameter \"replicas\"",
+            "target.<metric>",
+            "maxReplicas",
+            "candidate",
+        ],
+    );
+    let err = fails(&[
+        "tune",
+        sc,
+        "--sweep",
+        "maxReplicas=2,4",
+        "--saturation",
+        "gpu_tensor_active_ratio",
+    ]);
+    assert_has(
+        &err,
+        &["--saturation \"gpu_tensor_active_ratio\": expected METRIC=VALUE"],
+    );
+    let err = fails(&[
+        "tune",
+        sc,
+        "--sweep",
+        "maxReplicas=2,4",
+        "--saturation",
+        "gpu_tensor_active_ratio=high",
+    ]);
+    assert_has(&err, &["\"high\" is not a number"]);
+    // A share of a metric that is no GPU series needs its saturation.
+    let err = fails(&["tune", sc, "--sweep", "share.vllm_num_requests_waiting=0.5"]);
+    assert_has(&err, &["--saturation vllm_num_requests_waiting=VALUE"]);
+}
+
+#[test]
+fn a_scenario_without_a_trace_asks_for_one() {
+    let err = fails(&["simulate", path_str(&fixture("no-trace.yaml"))]);
+    assert_has(
+        &err,
+        &[
+            "no-trace.yaml",
+            "trace.csv: no arrival trace",
+            "--prometheus",
+        ],
+    );
+}
+
+// --- Prometheus ---------------------------------------------------------------------------
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A fake Prometheus on 127.0.0.1: answers one request with `status` and `body`, then exits;
+/// gives up after a deadline or when stopped, so a test never hangs on it.
+struct FakeProm {
+    url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl FakeProm {
+    fn start(status: &'static str, body: String) -> FakeProm {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut requests = Vec::new();
+            while Instant::now() < deadline && !stopped.load(Ordering::SeqCst) {
+                let mut stream = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                requests.push(String::from_utf8_lossy(&req).to_string());
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes());
+                let _ = stream.flush();
+                break;
+            }
+            requests
+        });
+        FakeProm {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The requests it received.
+    fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for FakeProm {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+const START: i64 = 1_700_000_000;
+
+fn prom_args<'a>(cmd: &'a str, scenario: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec![
+        cmd,
+        scenario,
+        "--prometheus",
+        url,
+        "--query",
+        "sum(rate(vllm:request_success_total[1m]))",
+        "--start",
+        "1700000000",
+        "--end",
+        "1700001800",
+        "--step",
+        "60",
+    ]
+}
+
+#[test]
+fn an_unreachable_prometheus_is_named() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let scenario = fixture("no-trace.yaml");
+    let err = fails(&[
+        "simulate",
+        path_str(&scenario),
+        "--prometheus",
+        &url,
+        "--query",
+        "up",
+    ]);
+    assert_has(&err, &[&format!("{url}: cannot reach Prometheus")]);
+}
+
+#[test]
+fn a_prometheus_matrix_becomes_the_trace_summed_over_series() {
+    // Two series over 30 min at a 60 s step: 1 and 2 requests/s, 3 in all.
+    let series = |rate: &str, pod: &str| {
+        let values: Vec<Value> = (0..=30)
+            .map(|k| serde_json::json!([START + 60 * k, rate]))
+            .collect();
+        serde_json::json!({"metric": {"pod": pod}, "values": values})
+    };
+    let body = serde_json::json!({
+        "status": "success",
+        "data": {"resultType": "matrix", "result": [series("1", "a"), series("2", "b")]}
+    })
+    .to_string();
+    let prom = FakeProm::start("200 OK", body);
+    let scenario = fixture("no-trace.yaml");
+    let mut args = prom_args("simulate", path_str(&scenario), &prom.url);
+    args.push("--json");
+    let out = hpa_sim(&args);
+    let url = prom.url.clone();
+    let requests = prom.finish();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("fetching the trace from {url}")),
+        "{stderr}"
+    );
+    assert_eq!(requests.len(), 1, "one request");
+    let line = requests[0].lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with("GET /api/v1/query_range?query=sum%28rate%28vllm%3Arequest_success_total%5B1m%5D%29%29&start=1700000000&end=1700001800&step=60 HTTP/1.1"),
+        "{line}"
+    );
+
+    let json: Value = serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(json["totals"]["hours"], 0.5, "the range is 30 min");
+    assert_eq!(json["steps"].as_array().unwrap().len(), 1800 / 15);
+    for s in json["steps"].as_array().unwrap() {
+        assert_eq!(s["requestsPerSecond"], 3.0, "the two series summed");
+    }
+    // About 3 × 1800 = 5400 arrivals (Poisson: ± 74 is one standard deviation).
+    let requests = json["totals"]["requests"].as_u64().unwrap();
+    assert!((5000..5800).contains(&requests), "{requests} requests");
+}
+
+#[test]
+fn a_prometheus_error_answer_is_reported_with_the_url() {
+    let prom = FakeProm::start(
+        "400 Bad Request",
+        r#"{"status":"error","errorType":"bad_data","error":"bad_data: parse error"}"#.into(),
+    );
+    let scenario = fixture("no-trace.yaml");
+    let err = fails(&prom_args("simulate", path_str(&scenario), &prom.url));
+    let url = prom.url.clone();
+    assert_eq!(prom.finish().len(), 1);
+    assert_has(
+        &err,
+        &[&format!(
+            "{url}: Prometheus answered an error: bad_data: parse error"
+        )],
+    );
+}
+
+#[test]
+fn a_prometheus_query_without_series_is_reported() {
+    let prom = FakeProm::start(
+        "200 OK",
+        r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.into(),
+    );
+    let scenario = fixture("no-trace.yaml");
+    let err = fails(
+        &prom_args("tune", path_str(&scenario), &prom.url)
+            .into_iter()
+            .chain(["--sweep", "maxReplicas=2,4"])
+            .collect::<Vec<_>>(),
+    );
+    let url = prom.url.clone();
+    assert_eq!(prom.finish().len(), 1);
+    assert_has(
+        &err,
+        &[
+            &url,
+            "the query \"sum(rate(vllm:request_success_total[1m]))\" returned no series in that range",
+        ],
+    );
+}
+
+#[test]
+fn a_prometheus_answer_that_is_not_json_is_reported() {
+    let prom = FakeProm::start("200 OK", "<html>login</html>".into());
+    let scenario = fixture("no-trace.yaml");
+    let err = fails(&prom_args("simulate", path_str(&scenario), &prom.url));
+    let url = prom.url.clone();
+    prom.finish();
+    assert_has(&err, &[&format!("{url}: the answer is not JSON")]);
+}
