@@ -360,11 +360,12 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
         checked += 1;
         let mut expr = e["expr"].as_str().unwrap().to_string();
         // The adapter and KEDA queries name the example Deployment's pods: ask about this
-        // node's instead (the same rendering as above).
+        // node's instead (the same rendering as above), and vllm-idle, which holds its GPU
+        // alone, for the per-pod GPM series (the two above share theirs, so they have none).
         if e["kind"] == "adapter" || e["kind"] == "keda" {
             if let Some(i) = expr.find("pod=~\"") {
                 let end = i + 6 + expr[i + 6..].find('"').unwrap();
-                expr.replace_range(i + 6..end, &pods.join("|"));
+                expr.replace_range(i + 6..end, &format!("{}|vllm-idle", pods.join("|")));
             }
         }
         pending.push((e["where"].as_str().unwrap().to_string(), expr));
