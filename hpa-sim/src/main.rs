@@ -178,16 +178,23 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
         &mut progress_bar(format!("simulating {name}")),
     )?;
     if out.json {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{}",
             serde_json::json!({"scenario": name, "totals": run.totals, "clairvoyant": clv, "steps": run.steps})
-        );
+        )?;
     } else {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{name}: {:.1} h of trace from {}\n",
-            run.totals.hours, loaded.trace.source
-        );
-        print!("{}", report::totals_text(&run.totals, &clv));
+            run.totals.hours,
+            loaded.trace.source
+        )?;
+        write!(
+            std::io::stdout().lock(),
+            "{}",
+            report::totals_text(&run.totals, &clv)
+        )?;
     }
     if let Some(dir) = &out.report {
         report::ensure_dir(dir)?;
@@ -301,17 +308,21 @@ fn tune(
         "rejected": rejected,
     });
     if out.json {
-        println!("{json}");
+        writeln!(std::io::stdout().lock(), "{json}")?;
     } else {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{name}: {} settings over {:.1} h of trace from {}\n",
             outcomes.len(),
             loaded.trace.duration() / 3600.0,
             loaded.trace.source
-        );
-        print!("{table}");
+        )?;
+        write!(std::io::stdout().lock(), "{table}")?;
         if let Some(c) = &cands {
-            println!("\nbest setting per candidate:\n{c}");
+            writeln!(
+                std::io::stdout().lock(),
+                "\nbest setting per candidate:\n{c}"
+            )?;
         }
     }
     if let Some(dir) = &out.report {

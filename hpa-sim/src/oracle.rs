@@ -3,8 +3,11 @@
 //! It runs, at every moment, just the replicas that serve the trace's rate within the latency
 //! goal, and starts each one exactly one start-up delay early, so it pays the model load but
 //! never waits for it. A replica whose next use comes back sooner than a start-up delay is
-//! kept rather than restarted (that is cheaper). No real HPA, which only sees the past, can
-//! use fewer GPU-hours and meet the same goal.
+//! kept rather than restarted (that is cheaper). It is the least an autoscaler spends to serve
+//! every moment within the goal: an HPA, which only sees the past, cannot do that for less.
+//! (The goal is checked on the run's p95, so an HPA that lets a few percent of requests wait
+//! through one start-up can finish a short run at 0.95-1.0 of it: read ratios near 1 as
+//! "at the bound", not as beating it.)
 //!
 //! A replica's capacity at the goal is found with the serving model itself: the highest
 //! steady Poisson rate one replica serves with its p95 queue wait within the goal.

@@ -11,26 +11,23 @@ use crate::tune::{trim, Outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: drawing failed: {what}")]
     Plot { path: String, what: String },
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
-    std::fs::write(path, text).map_err(|source| ReportError::Io {
+    std::fs::write(path, text).map_err(|error| ReportError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
 pub fn ensure_dir(dir: &Path) -> Result<(), ReportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+    std::fs::create_dir_all(dir).map_err(|error| ReportError::Io {
         path: dir.display().to_string(),
-        source,
+        error,
     })
 }
 

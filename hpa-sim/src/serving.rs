@@ -547,10 +547,13 @@ mod tests {
         let waits = f.take_waits();
         assert!(waits.iter().all(|w| *w == 0.0), "light load waited");
         assert_eq!(f.waiting(), 0);
-        // Far past capacity (max batch 256 × ~1 token per 28 ms step / 200 tokens ≈ 45 req/s).
+        // Far past capacity: each prompt's prefill (500 × 0.02 ms) and 200 decode steps of
+        // ~28 ms at full batch give well under 200 req/s.
         run(&mut f, 120.0, 120.0, 200.0, &mut rng);
         assert!(f.waiting() > 1000, "overload queued only {}", f.waiting());
-        assert_eq!(f.pods[0].running(), 256);
+        // The batch is full or the ticks are spent on prefill: either way, busy.
+        let running = f.pods[0].running();
+        assert!(running > 64, "overloaded replica runs only {running}");
     }
 
     #[test]

@@ -217,6 +217,27 @@ pub fn settings(
             ));
         }
     }
+    // A target or share for a metric no setting has is a typo, not a no-op.
+    for s in sweeps {
+        if let Some(metric) = s
+            .param
+            .strip_prefix("target.")
+            .or_else(|| s.param.strip_prefix("share."))
+        {
+            let somewhere = sc
+                .hpa
+                .metrics
+                .iter()
+                .chain(sc.candidates.values().flat_map(|c| c.metrics.iter()))
+                .any(|m| m.name() == metric);
+            if !somewhere {
+                return Err(format!(
+                    "--sweep {}: no metric named {metric:?} in the HPA or its candidates",
+                    s.param
+                ));
+            }
+        }
+    }
     let mut out: Vec<Setting> = Vec::new();
     let mut rejected = Vec::new();
     for combo in combos {
