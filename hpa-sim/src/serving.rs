@@ -71,8 +71,11 @@ pub enum State {
 #[derive(Debug, Clone)]
 struct Waiting {
     req: Request,
-    /// Still in its first admission round (so far, no wait beyond the scheduler's step).
-    first_round: bool,
+    /// The admission round it first takes part in: admitted in that round, it waited no
+    /// longer than the scheduler's step. `None`: it already waited elsewhere.
+    round: Option<u64>,
+    /// Its wait is already recorded (a preempted sequence back in the queue).
+    counted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +86,8 @@ pub struct Pod {
     pub bound_at: Option<f64>,
     pub ready_at: Option<f64>,
     waiting: VecDeque<Waiting>,
+    /// Admission rounds so far.
+    round: u64,
     running: BinaryHeap<Seq>,
     progress: f64,
     kv_prompt: f64,
@@ -142,7 +147,7 @@ pub struct Counters {
 pub struct Fleet {
     pub pods: Vec<Pod>,
     /// Requests that found no ready endpoint (the clients retry until one is ready).
-    front: VecDeque<Waiting>,
+    front: VecDeque<Request>,
     cfg: Server,
     next_id: u64,
     rr: usize,
@@ -194,6 +199,7 @@ impl Fleet {
             bound_at: None,
             ready_at: None,
             waiting: VecDeque::new(),
+            round: 0,
             running: BinaryHeap::new(),
             progress: 0.0,
             kv_prompt: 0.0,
@@ -295,8 +301,8 @@ impl Fleet {
         self.counters.dropped += (p.waiting.len() + p.running.len()) as u64;
     }
 
-    /// Routes new requests to the ready endpoints.
-    fn route(&mut self, reqs: impl IntoIterator<Item = Waiting>, rng: &mut Rng) {
+    /// Routes requests to the ready endpoints; `fresh` ones have not waited yet.
+    fn route(&mut self, reqs: impl IntoIterator<Item = Request>, fresh: bool, rng: &mut Rng) {
         let ready: Vec<usize> = self
             .pods
             .iter()
@@ -304,9 +310,9 @@ impl Fleet {
             .filter(|(_, p)| p.state == State::Ready)
             .map(|(i, _)| i)
             .collect();
-        for w in reqs {
+        for req in reqs {
             if ready.is_empty() {
-                self.front.push_back(w);
+                self.front.push_back(req);
                 continue;
             }
             let i = match self.cfg.routing {
@@ -322,7 +328,13 @@ impl Fleet {
                     .min_by_key(|i| self.pods[**i].load())
                     .unwrap_or(&ready[0]),
             };
-            self.pods[i].waiting.push_back(w);
+            let pod = &mut self.pods[i];
+            let round = fresh.then_some(pod.round);
+            pod.waiting.push_back(Waiting {
+                req,
+                round,
+                counted: false,
+            });
         }
     }
 
@@ -352,15 +364,11 @@ impl Fleet {
             }
         }
         self.counters.arrived += arrivals.len() as u64;
-        let front: Vec<Waiting> = self.front.drain(..).collect();
-        self.route(front, rng);
-        self.route(
-            arrivals.into_iter().map(|req| Waiting {
-                req,
-                first_round: true,
-            }),
-            rng,
-        );
+        if !self.front.is_empty() && self.pods.iter().any(|p| p.state == State::Ready) {
+            let front: Vec<Request> = self.front.drain(..).collect();
+            self.route(front, false, rng);
+        }
+        self.route(arrivals, true, rng);
 
         let cfg = self.cfg;
         let max_tps = self.max_tps;
@@ -444,11 +452,13 @@ fn step_pod(
         let Some(w) = p.waiting.pop_front() else {
             break;
         };
-        c.waits.push(if w.first_round {
-            0.0
-        } else {
-            (now - w.req.arrival).max(0.0)
-        });
+        if !w.counted {
+            c.waits.push(if w.round == Some(p.round) {
+                0.0
+            } else {
+                (now - w.req.arrival).max(0.0)
+            });
+        }
         prefill_ms += w.req.prompt * cfg.prefill_ms_per_token;
         p.kv_prompt += w.req.prompt;
         p.kv_admitted += p.progress;
@@ -458,9 +468,7 @@ fn step_pod(
             req: w.req,
         });
     }
-    for w in p.waiting.iter_mut() {
-        w.first_round = false;
-    }
+    p.round += 1;
     let b = p.running.len();
     if b == 0 && prefill_ms == 0.0 && p.debt_ms == 0.0 {
         return None;
@@ -495,10 +503,11 @@ fn step_pod(
                 p.kv_prompt -= s.req.prompt;
                 p.kv_admitted -= s.admitted;
                 c.preempted += 1;
-                // Already counted as admitted once: it does not wait again in the stats.
+                // Its wait was recorded at its first admission.
                 p.waiting.push_front(Waiting {
                     req: s.req,
-                    first_round: true,
+                    round: None,
+                    counted: true,
                 });
             }
         }
