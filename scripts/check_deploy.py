@@ -380,16 +380,28 @@ def check_autoscaling(rep):
         validate_objects(rep, docs, rel(path))
     hpa = docs_by_file.get("hpa.yaml", [{}])[0]
     names = [m["pods"]["metric"]["name"] for m in hpa.get("spec", {}).get("metrics", []) if m.get("type") == "Pods"]
-    if names != ["gpu_utilization_ratio", "vllm_num_requests_waiting"]:
+    # The recipe chosen with hpa-sim (docs/autoscaling.md): tensor activity alone.
+    if names != ["gpu_tensor_active_ratio"]:
         rep.fail("hpa.yaml", f"Pods metrics are {names}")
+    # vLLM pre-allocates --gpu-memory-utilization of the GPU at start: per-pod memory says
+    # nothing about its load, and no example may scale on it.
+    for fname, docs in docs_by_file.items():
+        if "memory_used" in json.dumps(docs):
+            rep.fail(fname, "scales on GPU memory, which vLLM pre-allocates")
     served = {r["name"]["as"] for r in yaml.safe_load(ADAPTER_VALUES.read_text())["rules"]["custom"]}
     if not set(names) <= served:
         rep.fail("hpa.yaml", f"metrics {set(names) - served} are not served by the adapter rules")
     so = docs_by_file.get("keda-scaledobject.yaml", [{}])[0]
     if so.get("spec", {}).get("scaleTargetRef", {}).get("name") != hpa.get("spec", {}).get("scaleTargetRef", {}).get("name"):
         rep.fail("keda-scaledobject.yaml", "scales another target than hpa.yaml")
-    if [t.get("type") for t in so.get("spec", {}).get("triggers", [])] != ["prometheus", "prometheus"]:
-        rep.fail("keda-scaledobject.yaml", "needs two prometheus triggers")
+    triggers = so.get("spec", {}).get("triggers", [])
+    if [t.get("type") for t in triggers] != ["prometheus"] * len(names) or [t.get("name") for t in triggers] != names:
+        rep.fail("keda-scaledobject.yaml", f"triggers {[t.get('name') for t in triggers]} are not hpa.yaml's metrics {names}")
+    hpa_targets = [m["pods"]["target"]["averageValue"] for m in hpa["spec"]["metrics"] if m.get("type") == "Pods"]
+    for t, target in zip(triggers, hpa_targets):
+        milli = int(target[:-1]) if str(target).endswith("m") else int(float(target) * 1000)
+        if round(float(t["metadata"]["threshold"]) * 1000) != milli:
+            rep.fail("keda-scaledobject.yaml", f"threshold {t['metadata']['threshold']} is not hpa.yaml's target {target}")
     pm = docs_by_file.get("vllm-podmonitor.yaml", [{}])[0]
     dep = [d for d in docs_by_file.get("vllm-deployment.yaml", []) if d.get("kind") == "Deployment"]
     if dep:

@@ -403,8 +403,12 @@ def gpu_autoscaling():
     b = Board()
     hpa = 'namespace="$namespace", horizontalpodautoscaler="$hpa"'
     # Exactly the query the Prometheus Adapter renders for the HPA (prometheus-adapter-values.yaml).
-    per_pod_gpu = 'avg by (pod) (avg_over_time(pod_gpu_utilization_ratio{namespace="$namespace", pod=~"$pods"}[1m]))'
+    per_pod_tensor = 'avg by (pod) (avg_over_time(pod_gpu_tensor_active_ratio{namespace="$namespace", pod=~"$pods"}[1m]))'
+    per_pod_util = 'avg by (pod) (avg_over_time(pod_gpu_utilization_ratio{namespace="$namespace", pod=~"$pods"}[1m]))'
     per_pod_queue = 'sum by (pod) (avg_over_time(vllm:num_requests_waiting{namespace="$namespace", pod=~"$pods"}[1m]))'
+    # kube-state-metrics exports fractional targets (milli-value / 1000) since v2.4.2.
+    tensor_target = (f'kube_horizontalpodautoscaler_spec_target_metric{{{hpa}, metric_name="gpu_tensor_active_ratio", '
+                     'metric_target_type="average"}')
     dashed = [{"matcher": {"id": "byRegexp", "options": "target.*|tolerance.*"},
                "properties": [{"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
                               {"id": "custom.fillOpacity", "value": 0}]}]
@@ -414,75 +418,54 @@ def gpu_autoscaling():
     b.stat("Desired replicas", f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}", w=6, description=KSM)
     b.stat("Min replicas", f"kube_horizontalpodautoscaler_spec_min_replicas{{{hpa}}}", w=6, description=KSM)
     b.stat("Max replicas", f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}}", w=6, description=KSM)
-    b.timeseries("Replicas: current, desired, and each metric's proposal", [
+    b.timeseries("Replicas: current, desired, and the tensor metric's proposal", [
         (f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}}", "current"),
         (f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}", "desired"),
-        (f"ceil(sum({per_pod_gpu}) / $gpu_target)", "GPU utilization proposes"),
-        (f"ceil(sum({per_pod_queue}) / $queue_target)", "queue proposes"),
+        (f"ceil(sum({per_pod_tensor}) / scalar({tensor_target}))", "tensor activity proposes"),
         (f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}}", "max"),
     ], min_=0, w=24, field={"decimals": 0},
-        description="Each metric's proposal is ceil(sum of the pods' values / target) = ceil(pods x mean / target), "
-                    "before the HPA's 0.1 tolerance, min/max and behavior limits; the HPA takes the largest. "
-                    "Current, desired and max: " + KSM)
+        description="The metric's proposal is ceil(sum of the pods' values / target) = ceil(pods x mean / target), "
+                    "before the HPA's 0.1 tolerance, min/max and behavior limits. Current, desired, max and the "
+                    "target: " + KSM)
 
-    b.row("GPU utilization metric (gpu_utilization_ratio)")
-    b.timeseries("Per-pod value served to the HPA", [(per_pod_gpu, "{{pod}}")], unit="percentunit", min_=0, max_=1,
-                 description="The Prometheus Adapter's query for gpu_utilization_ratio, as it renders it for the HPA's pods.")
+    b.row("Tensor activity metric (gpu_tensor_active_ratio)")
+    b.timeseries("Per-pod value served to the HPA", [(per_pod_tensor, "{{pod}}")], unit="percentunit", min_=0,
+                 description="The Prometheus Adapter's query for gpu_tensor_active_ratio, as it renders it for the HPA's "
+                             "pods. " + GPM_PER_POD)
     b.timeseries("Mean against target", [
-        (f"avg({per_pod_gpu})", "mean of pods"),
-        (f'kube_horizontalpodautoscaler_status_target_metric{{{hpa}, metric_name="gpu_utilization_ratio", metric_target_type="average"}}',
+        (f"avg({per_pod_tensor})", "mean of pods"),
+        (f'kube_horizontalpodautoscaler_status_target_metric{{{hpa}, metric_name="gpu_tensor_active_ratio", metric_target_type="average"}}',
          "HPA's current value"),
-        ("vector($gpu_target)", "target"),
-        ("vector($gpu_target * 1.1)", "tolerance: scale out above"),
-        ("vector($gpu_target * 0.9)", "tolerance: scale in below"),
-    ], unit="percentunit", min_=0, max_=1, overrides=dashed,
-        description="The HPA scales on the mean of the per-pod values. The target comes from the gpu_target variable: "
-                    "kube-state-metrics exports HPA targets only when they are whole numbers, so a 700m target never "
-                    "appears in kube_horizontalpodautoscaler_spec_target_metric. \"HPA's current value\": " + KSM)
+        (tensor_target, "target"),
+        (f"{tensor_target} * 1.1", "tolerance: scale out above"),
+        (f"{tensor_target} * 0.9", "tolerance: scale in below"),
+    ], unit="percentunit", min_=0, overrides=dashed,
+        description="The HPA scales on the mean of the per-pod values. The target and the HPA's current value: " + KSM)
 
-    b.row("Queue metric (vllm_num_requests_waiting)")
-    b.timeseries("Requests waiting per pod", [(per_pod_queue, "{{pod}}")], min_=0,
-                 description="The Prometheus Adapter's query for vllm_num_requests_waiting (vLLM's vllm:num_requests_waiting). "
-                             "Needs vLLM's metrics scraped (vllm-podmonitor.yaml).")
-    b.timeseries("Mean against target", [
-        (f"avg({per_pod_queue})", "mean of pods"),
-        (f'kube_horizontalpodautoscaler_status_target_metric{{{hpa}, metric_name="vllm_num_requests_waiting", metric_target_type="average"}}',
-         "HPA's current value"),
-        (f'kube_horizontalpodautoscaler_spec_target_metric{{{hpa}, metric_name="vllm_num_requests_waiting", metric_target_type="average"}}',
-         "target (HPA spec)"),
-        ("vector($queue_target)", "target (variable)"),
-    ], min_=0, overrides=dashed,
-        description="\"HPA's current value\" and \"target (HPA spec)\": " + KSM)
-
-    b.row("Why not GPU utilization alone")
-    b.timeseries("GPU utilization and queue, side by side", [
-        (f"avg({per_pod_gpu})", "mean GPU utilization"),
-        (f"avg({per_pod_queue}) / $queue_target", "mean queue / queue target"),
+    b.row("The load the users see")
+    b.timeseries("Requests waiting per pod (vLLM)", [(per_pod_queue, "{{pod}}")], min_=0,
+                 description="vLLM's vllm:num_requests_waiting (needs vLLM's metrics scraped, vllm-podmonitor.yaml). "
+                             "Not an input of the HPA: requests wait when the replicas are too few, so a queue that "
+                             "stays above 0 says the tensor target is too high for this model (docs/autoscaling.md).")
+    b.timeseries("Why not NVML utilization: both against the load", [
+        (f"avg({per_pod_util})", "mean NVML utilization"),
+        (f"avg({per_pod_tensor}) / scalar({tensor_target})", "mean tensor activity / target"),
     ], unit="percentunit", min_=0,
-        description="An LLM server's GPU runs near 100 % whenever a batch runs, light or saturated, so GPU "
-                    "utilization flattens out while the queue keeps growing. See docs/autoscaling.md.")
-    b.timeseries("Tensor-pipe activity per pod (GPM)", [(
-        'namespace_pod:pod_gpu_tensor_active_ratio:avg1m{namespace="$namespace", pod=~"$pods"}', "{{pod}}")],
-        unit="percentunit", min_=0,
-        description="Where GPU utilization has flattened out, tensor-pipe activity still follows each pod's load "
-                    "(on an H200 decode server it rose 0.038, 0.072, 0.094 at 41, 78, 100 % of capacity). "
-                    + GPM_PER_POD)
+        description="NVML utilization reads ~0.9 from 41 % of an LLM server's capacity on (measured on an H200), so "
+                    "an HPA on it holds replicas the load does not need; tensor activity keeps following the load. "
+                    "See docs/autoscaling.md.")
 
     return dashboard("gpu-pod-exporter-autoscaling", "GPU / Autoscaling",
-                     "An HPA that scales an LLM server on GPU utilization and on its request queue: each metric against "
-                     "its target, the replicas each proposes, and what the HPA did.", b, [
+                     "An HPA that scales an LLM server on its GPUs' tensor activity: the metric against its target, "
+                     "the replicas it proposes, what the HPA did, and the queue the users see.", b, [
                          var_datasource(),
-                         var_query("namespace", "Namespace", "label_values(pod_gpu_utilization_ratio, namespace)",
+                         var_query("namespace", "Namespace", "label_values(pod_gpu_tensor_active_ratio, namespace)",
                                    multi=False, include_all=False),
                          var_query("hpa", "HPA",
                                    'label_values(kube_horizontalpodautoscaler_spec_max_replicas{namespace="$namespace"}, horizontalpodautoscaler)',
                                    multi=False, include_all=False),
                          var_textbox("pods", "Pods (regex)", "vllm-.*",
                                      "A regex of the names of the pods the HPA scales (Deployment vllm: vllm-.*)."),
-                         var_textbox("gpu_target", "GPU target", "0.7",
-                                     "The HPA's averageValue for gpu_utilization_ratio, as a number (700m = 0.7)."),
-                         var_textbox("queue_target", "Queue target", "5",
-                                     "The HPA's averageValue for vllm_num_requests_waiting."),
                      ], tags=("autoscaling",))
 
 

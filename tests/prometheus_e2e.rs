@@ -218,10 +218,12 @@ fn scenario(sm: u32) -> String {
     .replace(
         "{pid: 1001, used_memory_bytes: 1048576000, sm_util_percent: 20,",
         &format!("{{pid: 1001, used_memory_bytes: 1048576000, sm_util_percent: {sm},"),
-    ) + IDLE_GPU
+    ) + &IDLE_GPU.replace("TENSOR", if sm > 20 { "0.09" } else { "0.03" })
 }
 
-/// GPU 5 of the Prometheus node: idle, GPM all 0.
+/// GPU 5 of the Prometheus node: no process and NVML utilization 0 (allocated but idle), with
+/// GPM tensor activity `TENSOR` (the load of the pod that holds it alone, for the shipped
+/// recipe's HPA arithmetic).
 const IDLE_GPU: &str = "  - uuid: GPU-5e6f7a8b-0000-4000-8000-5e6f7a8b9c0d
     name: NVIDIA H100 80GB HBM3
     pci_bus_id: \"00000000:1D:00.0\"
@@ -233,7 +235,7 @@ const IDLE_GPU: &str = "  - uuid: GPU-5e6f7a8b-0000-4000-8000-5e6f7a8b9c0d
     temperature_celsius: 30
     sm_clock_mhz: 345
     process_utilization: supported
-    gpm: {sm_active: 0.0, sm_occupancy: 0.0, tensor_active: 0.0, dram_active: 0.0}
+    gpm: {sm_active: 0.0, sm_occupancy: 0.0, tensor_active: TENSOR, dram_active: 0.0}
     processes: []
 ";
 
@@ -262,13 +264,12 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
     });
     let prom = Prometheus::start(dir.path(), agent.port);
 
-    // The adapter's query for the HPA of two vLLM-like pods.
+    // The adapter's query for two vLLM-like pods that share GPU 0: their GPU utilization.
     let pods = ["v2-systemd-containerd", "v2-cgroupfs"];
     let q = adapter_query("gpu_utilization_ratio", "llm", &pods);
-    let target = hpa_target_milli("gpu_utilization_ratio");
-    let per_pod = |prom: &Prometheus| -> Vec<(String, f64)> {
+    let per_pod = |prom: &Prometheus, q: &str| -> Vec<(String, f64)> {
         let mut v: Vec<(String, f64)> = prom
-            .query(&q)
+            .query(q)
             .into_iter()
             .map(|(l, v)| (l["pod"].as_str().unwrap().to_string(), v))
             .collect();
@@ -276,7 +277,7 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
         v
     };
     let start = Instant::now();
-    let mut values = per_pod(&prom);
+    let mut values = per_pod(&prom, &q);
     while values.len() < 2 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
@@ -284,7 +285,7 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
             dir.path().display()
         );
         std::thread::sleep(Duration::from_millis(500));
-        values = per_pod(&prom);
+        values = per_pod(&prom, &q);
     }
     // Grouped by pod, only the pods asked for, with the labels as the agent wrote them.
     assert_eq!(
@@ -296,16 +297,40 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
         (values[0].1 - 0.3).abs() < 1e-9 && (values[1].1 - 0.2).abs() < 1e-9,
         "{values:?}"
     );
-    let before = hpa_desired(&values.iter().map(|v| v.1).collect::<Vec<_>>(), target, 2);
-    // avg 250m against a 700m target: ratio 0.357, so ceil(0.357 x 2) = 1 replica.
+
+    // The shipped recipe (hpa.yaml): the pods' tensor activity. Asked for all three pods, the
+    // adapter answers only for vllm-idle, which holds GPU 5 alone: the two on shared GPU 0 have
+    // no per-pod GPM (never a guess), so the HPA would count them as missing.
+    let all = ["v2-systemd-containerd", "v2-cgroupfs", "vllm-idle"];
+    let tq = adapter_query("gpu_tensor_active_ratio", "llm", &all);
+    let target = hpa_target_milli("gpu_tensor_active_ratio");
+    assert_eq!(target, 76, "hpa.yaml's tensor target");
+    let tensor = |prom: &Prometheus| -> Vec<(String, f64)> { per_pod(prom, &tq) };
+    let start = Instant::now();
+    let mut t = tensor(&prom);
+    while t.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no tensor values"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        t = tensor(&prom);
+    }
+    assert_eq!(
+        t.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
+        ["vllm-idle"]
+    );
+    assert!((t[0].1 - 0.03).abs() < 1e-9, "{t:?}");
+    // 30m against 76m with one replica: ratio 0.39, ceil(0.39 x 1) = 1.
+    let before = hpa_desired(&t.iter().map(|v| v.1).collect::<Vec<_>>(), target, 1);
     assert_eq!(before, 1);
 
-    // Load rises on one pod: 60 % SM; GPU 0's pods then add up to 1.0 > 0.9, scaled to 0.9.
+    // Load rises: GPU 0's pods to 60 % SM, GPU 5's tensor activity to 0.09.
     agent.set_scenario(&scenario(60));
     let start = Instant::now();
     let after = loop {
-        let v = per_pod(&prom);
-        let desired = hpa_desired(&v.iter().map(|x| x.1).collect::<Vec<_>>(), target, 2);
+        let v = tensor(&prom);
+        let desired = hpa_desired(&v.iter().map(|x| x.1).collect::<Vec<_>>(), target, 1);
         if desired > before {
             break desired;
         }
@@ -315,6 +340,8 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
         );
         std::thread::sleep(Duration::from_millis(500));
     };
+    // The 1-minute average climbs from 30m towards 90m: it proposes 2 once past 83.6m (76m
+    // x 1.1, the tolerance), and never more (90m / 76m = 1.18).
     assert_eq!(after, 2);
 
     // Every shipped expression returns data on this node, except those that need another
