@@ -129,7 +129,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn load(path: &std::path::Path, prom: &PromArgs) -> anyhow::Result<scenario::Loaded> {
+/// The scenario with its trace (from Prometheus when asked), and the name it goes by.
+fn load(path: &std::path::Path, prom: &PromArgs) -> anyhow::Result<(scenario::Loaded, String)> {
     let trace = match (&prom.prometheus, &prom.query) {
         (Some(url), Some(query)) => {
             eprintln!("hpa-sim: fetching the trace from {url}");
@@ -148,7 +149,13 @@ fn load(path: &std::path::Path, prom: &PromArgs) -> anyhow::Result<scenario::Loa
         }
         _ => None,
     };
-    Ok(scenario::load(path, trace)?)
+    let loaded = scenario::load(path, trace)?;
+    let name = loaded
+        .scenario
+        .name
+        .clone()
+        .unwrap_or_else(|| path.display().to_string());
+    Ok((loaded, name))
 }
 
 /// Progress on stderr for runs that take a while.
@@ -165,12 +172,7 @@ fn progress_bar(label: String) -> impl FnMut(f64) {
 }
 
 fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Result<()> {
-    let loaded = load(path, prom)?;
-    let name = loaded
-        .scenario
-        .name
-        .clone()
-        .unwrap_or_else(|| path.display().to_string());
+    let (loaded, name) = load(path, prom)?;
     let clv = oracle::clairvoyant(&loaded);
     let run = simulate::run(
         &loaded,
@@ -231,12 +233,7 @@ fn tune(
     out: &Output,
     prom: &PromArgs,
 ) -> anyhow::Result<()> {
-    let loaded = load(path, prom)?;
-    let name = loaded
-        .scenario
-        .name
-        .clone()
-        .unwrap_or_else(|| path.display().to_string());
+    let (loaded, name) = load(path, prom)?;
     let sweeps = sweeps
         .iter()
         .map(|s| tune::parse_sweep(s))

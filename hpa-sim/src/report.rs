@@ -392,13 +392,7 @@ pub fn replicas_svg(
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(&e)?;
     let mut lower = ChartBuilder::on(&bottom)
         .margin(12)
         .x_label_area_size(36)
@@ -426,14 +420,26 @@ pub fn replicas_svg(
                 RGBColor(255, 127, 14).stroke_width(2),
             )
         });
-    lower
+    legend(&mut lower, SeriesLabelPosition::UpperLeft).map_err(&e)?;
+    root.present().map_err(|x| e(x.to_string()))
+}
+
+/// The series' legend in a framed box.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(at)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(|x| e(x.to_string()))?;
-    root.present().map_err(|x| e(x.to_string()))
+        .map_err(|x| x.to_string())
 }
 
 /// A replica count held until the next point.
@@ -517,13 +523,7 @@ pub fn metrics_svg(path: &Path, title: &str, run: &Run) -> Result<(), ReportErro
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(&e)?;
     root.present().map_err(|x| e(x.to_string()))
 }
 
@@ -612,13 +612,7 @@ pub fn cost_latency_svg(
             .label("recommendation")
             .legend(|(x, y)| Circle::new((x + 10, y), 6, BLACK.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(&e)?;
     root.present().map_err(|x| e(x.to_string()))
 }
 

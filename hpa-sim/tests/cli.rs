@@ -6,26 +6,12 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn hpa_sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hpa-sim"))
-        .args(args)
-        .output()
-        .expect("hpa-sim runs")
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 path")
-}
+mod common;
+use common::{fixture, hpa_sim, path_str};
 
 /// Runs and requires exit 0; returns (stdout, stderr).
 fn ok(args: &[&str]) -> (String, String) {

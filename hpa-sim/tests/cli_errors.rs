@@ -6,30 +6,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn hpa_sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hpa-sim"))
-        .args(args)
-        .output()
-        .expect("hpa-sim runs")
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 path")
-}
+mod common;
+use common::{fixture, hpa_sim, path_str};
 
 /// Runs, requires a clean failure (exit 2, nothing on stdout, no panic) and returns stderr.
 fn fails(args: &[&str]) -> String {
