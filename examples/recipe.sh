@@ -2,7 +2,7 @@
 # Reproduces the recipe table of docs/autoscaling.md: every candidate metric set of the
 # bundled scenarios, each over a range of targets, tuned by hpa-sim.
 #
-#   examples/recipe.sh [OUT_DIR]      (default out/recipe; about 10 minutes on 2 cores)
+#   examples/recipe.sh [OUT_DIR]      (default out/recipe; about 2 minutes on 2 cores after the build)
 #
 # Writes OUT_DIR/<scenario>/ (sweep.txt, candidates.md, sweep.json, sweep.csv, SVG plots).
 set -euo pipefail
