@@ -56,7 +56,14 @@ fn all_memory(s: &prom::Samples) -> bool {
 
 /// Every pod's memory, and GPM (which needs two samples) on the devices that have it.
 fn all_series(s: &prom::Samples) -> bool {
-    all_memory(s) && s.has("pod_gpu_tensor_active_ratio")
+    // GPM needs two samples per device, and each device's worker answers on its own: wait for
+    // both GPM devices (GPU 1, shared; GPU 2, held alone), not only the first to get there.
+    all_memory(s)
+        && s.has("pod_gpu_tensor_active_ratio")
+        && s.value("gpu_tensor_active_ratio", &[("gpu", "1")])
+            .is_some()
+        && s.value("gpu_tensor_active_ratio", &[("gpu", "2")])
+            .is_some()
 }
 
 /// The four per-pod GPM series of a pod, in the order sm, occupancy, tensor, DRAM.
