@@ -1,7 +1,7 @@
 //! The snapshot: one immutable, complete view of the node that every scrape encodes, rebuilt
 //! whenever a collector reports (and on a timer, so that a hung collector shows as down).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::thread;
@@ -129,6 +129,8 @@ struct Attributor {
     last_inputs: Option<(u64, Option<std::time::SystemTime>)>,
     pods: Vec<PodSample>,
     failures: BTreeMap<Failure, u64>,
+    /// The DRA claim devices that matched no device in the last pass (logged when new).
+    unknown_claim_devices: BTreeSet<String>,
 }
 
 impl Attributor {
@@ -139,6 +141,7 @@ impl Attributor {
             last_inputs: None,
             pods: Vec::new(),
             failures: Failure::ALL.iter().map(|f| (*f, 0)).collect(),
+            unknown_claim_devices: BTreeSet::new(),
         }
     }
 
@@ -148,15 +151,53 @@ impl Attributor {
         // Before every collector has reported, allocations would find no devices to match.
         if snap.ready && self.last_inputs != Some(inputs) {
             let names = NodeNames::read(&self.paths.pod_logs, &self.paths.container_logs);
+            let (kubelet, unknown_claim_devices) = self.with_claims(&snap.devices, kubelet);
             let result = attribute::attribute(&snap.devices, &self.paths.procfs, &names, &kubelet);
             for f in result.failures {
                 *self.failures.entry(f).or_insert(0) += 1;
             }
+            *self.failures.entry(Failure::DeviceUnknown).or_insert(0) += unknown_claim_devices;
             self.pods = result.pods;
             self.last_inputs = Some(inputs);
         }
         snap.pods.clone_from(&self.pods);
         snap.attribution_failures.clone_from(&self.failures);
+    }
+
+    /// The kubelet's view with its DRA claims joined to the devices (`attribute::dra`) and added
+    /// to its allocations, and how many GPU claim devices matched none. A device that has not
+    /// answered yet has no UUID to match, so nothing is unknown until every device has one; an
+    /// unknown device is logged once, when it first shows up.
+    fn with_claims(
+        &mut self,
+        devices: &[DeviceSample],
+        kubelet: Arc<KubeletView>,
+    ) -> (Arc<KubeletView>, u64) {
+        if kubelet.claims.is_empty() {
+            self.unknown_claim_devices.clear();
+            return (kubelet, 0);
+        }
+        let joined = attribute::dra::join(
+            &kubelet.claims,
+            devices,
+            &self.paths.procfs,
+            &self.paths.sysfs,
+        );
+        let mut unknown = 0;
+        if devices.iter().all(|d| !d.identity.uuid.is_empty()) {
+            let now: BTreeSet<String> = joined.unknown.iter().cloned().collect();
+            for d in now.difference(&self.unknown_claim_devices) {
+                tracing::warn!(device = %d, "a DRA claim names a GPU that matches no device on this node; counted as device_unknown");
+            }
+            self.unknown_claim_devices = now;
+            unknown = joined.unknown.len() as u64;
+        }
+        if joined.allocations.is_empty() {
+            return (kubelet, unknown);
+        }
+        let mut view = KubeletView::clone(&kubelet);
+        view.allocations.extend(joined.allocations);
+        (Arc::new(view), unknown)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The pod-resources client against a fake kubelet on a unix socket: every device ID form,
 //! the resource filter, a socket that appears late, a kubelet that dies and comes back, a hung
-//! kubelet, and kubelets that do not serve GetAllocatableResources.
+//! kubelet, kubelets that do not serve GetAllocatableResources, and DRA claims beside
+//! device-plugin devices.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/fake_kubelet.rs"]
@@ -9,9 +10,10 @@ mod fake_kubelet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_kubelet::{FakeKubelet, PodSpec};
+use fake_kubelet::{ClaimSpec, FakeKubelet, PodSpec};
 use gpu_pod_exporter::attribute::podresources::{
-    ContainerDevices, KubeletView, PodResources, BACKOFF_MIN, RPC_TIMEOUT,
+    ClaimDevice, ContainerClaim, ContainerDevices, KubeletView, PodResources, BACKOFF_MIN,
+    RPC_TIMEOUT,
 };
 use tonic::Code;
 
@@ -272,4 +274,65 @@ fn dropping_every_handle_stops_polling() {
     let calls = kubelet.list_calls();
     std::thread::sleep(INTERVAL * 4);
     assert_eq!(kubelet.list_calls(), calls);
+}
+
+/// `dynamic_resources` as a kubelet 1.31 or later sends it, beside device-plugin devices: every
+/// driver's claims are kept (the join decides which are GPUs), a claim two containers share is
+/// reported under each, and the kubelet's cumulative CDI names come through as sent.
+#[test]
+fn dra_claims_beside_device_plugin_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubelet = FakeKubelet::start(dir.path());
+    let cdi =
+        |n: &str| format!("k8s.gpu.nvidia.com/claim=dab5ab50-d59a-42a6-af16-cfd4628c0f7a-{n}");
+    let two_gpus = ClaimSpec::new("ml", "trainer-gpus")
+        .device("gpu.nvidia.com", "node-1", "gpu-0", &[&cdi("gpu-0")])
+        .device("gpu.nvidia.com", "node-1", "gpu-1", &[&cdi("gpu-1")])
+        .device("dra.example.com", "node-1", "eth1", &[]);
+    let shared = ClaimSpec::new("ml", "shared").device("gpu.amd.com", "node-1", "gpu-0-128", &[]);
+    kubelet.set_pods(vec![
+        PodSpec::new("llm", "vllm-0")
+            .container("server", &[("nvidia.com/gpu", &[&format!("GPU-{UUID}")])]),
+        PodSpec::new("ml", "trainer")
+            .claim("main", two_gpus)
+            .claim("main", shared.clone())
+            .claim("sidecar", shared),
+    ]);
+    kubelet.set_allocatable(&[("nvidia.com/gpu", &[&format!("GPU-{UUID}")])]);
+    let (_rt, pr) = client(kubelet.socket_path().to_path_buf());
+    let view = wait_for(&pr, Duration::from_secs(5), "available", |v| v.available);
+    assert_eq!(view.allocations.len(), 1, "device-plugin devices as before");
+    let dev = |driver: &str, device: &str, cdi: &[String]| ClaimDevice {
+        driver: driver.into(),
+        pool: "node-1".into(),
+        device: device.into(),
+        cdi_devices: cdi.to_vec(),
+    };
+    let claim = |container: &str, name: &str, devices: Vec<ClaimDevice>| ContainerClaim {
+        namespace: "ml".into(),
+        pod: "trainer".into(),
+        container: container.into(),
+        claim_namespace: "ml".into(),
+        claim_name: name.into(),
+        devices,
+    };
+    let amd = || vec![dev("gpu.amd.com", "gpu-0-128", &[])];
+    assert_eq!(
+        view.claims,
+        [
+            claim(
+                "main",
+                "trainer-gpus",
+                vec![
+                    dev("gpu.nvidia.com", "gpu-0", &[cdi("gpu-0")]),
+                    dev("gpu.nvidia.com", "gpu-1", &[cdi("gpu-0"), cdi("gpu-1")]),
+                    dev("dra.example.com", "eth1", &[]),
+                ]
+            ),
+            claim("main", "shared", amd()),
+            claim("sidecar", "shared", amd()),
+        ]
+    );
+    // GetAllocatableResources carries no DRA devices.
+    assert_eq!(view.allocatable.len(), 1);
 }

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod deviceid;
+pub mod dra;
 pub mod names;
 pub mod podresources;
 

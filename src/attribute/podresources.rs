@@ -8,6 +8,13 @@
 //!
 //! pod-resources carries no pod UID and no container ID, so consumers join by
 //! namespace/pod/container name (FIELD-NOTES, "Name joins").
+//!
+//! Devices come two ways: `ContainerResources.devices` (device plugins) and
+//! `ContainerResources.dynamic_resources` (DRA ResourceClaims; see [`ContainerClaim`] for which
+//! kubelets fill it). `GetAllocatableResources` carries device-plugin devices only: KEP-3695
+//! (kubernetes/enhancements, keps/sig-node/3695-pod-resources-for-dra) lists DRA in it as a
+//! non-goal ("with DRA there is no standard way to get the capacity"), and upstream's
+//! `AllocatableResourcesResponse` has no DRA field.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -61,11 +68,65 @@ pub struct ContainerDevices {
     pub device_ids: Vec<String>,
 }
 
+/// One container's devices from one DRA ResourceClaim, as the kubelet's `List` reports them in
+/// `ContainerResources.dynamic_resources`.
+///
+/// Which kubelets fill it (kubernetes/kubernetes, `staging/src/k8s.io/kubelet/pkg/apis/
+/// podresources/v1/api.proto`; the gate in `pkg/features/kube_features.go`):
+/// - 1.27 to 1.33: only with the `KubeletPodResourcesDynamicResources` gate on (alpha, off by
+///   default) and `DynamicResourceAllocation` on. 1.27 to 1.30 send the claim's name and
+///   namespace and its CDI device names only (`DynamicResource.class_name = 1` was dropped in
+///   1.31, kubernetes/kubernetes#125488, and is a tombstone in the proto).
+/// - 1.31 and later add `driver_name`, `pool_name` and `device_name` per device: the triplet
+///   that names one device of a ResourceSlice.
+/// - 1.34 and later: the gate is beta and on by default.
+///
+/// Newer kubelets also send `ClaimResource.share_id` (DRA consumable capacity, KEP-5075); the
+/// proto in `proto/` is upstream's at the commit named in its header, which predates it, and
+/// prost skips it as an unknown field. Sharing needs no share id here: two containers that the
+/// kubelet reports with the same device share it, whichever claims they hold.
+///
+/// A claim that several containers (of one pod, or of several pods) reference is reported once
+/// per container, so a shared claim gives one entry per container with the same devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerClaim {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// The ResourceClaim, `namespace/name` (for logs; the join does not need it).
+    pub claim_namespace: String,
+    pub claim_name: String,
+    /// The claim's devices, in the kubelet's order.
+    pub devices: Vec<ClaimDevice>,
+}
+
+/// One device of a claim, as the kubelet names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimDevice {
+    /// The DRA driver, e.g. `gpu.nvidia.com`, `gpu.amd.com`. Empty before kubelet 1.31.
+    pub driver: String,
+    /// The ResourceSlice pool (the node's name for node-local drivers). Empty before 1.31.
+    pub pool: String,
+    /// The device's name in its pool, e.g. `gpu-0`, `gpu-0-128`. Empty before 1.31.
+    pub device: String,
+    /// Fully qualified CDI device names, `vendor/class=name`, e.g.
+    /// `k8s.gpu.nvidia.com/claim=<claim uid>-gpu-0`. The kubelet appends the CDI names of a
+    /// driver's devices cumulatively (`GetDynamicResources` in `pkg/kubelet/cm/
+    /// container_manager_linux.go` builds the slice once per driver), so a later device of the
+    /// same driver and claim may also carry the earlier devices' names: they belong to the same
+    /// container either way.
+    pub cdi_devices: Vec<String>,
+}
+
 /// What the kubelet said last.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KubeletView {
     /// From `List`: one entry per container and resource, only for the resources asked for.
     pub allocations: Vec<ContainerDevices>,
+    /// From `List`'s `dynamic_resources`: one entry per container and claim, every driver's
+    /// (which of them are GPUs is the join's business, `attribute::dra`). Empty where the
+    /// kubelet does not report DRA (see [`ContainerClaim`]).
+    pub claims: Vec<ContainerClaim>,
     /// From `GetAllocatableResources`: resource name -> device IDs, only for the resources
     /// asked for. Empty where the kubelet does not serve that call (before 1.23, or with the
     /// `KubeletPodResourcesGetAllocatable` gate off).
@@ -259,6 +320,7 @@ impl Poller {
             Err(e) => return Err(e),
         };
         Ok(KubeletView {
+            claims: claims(&list),
             allocations: allocations(list, &self.prefixes),
             allocatable,
             fetched_at: Some(SystemTime::now()),
@@ -335,6 +397,40 @@ fn allocations(list: api::ListPodResourcesResponse, prefixes: &[String]) -> Vec<
                         device_ids: devices.device_ids,
                     }),
                 }
+            }
+        }
+    }
+    out
+}
+
+/// Every container's DRA claims from List, with their devices; claims without devices (a
+/// container that references no claim has none at all) are left out.
+fn claims(list: &api::ListPodResourcesResponse) -> Vec<ContainerClaim> {
+    let mut out = Vec::new();
+    for pod in &list.pod_resources {
+        for container in &pod.containers {
+            for dr in &container.dynamic_resources {
+                let devices: Vec<ClaimDevice> = dr
+                    .claim_resources
+                    .iter()
+                    .map(|r| ClaimDevice {
+                        driver: r.driver_name.clone(),
+                        pool: r.pool_name.clone(),
+                        device: r.device_name.clone(),
+                        cdi_devices: r.cdi_devices.iter().map(|c| c.name.clone()).collect(),
+                    })
+                    .collect();
+                if devices.is_empty() {
+                    continue;
+                }
+                out.push(ContainerClaim {
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                    container: container.name.clone(),
+                    claim_namespace: dr.claim_namespace.clone(),
+                    claim_name: dr.claim_name.clone(),
+                    devices,
+                });
             }
         }
     }

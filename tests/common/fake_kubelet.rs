@@ -5,6 +5,13 @@
 //! Like the real kubelet, it sends one `ContainerDevices` per device ID (each device carries
 //! its own NUMA topology upstream), so clients must merge entries of the same resource.
 //!
+//! DRA claims (`ContainerResources.dynamic_resources`) are answered as a kubelet 1.31 or later
+//! builds them (`GetDynamicResources` in `pkg/kubelet/cm/container_manager_linux.go`): one
+//! `DynamicResource` per claim a container references, one `ClaimResource` per device with
+//! its driver, pool and device name, and CDI names appended cumulatively per driver. A claim
+//! that several containers reference appears under each of them. `GetAllocatableResources`
+//! carries no DRA devices, as upstream's does not.
+//!
 //! ```ignore
 //! let mut kubelet = FakeKubelet::start_at(rootfs.join("var/lib/kubelet/pod-resources/kubelet.sock"));
 //! kubelet.set_pods(vec![PodSpec::new("llm", "vllm-0").container("server", &[("nvidia.com/gpu", &["GPU-…"])])]);
@@ -36,11 +43,51 @@ pub struct PodSpec {
     pub containers: Vec<ContainerSpec>,
 }
 
-/// One container and its devices: `(resource name, device IDs)`.
+/// One container and its devices: `(resource name, device IDs)`, and its DRA claims.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerSpec {
     pub name: String,
     pub devices: Vec<(String, Vec<String>)>,
+    pub claims: Vec<ClaimSpec>,
+}
+
+/// A ResourceClaim as the kubelet reports it for a container that references it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimSpec {
+    pub namespace: String,
+    pub name: String,
+    pub devices: Vec<ClaimDeviceSpec>,
+}
+
+/// One allocated device of a claim. `driver`, `pool` and `device` empty: as a kubelet before
+/// 1.31 reports it (CDI names only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimDeviceSpec {
+    pub driver: String,
+    pub pool: String,
+    pub device: String,
+    pub cdi_devices: Vec<String>,
+}
+
+impl ClaimSpec {
+    pub fn new(namespace: &str, name: &str) -> ClaimSpec {
+        ClaimSpec {
+            namespace: namespace.into(),
+            name: name.into(),
+            devices: Vec::new(),
+        }
+    }
+
+    /// Adds a device `driver/pool/device` with its CDI names.
+    pub fn device(mut self, driver: &str, pool: &str, device: &str, cdi: &[&str]) -> ClaimSpec {
+        self.devices.push(ClaimDeviceSpec {
+            driver: driver.into(),
+            pool: pool.into(),
+            device: device.into(),
+            cdi_devices: cdi.iter().map(|s| s.to_string()).collect(),
+        });
+        self
+    }
 }
 
 impl PodSpec {
@@ -57,7 +104,21 @@ impl PodSpec {
         self.containers.push(ContainerSpec {
             name: name.into(),
             devices: owned(devices),
+            claims: Vec::new(),
         });
+        self
+    }
+
+    /// Adds a DRA claim to the container named `container` (added first if absent).
+    pub fn claim(mut self, container: &str, claim: ClaimSpec) -> PodSpec {
+        if !self.containers.iter().any(|c| c.name == container) {
+            self = self.container(container, &[]);
+        }
+        for c in &mut self.containers {
+            if c.name == container {
+                c.claims.push(claim.clone());
+            }
+        }
         self
     }
 }
@@ -264,6 +325,39 @@ fn per_device(resource: &str, ids: &[String]) -> Vec<api::ContainerDevices> {
         .collect()
 }
 
+/// As the kubelet builds it: the CDI names of one driver's devices accumulate, so each later
+/// device of that driver also carries the earlier ones' names.
+fn dynamic_resource(c: &ClaimSpec) -> api::DynamicResource {
+    let mut cdi_by_driver: Vec<(String, Vec<api::CdiDevice>)> = Vec::new();
+    let mut claim_resources = Vec::new();
+    for d in &c.devices {
+        let slot = match cdi_by_driver.iter().position(|(drv, _)| *drv == d.driver) {
+            Some(i) => i,
+            None => {
+                cdi_by_driver.push((d.driver.clone(), Vec::new()));
+                cdi_by_driver.len() - 1
+            }
+        };
+        let cdi = &mut cdi_by_driver[slot].1;
+        cdi.extend(
+            d.cdi_devices
+                .iter()
+                .map(|n| api::CdiDevice { name: n.clone() }),
+        );
+        claim_resources.push(api::ClaimResource {
+            cdi_devices: cdi.clone(),
+            driver_name: d.driver.clone(),
+            pool_name: d.pool.clone(),
+            device_name: d.device.clone(),
+        });
+    }
+    api::DynamicResource {
+        claim_name: c.name.clone(),
+        claim_namespace: c.namespace.clone(),
+        claim_resources,
+    }
+}
+
 fn pod_resources(p: &PodSpec) -> api::PodResources {
     api::PodResources {
         name: p.name.clone(),
@@ -278,6 +372,7 @@ fn pod_resources(p: &PodSpec) -> api::PodResources {
                     .iter()
                     .flat_map(|(r, ids)| per_device(r, ids))
                     .collect(),
+                dynamic_resources: c.claims.iter().map(dynamic_resource).collect(),
                 ..api::ContainerResources::default()
             })
             .collect(),
