@@ -73,7 +73,7 @@ AGENT_METRICS = {
 EXTERNAL_METRICS = {
     "prometheus": {"up"},
     "kube-state-metrics": {
-        "kube_pod_owner", "kube_replicaset_owner",
+        "kube_pod_owner", "kube_replicaset_owner", "kube_pod_labels",
         "kube_horizontalpodautoscaler_spec_target_metric",
         "kube_horizontalpodautoscaler_status_target_metric",
         "kube_horizontalpodautoscaler_status_current_replicas",

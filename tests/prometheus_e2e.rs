@@ -1,12 +1,14 @@
 //! The whole path with a real Prometheus (Debian's package): the agent on a fake node with the
 //! mock NVML and a fake kubelet, scraped with `honor_labels`, the shipped recording rules
 //! loaded; then the Prometheus Adapter's query, rendered as the adapter renders it for the HPA,
-//! the upstream HPA formula on its values, a load change that moves the recommendation, and
-//! every shipped PromQL expression evaluated.
+//! the upstream HPA formula on its values, a load change that moves the recommendation, every
+//! shipped PromQL expression evaluated, and the pod-label rules joined with `kube_pod_labels`
+//! from a stand-in kube-state-metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,7 +34,9 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    fn start(dir: &Path, agent_port: u16) -> Prometheus {
+    /// Scrapes the agent, and kube-state-metrics' stand-in at `ksm_port` (with `honor_labels`,
+    /// as kube-state-metrics is scraped, so its `namespace` and `pod` labels stay as exported).
+    fn start(dir: &Path, agent_port: u16, ksm_port: u16) -> Prometheus {
         let port = common::free_port();
         let config = dir.join("prometheus.yml");
         let rules = repo("daemonset/rules/gpu-pod-exporter.rules.yaml");
@@ -44,7 +48,10 @@ impl Prometheus {
                  scrape_configs:\n\
                  \x20 - job_name: gpu-pod-exporter\n\
                  \x20   honor_labels: true\n\
-                 \x20   static_configs: [{{targets: ['127.0.0.1:{agent_port}'], labels: {{node: node1}}}}]\n"
+                 \x20   static_configs: [{{targets: ['127.0.0.1:{agent_port}'], labels: {{node: node1}}}}]\n\
+                 \x20 - job_name: kube-state-metrics\n\
+                 \x20   honor_labels: true\n\
+                 \x20   static_configs: [{{targets: ['127.0.0.1:{ksm_port}']}}]\n"
             ),
         )
         .unwrap();
@@ -239,6 +246,41 @@ const IDLE_GPU: &str = "  - uuid: GPU-5e6f7a8b-0000-4000-8000-5e6f7a8b9c0d
     processes: []
 ";
 
+/// kube-state-metrics' `kube_pod_labels` for the pods below, as it exports them with
+/// `--metric-labels-allowlist=pods=[team,app]`; v2-cgroupfs's twice, from two replicas (HA).
+const KUBE_POD_LABELS: &str = r#"# HELP kube_pod_labels Kubernetes labels converted to Prometheus labels.
+# TYPE kube_pod_labels gauge
+kube_pod_labels{namespace="llm",pod="v2-systemd-containerd",uid="fa52a56a-fc5e-4333-8562-260e43a61db9",label_team="search",label_app="vllm"} 1
+kube_pod_labels{namespace="llm",pod="v2-cgroupfs",uid="fc75ec23-ba2d-487e-8e16-90ccbdc44440",label_team="search",label_app="vllm"} 1
+kube_pod_labels{namespace="llm",pod="v2-cgroupfs",uid="fc75ec23-ba2d-487e-8e16-90ccbdc44440",label_team="search",label_app="vllm",replica="ksm-1"} 1
+kube_pod_labels{namespace="llm",pod="vllm-idle",uid="0a1b2c3d-0000-4000-8000-0a1b2c3d4e5f",label_team="research",label_app="vllm-idle"} 1
+kube_pod_labels{namespace="web",pod="frontend",uid="1b2c3d4e-0000-4000-8000-1b2c3d4e5f60",label_team="web",label_app="frontend"} 1
+"#;
+
+/// A stand-in for kube-state-metrics: answers every request with `body`, on a thread that lives
+/// as long as the test process.
+fn serve_metrics(body: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            // A scrape is one small GET: its first read holds the request line and headers.
+            let mut request = [0u8; 8192];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
 #[test]
 fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,7 +304,8 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
             && s.has("gpu_sm_active_ratio")
             && s.has("pod_gpu_tensor_active_ratio")
     });
-    let prom = Prometheus::start(dir.path(), agent.port);
+    let ksm = serve_metrics(KUBE_POD_LABELS);
+    let prom = Prometheus::start(dir.path(), agent.port, ksm);
 
     // The adapter's query for two vLLM-like pods that share GPU 0: their GPU utilization.
     let pods = ["v2-systemd-containerd", "v2-cgroupfs"];
@@ -416,4 +459,61 @@ fn adapter_query_hpa_formula_and_every_shipped_expression_against_real_prometheu
         "expressions without data on the demo node:\n{}",
         no_data.join("\n")
     );
+
+    // Pod labels without API access: the shipped rules join kube_pod_labels onto the per-pod
+    // records, the HA copy of v2-cgroupfs's series counted once.
+    let labelled = |q: &str| -> Vec<(String, String, String, f64)> {
+        let mut v: Vec<_> = prom
+            .query(q)
+            .into_iter()
+            .map(|(l, v)| {
+                let s = |k: &str| l.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                (s("pod"), s("label_team"), s("label_app"), v)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        v
+    };
+    let rule = "namespace_pod:pod_gpu_utilization_ratio_with_labels:avg1m";
+    let start = Instant::now();
+    let mut with_labels = labelled(rule);
+    while with_labels.len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{rule}: {with_labels:?}; prometheus log in {}",
+            dir.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        with_labels = labelled(rule);
+    }
+    let names: Vec<(&str, &str, &str)> = with_labels
+        .iter()
+        .map(|(p, t, a, _)| (p.as_str(), t.as_str(), a.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("v2-cgroupfs", "search", "vllm"),
+            ("v2-systemd-containerd", "search", "vllm"),
+            ("vllm-idle", "research", "vllm-idle"),
+        ]
+    );
+    // Allocated with nothing running (rule 4): 0, carried through the join.
+    assert_eq!(with_labels[2].3, 0.0);
+    let per_team = labelled("label_team:pod_gpu_allocated:sum");
+    let teams: Vec<(&str, f64)> = per_team
+        .iter()
+        .map(|(_, t, _, v)| (t.as_str(), *v))
+        .collect();
+    assert_eq!(teams, [("research", 1.0), ("search", 2.0)]);
+    // The ad-hoc join docs/metrics.md documents, on a raw agent series.
+    let adhoc = labelled(
+        "pod_gpu_memory_used_bytes{pod=\"v2-cgroupfs\"} * on (namespace, pod) \
+         group_left (label_team, label_app) topk by (namespace, pod) \
+         (1, max by (namespace, pod, label_team, label_app) (kube_pod_labels))",
+    );
+    assert!(!adhoc.is_empty(), "the documented join");
+    assert!(adhoc
+        .iter()
+        .all(|(p, t, a, _)| p == "v2-cgroupfs" && t == "search" && a == "vllm"));
 }
