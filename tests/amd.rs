@@ -296,6 +296,49 @@ fn kubelet_allocations_of_amd_gpus_map_by_pci_address() {
     assert_eq!(ratio(&s, "trainer-0"), Some(0.4));
 }
 
+/// The AMD DRA driver (`gpu.amd.com`) names devices `gpu-<card>-<render>`, and
+/// `gpu-<index>-<compute>-<memory>` in auto-partition mode (ROCm/k8s-gpu-dra-driver).
+#[test]
+fn dra_claims_of_amd_gpus_join_by_drm_card() {
+    use common::fake_kubelet::{ClaimSpec, FakeKubelet, PodSpec};
+    let (_dir, root) = node();
+    let kubelet = FakeKubelet::start_at(root.join("var/lib/kubelet/pod-resources/kubelet.sock"));
+    let claim = |name: &str, device: &str| {
+        ClaimSpec::new("rocm", name).device(
+            "gpu.amd.com",
+            "node-1",
+            device,
+            &[
+                &format!("k8s.gpu.amd.com/gpu=5c0a6e1d-2b3f-4a7c-9d8e-1f2a3b4c5d6e-{device}"),
+                "k8s.gpu.amd.com/gpu=common",
+            ],
+        )
+    };
+    kubelet.set_pods(vec![
+        // card1 is the MI210 at 0000:1a:00.0, gpu "1".
+        PodSpec::new("train", "trainer-0").claim("trainer", claim("mi210", "gpu-1-129")),
+        // Auto-partition: the third AMD GPU in PCI address order, 0000:9c:00.0, gpu "2".
+        PodSpec::new("rocm", "hip-job").claim("worker", claim("cpx", "gpu-2-cpx-nps4")),
+        // card2 is the i915: no amdgpu device.
+        PodSpec::new("rocm", "elsewhere").claim("worker", claim("igpu", "gpu-2-130")),
+    ]);
+    let agent = start(&root);
+    let s = agent.scrape_until(WAIT, "the claims", |s| {
+        s.find("pod_gpu_allocated", &[]).len() == 2
+            && s.value(
+                "gpu_pod_exporter_attribution_failures_total",
+                &[("reason", "device_unknown")],
+            )
+            .is_some_and(|v| v >= 1.0)
+    });
+    let allocated =
+        |pod: &str, gpu: &str| s.value("pod_gpu_allocated", &[("pod", pod), ("gpu", gpu)]);
+    assert_eq!(allocated("trainer-0", "1"), Some(1.0));
+    assert_eq!(allocated("hip-job", "2"), Some(1.0));
+    // Held alone by its claim, before any engine ratio: the device's utilization.
+    assert_eq!(ratio(&s, "trainer-0"), Some(0.4));
+}
+
 fn errors(s: &prom::Samples, call: &str, error: &str) -> f64 {
     s.value(
         "gpu_pod_exporter_driver_call_errors_total",

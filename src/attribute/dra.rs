@@ -22,8 +22,9 @@
 //! the API server has), so:
 //!
 //! - **A CDI name that carries a UUID** (`nvidia.com/gpu=GPU-…`, `…=MIG-…`, as the NVIDIA
-//!   Container Toolkit's own specs name devices) is joined by that UUID, whatever the driver.
-//!   It is the only form that kubelets 1.27 to 1.30 (no device names) can be joined by.
+//!   Container Toolkit's own specs name devices) is joined by that UUID, whatever the driver,
+//!   and a UUID not on this node makes the device unknown whatever its device name says. It is
+//!   the only form that kubelets 1.27 to 1.30 (no device names) can be joined by.
 //! - **NVIDIA `gpu-<minor>`**: the number is the device minor (`/dev/nvidia<minor>`), which is
 //!   *not* NVML's index in general: NVML orders GPUs by PCI address, the kernel numbers minors
 //!   in probe order (a host with `Device Minor: 0` at NVML index 3 is on record). The minor is
@@ -142,22 +143,25 @@ enum Found {
 
 /// `None` for a device that is not a GPU's.
 fn resolve(dev: &ClaimDevice, devices: &[DeviceSample], host: &mut HostNames) -> Option<Found> {
-    // A UUID in a CDI name is the most direct name there is.
-    let by_uuid: Vec<usize> = dev
-        .cdi_devices
-        .iter()
-        .filter_map(|c| cdi_uuid(c))
-        .flat_map(|u| matching(devices, &DeviceRef::Uuid(u)))
-        .collect();
-    if !by_uuid.is_empty() {
-        return Some(Found::Devices(dedup(by_uuid)));
+    // A UUID in a CDI name is the most direct name there is, and it decides: a UUID that is not
+    // on this node is not overruled by a device name.
+    let uuids: Vec<String> = dev.cdi_devices.iter().filter_map(|c| cdi_uuid(c)).collect();
+    if !uuids.is_empty() {
+        let ix: Vec<usize> = uuids
+            .into_iter()
+            .flat_map(|u| matching(devices, &DeviceRef::Uuid(u)))
+            .collect();
+        return Some(if ix.is_empty() {
+            Found::Unknown
+        } else {
+            Found::Devices(dedup(ix))
+        });
     }
-    let uuid_named = dev.cdi_devices.iter().any(|c| cdi_uuid(c).is_some());
     let found = match dev.driver.as_str() {
         NVIDIA_DRIVER => nvidia(&dev.device, devices, host),
         AMD_DRIVER => amd(&dev.device, devices, host),
-        // A UUID of a device not on this node; or another driver's (not a GPU).
-        _ => return uuid_named.then_some(Found::Unknown),
+        // Another driver's device: not a GPU.
+        _ => return None,
     };
     Some(match found {
         Some(ix) if !ix.is_empty() => Found::Devices(ix),
@@ -201,26 +205,20 @@ fn nvidia(name: &str, devices: &[DeviceSample], host: &mut HostNames) -> Option<
     };
     let minor: u32 = minor.parse().ok()?;
     let pci = host.nvidia_minor(minor)?;
-    let is_nvidia = |d: &DeviceSample| d.vendor == Some(Vendor::Nvidia);
-    let parent = devices.iter().position(|d| {
-        is_nvidia(d)
-            && d.identity.mig.is_none()
-            && PciAddress::parse(&d.identity.pci_bus_id) == Some(pci)
-    })?;
-    let Some(spec) = mig else {
-        return Some(vec![parent]);
+    // The GPU at that address, and its MIG instances (which carry their parent's address).
+    let on_gpu = |d: &DeviceSample| {
+        d.vendor == Some(Vendor::Nvidia) && PciAddress::parse(&d.identity.pci_bus_id) == Some(pci)
     };
-    let parent_uuid = devices[parent].identity.uuid.as_str();
+    let Some(spec) = mig else {
+        let whole = devices
+            .iter()
+            .position(|d| on_gpu(d) && d.identity.mig.is_none())?;
+        return Some(vec![whole]);
+    };
     let instances: Vec<usize> = devices
         .iter()
         .enumerate()
-        .filter(|(_, d)| {
-            is_nvidia(d)
-                && d.identity
-                    .mig
-                    .as_ref()
-                    .is_some_and(|m| m.parent_uuid.eq_ignore_ascii_case(parent_uuid))
-        })
+        .filter(|(_, d)| on_gpu(d) && d.identity.mig.is_some())
         .map(|(i, _)| i)
         .collect();
     // `<profile>-<profile id>-<placement start>` (current; the profile made RFC 1123-safe, so
@@ -472,6 +470,8 @@ mod tests {
              claim_dev(NVIDIA_DRIVER, "gpu-vfio-0", &[]), Some(Found::Unknown)),
             ("a CDI name with a UUID wins, whatever the device name",
              claim_dev(NVIDIA_DRIVER, "gpu-0", &[&format!("nvidia.com/gpu={U0}")]), Some(Found::Devices(vec![0]))),
+            ("a CDI UUID not on this node is not overruled by the device name",
+             claim_dev(NVIDIA_DRIVER, "gpu-0", &["nvidia.com/gpu=GPU-00000000-dead-beef-0000-000000000000"]), Some(Found::Unknown)),
             ("kubelet 1.27-1.30: no driver or device name, a CDI name with a MIG UUID",
              claim_dev("", "", &[&format!("nvidia.com/gpu={MIG_A}")]), Some(Found::Devices(vec![2]))),
             ("kubelet 1.27-1.30: a UUID not on this node",
