@@ -527,6 +527,72 @@ mod tests {
     }
 
     #[test]
+    fn claims_keep_every_driver_and_drop_empty_ones() {
+        let cdi = |n: &str| api::CdiDevice { name: n.into() };
+        let resource = |driver: &str, device: &str, names: &[&str]| api::ClaimResource {
+            cdi_devices: names.iter().map(|n| cdi(n)).collect(),
+            driver_name: driver.into(),
+            pool_name: "node-1".into(),
+            device_name: device.into(),
+        };
+        let list = ListPodResourcesResponse {
+            pod_resources: vec![ApiPod {
+                name: "trainer-0".into(),
+                namespace: "ml".into(),
+                containers: vec![ContainerResources {
+                    name: "main".into(),
+                    dynamic_resources: vec![
+                        api::DynamicResource {
+                            claim_name: "gpus".into(),
+                            claim_namespace: "ml".into(),
+                            claim_resources: vec![
+                                resource(
+                                    "gpu.nvidia.com",
+                                    "gpu-0",
+                                    &["k8s.gpu.nvidia.com/claim=u-gpu-0"],
+                                ),
+                                resource("dra.example.com", "eth1", &[]),
+                            ],
+                        },
+                        // A claim whose driver prepared nothing for this container.
+                        api::DynamicResource {
+                            claim_name: "empty".into(),
+                            claim_namespace: "ml".into(),
+                            claim_resources: vec![],
+                        },
+                    ],
+                    ..ContainerResources::default()
+                }],
+            }],
+        };
+        let got = claims(&list);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].container.as_str(), got[0].claim_name.as_str()),
+            ("main", "gpus")
+        );
+        assert_eq!(
+            got[0].devices,
+            [
+                ClaimDevice {
+                    driver: "gpu.nvidia.com".into(),
+                    pool: "node-1".into(),
+                    device: "gpu-0".into(),
+                    cdi_devices: vec!["k8s.gpu.nvidia.com/claim=u-gpu-0".into()],
+                },
+                ClaimDevice {
+                    driver: "dra.example.com".into(),
+                    pool: "node-1".into(),
+                    device: "eth1".into(),
+                    cdi_devices: vec![],
+                },
+            ]
+        );
+        // Device-plugin allocations are unaffected.
+        assert!(allocations(list, &prefixes()).is_empty());
+    }
+
+    #[test]
     fn allocatable_groups_by_resource() {
         let resp = AllocatableResourcesResponse {
             devices: vec![
