@@ -1,6 +1,6 @@
 //! DRA end to end: the real binary, the mock NVML, the every-layout node and one fake kubelet
 //! that reports device-plugin devices and DRA claims side by side (`dynamic_resources`, as a
-//! kubelet 1.31 or later sends them; one claim as a kubelet 1.27-1.30 does, CDI names only).
+//! kubelet 1.31 or later sends them; two claims as a kubelet 1.27-1.30 does, CDI names only).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -51,6 +51,12 @@ fn pods(uuids: &[String]) -> Vec<PodSpec> {
                 "",
                 &[&format!("nvidia.com/gpu={}", uuids[4])],
             ),
+        ),
+        // A kubelet before 1.31 with the NVIDIA driver: its CDI name carries the device name,
+        // gpu-4: minor 4, 0000:1c:00.0, GPU 4.
+        PodSpec::new("llm", "cdi-device-name").claim(
+            "server",
+            ClaimSpec::new("llm", "legacy-gpu").device("", "", "", &[&nvidia_cdi("gpu-4")]),
         ),
         // A GPU this node does not have.
         PodSpec::new("llm", "elsewhere").claim(
@@ -116,7 +122,7 @@ fn dra_and_device_plugin_pods_on_one_kubelet() {
 
     // Every allocation in, the unknown GPU counted, and GPM (two samples) on GPU 2.
     let s = agent.scrape_until(WAIT, "the DRA and device-plugin allocations", |s| {
-        s.find("pod_gpu_allocated", &[]).len() == 3
+        s.find("pod_gpu_allocated", &[]).len() == 4
             && device_unknown(s) >= 1.0
             && s.value(
                 "pod_gpu_tensor_active_ratio",
@@ -139,8 +145,8 @@ fn dra_and_device_plugin_pods_on_one_kubelet() {
         pod_gpm(&s, "crio-cgroupfs-guaranteed"),
         [Some(0.55), Some(0.35), Some(0.25), Some(0.45)]
     );
-    // The device-plugin pod and the pre-1.31 claim, on GPU 4, side by side.
-    for pod in ["vllm-pending", "cdi-form"] {
+    // The device-plugin pod and the pre-1.31 claims, on GPU 4, side by side.
+    for pod in ["vllm-pending", "cdi-form", "cdi-device-name"] {
         let at = [("pod", pod), ("gpu", "4")];
         assert_eq!(s.value("pod_gpu_allocated", &at), Some(1.0), "{pod}");
         // Rule 4: allocated, nothing running yet.

@@ -23,8 +23,10 @@
 //!
 //! - **A CDI name that carries a UUID** (`nvidia.com/gpu=GPU-…`, `…=MIG-…`, as the NVIDIA
 //!   Container Toolkit's own specs name devices) is joined by that UUID, whatever the driver,
-//!   and a UUID not on this node makes the device unknown whatever its device name says. It is
-//!   the only form that kubelets 1.27 to 1.30 (no device names) can be joined by.
+//!   and a UUID not on this node makes the device unknown whatever its device name says.
+//! - **Kubelets 1.27 to 1.30** send no driver and no device name, only CDI names: the drivers'
+//!   own (`k8s.gpu.nvidia.com/claim=<claim uid>-gpu-0`) carry the device name after the claim
+//!   UID, which is then joined as below.
 //! - **NVIDIA `gpu-<minor>`**: the number is the device minor (`/dev/nvidia<minor>`), which is
 //!   *not* NVML's index in general: NVML orders GPUs by PCI address, the kernel numbers minors
 //!   in probe order (a host with `Device Minor: 0` at NVML index 3 is on record). The minor is
@@ -157,16 +159,66 @@ fn resolve(dev: &ClaimDevice, devices: &[DeviceSample], host: &mut HostNames) ->
             Found::Devices(dedup(ix))
         });
     }
-    let found = match dev.driver.as_str() {
-        NVIDIA_DRIVER => nvidia(&dev.device, devices, host),
-        AMD_DRIVER => amd(&dev.device, devices, host),
-        // Another driver's device: not a GPU.
-        _ => return None,
-    };
-    Some(match found {
+    if dev.driver.is_empty() {
+        // A kubelet before 1.31 names no driver and no device, but the drivers' own CDI names
+        // carry both. Several names (the kubelet's cumulative list) are all this container's.
+        let named: Vec<(&str, &str)> = dev
+            .cdi_devices
+            .iter()
+            .filter_map(|c| cdi_device(c))
+            .collect();
+        if named.is_empty() {
+            return None; // Not a GPU driver's.
+        }
+        let mut ix = Vec::new();
+        for (driver, device) in named {
+            match by_name(driver, device, devices, host) {
+                Some(found) if !found.is_empty() => ix.extend(found),
+                _ => return Some(Found::Unknown),
+            }
+        }
+        return Some(Found::Devices(dedup(ix)));
+    }
+    if dev.driver != NVIDIA_DRIVER && dev.driver != AMD_DRIVER {
+        return None; // Another driver's device: not a GPU.
+    }
+    Some(match by_name(&dev.driver, &dev.device, devices, host) {
         Some(ix) if !ix.is_empty() => Found::Devices(ix),
         _ => Found::Unknown,
     })
+}
+
+/// A GPU driver's device by its ResourceSlice name.
+fn by_name(
+    driver: &str,
+    device: &str,
+    devices: &[DeviceSample],
+    host: &mut HostNames,
+) -> Option<Vec<usize>> {
+    match driver {
+        NVIDIA_DRIVER => nvidia(device, devices, host),
+        AMD_DRIVER => amd(device, devices, host),
+        _ => None,
+    }
+}
+
+/// The driver and device name in one of the GPU drivers' own CDI names,
+/// `k8s.<driver>/<class>=<claim uid>-<device name>` (NVIDIA `cdi.go` `GetClaimDeviceName`,
+/// AMD `cdi.go` `GetClaimDevices`); `None` for any other CDI name (AMD's
+/// `k8s.gpu.amd.com/gpu=common` among them).
+fn cdi_device(cdi: &str) -> Option<(&'static str, &str)> {
+    let (kind, name) = cdi.split_once('=')?;
+    let driver = match kind.split_once('/')?.0 {
+        "k8s.gpu.nvidia.com" => NVIDIA_DRIVER,
+        "k8s.gpu.amd.com" => AMD_DRIVER,
+        _ => return None,
+    };
+    // A Kubernetes UID: 8-4-4-4-12 hex digits.
+    let uid = name.get(..36)?;
+    let is_uid = uid.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+        && uid.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit());
+    let device = name.get(36..)?.strip_prefix('-')?;
+    (is_uid && !device.is_empty()).then_some((driver, device))
 }
 
 fn dedup(mut ix: Vec<usize>) -> Vec<usize> {
@@ -476,8 +528,17 @@ mod tests {
              claim_dev("", "", &[&format!("nvidia.com/gpu={MIG_A}")]), Some(Found::Devices(vec![2]))),
             ("kubelet 1.27-1.30: a UUID not on this node",
              claim_dev("", "", &["nvidia.com/gpu=GPU-00000000-dead-beef-0000-000000000000"]), Some(Found::Unknown)),
-            ("kubelet 1.27-1.30, the NVIDIA driver's claim CDI name: nothing to join by",
-             claim_dev("", "", &[&nv_cdi("gpu-0")]), None),
+            ("kubelet 1.27-1.30, the NVIDIA driver's claim CDI name: its device name, gpu-0",
+             claim_dev("", "", &[&nv_cdi("gpu-0")]), Some(Found::Devices(vec![1]))),
+            ("kubelet 1.27-1.30, the kubelet's cumulative CDI names: both devices",
+             claim_dev("", "", &[&nv_cdi("gpu-0"), &nv_cdi("gpu-1")]), Some(Found::Devices(vec![0, 1]))),
+            ("kubelet 1.27-1.30, an NVIDIA device this node does not have",
+             claim_dev("", "", &[&nv_cdi("gpu-7")]), Some(Found::Unknown)),
+            ("kubelet 1.27-1.30, AMD: the common CDI device is skipped",
+             claim_dev("", "", &["k8s.gpu.amd.com/gpu=common", &format!("k8s.gpu.amd.com/gpu={CLAIM_UID}-gpu-1-129")]),
+             Some(Found::Devices(vec![4]))),
+            ("kubelet 1.27-1.30, another driver's CDI name",
+             claim_dev("", "", &["dra.example.com/net=eth1"]), None),
             ("AMD gpu-<card>-<render>: card 0 is 0000:c2:00.0",
              claim_dev(AMD_DRIVER, "gpu-0-128", &[&format!("k8s.gpu.amd.com/gpu={CLAIM_UID}-gpu-0-128"), "k8s.gpu.amd.com/gpu=common"]),
              Some(Found::Devices(vec![5]))),
