@@ -54,7 +54,11 @@ fn gpm_ready(s: &prom::Samples) -> bool {
 
 #[test]
 fn golden_metrics() {
-    let agent = Agent::with_scenario(&read("scenarios/golden.yaml")).start();
+    // The node tree: pid 4242 in a pod, 4243 a host process (unattributed), 7070 gone before
+    // it could be read (unattributed too).
+    let agent = Agent::with_scenario(&read("scenarios/golden.yaml"))
+        .rootfs(fixture("nodes/golden"))
+        .start();
     let s = agent.scrape_until(
         WAIT,
         "GPM values (two samples) and the power error",
