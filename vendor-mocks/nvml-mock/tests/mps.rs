@@ -148,3 +148,34 @@ fn mps_list_two_call_protocol() {
         assert_eq!((rc, count), (INSUFFICIENT_SIZE, 3));
     }
 }
+
+/// `scenarios/mps.yaml` answers as its comment says.
+#[test]
+fn the_example_answers_as_measured() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/mps.yaml");
+    let mock = Mock::new(&std::fs::read_to_string(path).unwrap());
+    let nvml = mock.init().unwrap();
+    let d = nvml.device_by_index(0).unwrap();
+    let compute: Vec<u32> = d
+        .running_compute_processes()
+        .unwrap()
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(compute, [4100, 4200, 4300]);
+    let clients: Vec<u32> = d
+        .mps_running_compute_processes()
+        .unwrap()
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(clients, [4200, 4300]);
+    let samples = d.process_utilization_stats(0).unwrap();
+    assert_eq!(
+        samples
+            .iter()
+            .map(|s| (s.pid, s.sm_util))
+            .collect::<Vec<_>>(),
+        [(4100, 87)]
+    );
+}
