@@ -121,8 +121,8 @@ pub struct Unattributed {
     pub device: usize,
     /// `gpu_unattributed_processes`.
     pub processes: usize,
-    /// `gpu_unattributed_memory_bytes`; `None` where the driver gives no memory for one of
-    /// those processes (a sum without it would be too small).
+    /// `gpu_unattributed_memory_bytes`: the memory the driver gives for those processes, as
+    /// for a container's; `None` where there are some and it gives none (0 when there are none).
     pub memory_bytes: Option<u64>,
 }
 
@@ -302,8 +302,7 @@ pub fn attribute(
         let mut others = 0usize;
         let mut outside = Unattributed {
             device: i,
-            processes: 0,
-            memory_bytes: Some(0),
+            ..Unattributed::default()
         };
         // NVML's MPS list named clients here: MPS runs on the device (rule 7).
         let nvml_mps = d.processes.iter().any(|p| p.mps_client);
@@ -324,10 +323,12 @@ pub fn attribute(
                 Owner::MpsServer => mps = true,
             }
             outside.processes += 1;
-            outside.memory_bytes = outside
-                .memory_bytes
-                .zip(p.used_memory_bytes)
-                .map(|(a, b)| a + b);
+            if let Some(m) = p.used_memory_bytes {
+                outside.memory_bytes = Some(outside.memory_bytes.unwrap_or(0) + m);
+            }
+        }
+        if outside.processes == 0 {
+            outside.memory_bytes = Some(0);
         }
         for key in &allocated[i] {
             shares.entry(key.clone()).or_default().allocated = true;
@@ -994,7 +995,7 @@ mod tests {
     }
 
     /// `gpu_unattributed_*`: host processes, an MPS server and vanished processes; memory
-    /// absent where one of them has no memory figure.
+    /// the sum of the figures the driver gives, absent where it gives none.
     #[test]
     fn unattributed_use_per_device() {
         let (dir, names) = node(&[("a", "p1", &uid(1), "c", &cid(1), 100)]);
@@ -1015,9 +1016,13 @@ mod tests {
             fs::write(proc.join(format!("{pid}/cgroup")), cgroup).unwrap();
             fs::write(proc.join(format!("{pid}/comm")), comm).unwrap();
         }
-        // pid 999 has no /proc entry: it vanished.
+        // pid 999 has no /proc entry: it vanished. On GPU 1 the driver gives no memory for the
+        // host process (a graphics client seen only in utilization samples), on GPU 3 for one
+        // of two.
         let mut none = device("1", UUID1, 0.5, true, &[(900, 0.0, 3)]);
         none.processes[0].used_memory_bytes = None;
+        let mut some = device("3", "GPU-3", 0.5, true, &[(900, 0.0, 3), (901, 0.0, 40)]);
+        some.processes[0].used_memory_bytes = None;
         let devs = [
             device(
                 "0",
@@ -1033,6 +1038,7 @@ mod tests {
             ),
             none,
             device("2", "GPU-2", 0.0, true, &[]),
+            some,
         ];
         let a = attribute(&devs, &proc, &names, &KubeletView::default());
         let got: Vec<(usize, usize, Option<u64>)> = a
@@ -1040,7 +1046,15 @@ mod tests {
             .iter()
             .map(|u| (u.device, u.processes, u.memory_bytes))
             .collect();
-        assert_eq!(got, [(0, 3, Some(140)), (1, 1, None), (2, 0, Some(0))]);
+        assert_eq!(
+            got,
+            [
+                (0, 3, Some(140)),
+                (1, 1, None),
+                (2, 0, Some(0)),
+                (3, 2, Some(40))
+            ]
+        );
         assert_eq!(a.failures, [Failure::ProcessVanished]);
         assert_eq!(find(&a, "p1", 0).unwrap().memory_used_bytes, Some(10.0));
     }
