@@ -60,6 +60,7 @@ AGENT_METRICS = {
     "gpu_clock_throttled", "gpu_pcie_transmit_bytes_per_second", "gpu_pcie_receive_bytes_per_second",
     "gpu_pcie_replay_errors_total", "gpu_nvlink_transmit_bytes_total", "gpu_nvlink_receive_bytes_total",
     "gpu_encoder_utilization_ratio", "gpu_decoder_utilization_ratio", "gpu_processes",
+    "gpu_unattributed_memory_bytes", "gpu_unattributed_processes",
     "pod_gpu_utilization_ratio", "pod_gpu_memory_used_bytes", "pod_gpu_allocated",
     "pod_gpu_sm_active_ratio", "pod_gpu_sm_occupancy_ratio", "pod_gpu_tensor_active_ratio",
     "pod_gpu_dram_active_ratio",

@@ -243,6 +243,10 @@ def gpu_node():
         "properties": [{"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
                        {"id": "custom.fillOpacity", "value": 0}],
     }])
+    b.timeseries("Memory held outside pods", [(f"gpu_unattributed_memory_bytes{{{sel}}}", legend)],
+                 unit="bytes", min_=0,
+                 description="GPU memory of processes in no pod: host daemons and jobs, an MPS server, "
+                             "processes the agent could not attribute (gpu_unattributed_memory_bytes).")
     b.timeseries("Power", [(f"gpu_power_watts{{{sel}}}", legend)], unit="watt", min_=0)
     b.timeseries("Temperature", [(f"gpu_temperature_celsius{{{sel}}}", legend)], unit="celsius")
     b.timeseries("SM clock", [(f"gpu_sm_clock_hertz{{{sel}}}", legend)], unit="hertz", min_=0)

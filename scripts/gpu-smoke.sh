@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Smoke test on a host with a real NVIDIA GPU and driver: builds the agent, runs it on the
 # system's NVML, scrapes it, and checks that every device series exists with plausible values.
-# Prints what it saw. Exit status 0 only if every check passed.
+# Then an MPS check (attribution rule 7, scripts/gpu-smoke-mps.py): a private MPS control daemon
+# on one GPU, two small PyTorch clients made to look like two pods, and the agent's answer.
+# Prints what it saw. Exit status 0 only if every check passed; a check whose tools are missing
+# says SKIP and why, and does not fail. Never run in CI (it needs a GPU).
 #
 # Usage: scripts/gpu-smoke.sh [extra exporter flags...]
+#   SMOKE_PORT (19445; the MPS check uses the next port), SMOKE_INTERVAL (1s),
+#   SMOKE_MPS=0 to leave the MPS check out, SMOKE_MPS_GPU (0: the GPU's NVML index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +34,8 @@ curl -fsS "http://127.0.0.1:${PORT}/metrics" >"$scrape"
 echo "==> agent log"
 cat "$log"
 
-python3 - "$scrape" <<'PY'
+status=0
+python3 - "$scrape" <<'PY' || status=1
 import re, sys
 text = open(sys.argv[1]).read()
 series = {}
@@ -88,3 +94,20 @@ print()
 print("RESULT:", "PASS" if not failures else f"FAIL ({len(failures)} check(s))")
 sys.exit(1 if failures else 0)
 PY
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+trap - EXIT
+
+echo
+echo "==> MPS (attribution rule 7)"
+if [ "${SMOKE_MPS:-1}" = 0 ]; then
+  echo "SKIP: MPS check (SMOKE_MPS=0)"
+elif ! command -v nvidia-cuda-mps-control >/dev/null 2>&1; then
+  echo "SKIP: MPS check: nvidia-cuda-mps-control is not installed (it comes with the driver's utilities)"
+elif ! python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+  echo "SKIP: MPS check: PyTorch with CUDA is not installed for python3 (the two clients need it)"
+else
+  python3 scripts/gpu-smoke-mps.py --binary target/release/gpu-pod-exporter \
+    --port "$((PORT + 1))" --interval "$INTERVAL" --gpu "${SMOKE_MPS_GPU:-0}" -- "$@" || status=1
+fi
+exit "$status"

@@ -97,6 +97,7 @@ impl Collector for SnapshotCollector {
         let snap = self.store.load();
         encode_devices(&snap, &mut enc)?;
         encode_pods(&snap, &mut enc)?;
+        encode_unattributed(&snap, &mut enc)?;
         encode_self(&snap, &mut enc)
     }
 }
@@ -465,6 +466,28 @@ fn encode_pods(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::
         )?;
     }
     Ok(())
+}
+
+/// `gpu_unattributed_*` (CONTRACT §3): per device that answered, what no pod series carries.
+fn encode_unattributed(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let live = || {
+        snap.unattributed.iter().filter_map(|u| {
+            let d = snap.devices.get(u.device)?;
+            d.up().then_some((d, u))
+        })
+    };
+    gauge_family(
+        enc,
+        "gpu_unattributed_memory_bytes",
+        "Device memory held by processes outside any pod (host daemons, an MPS server, processes gone before they could be read), in bytes.",
+        live().filter_map(|(d, u)| Some((device_labels(d), u.memory_bytes? as f64))),
+    )?;
+    gauge_family(
+        enc,
+        "gpu_unattributed_processes",
+        "Processes on the GPU outside any pod (host daemons, an MPS server, processes gone before they could be read).",
+        live().map(|(d, u)| (device_labels(d), u.processes as f64)),
+    )
 }
 
 fn encode_self(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {

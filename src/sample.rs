@@ -100,6 +100,9 @@ pub struct GpuProcess {
     /// MIG GPU and compute instance ids, when the device is in MIG mode.
     pub gpu_instance_id: Option<u32>,
     pub compute_instance_id: Option<u32>,
+    /// The driver lists the process as an MPS client (NVML's MPS list): its kernels run in
+    /// the MPS server's context, and its utilization samples go to the server (rule 7).
+    pub mps_client: bool,
 }
 
 /// Why a device did not answer its last sample.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::attribute::names::NodeNames;
 use crate::attribute::podresources::KubeletView;
-use crate::attribute::{self, Failure, PodSample};
+use crate::attribute::{self, Failure, PodSample, Unattributed};
 use crate::collect::{CollectorState, Hub};
 use crate::paths::HostPaths;
 use crate::sample::{CallError, DeviceDown, DeviceSample};
@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub call_errors: Vec<(&'static str, CallError, u64)>,
     /// Per-pod series: one entry per (container, device).
     pub pods: Vec<PodSample>,
+    /// Per device: the processes no pod series carries, and their memory.
+    pub unattributed: Vec<Unattributed>,
     /// Attribution failures since start, every reason present (0 until it happens).
     pub attribution_failures: BTreeMap<Failure, u64>,
     /// The agent's own figures, when `/proc/self` could be read.
@@ -128,6 +130,7 @@ struct Attributor {
     /// (collector cycles, kubelet fetch time) of the last pass.
     last_inputs: Option<(u64, Option<std::time::SystemTime>)>,
     pods: Vec<PodSample>,
+    unattributed: Vec<Unattributed>,
     failures: BTreeMap<Failure, u64>,
     /// The DRA claim devices that matched no device in the last pass (logged when new).
     unknown_claim_devices: BTreeSet<String>,
@@ -140,6 +143,7 @@ impl Attributor {
             kubelet,
             last_inputs: None,
             pods: Vec::new(),
+            unattributed: Vec::new(),
             failures: Failure::ALL.iter().map(|f| (*f, 0)).collect(),
             unknown_claim_devices: BTreeSet::new(),
         }
@@ -158,9 +162,11 @@ impl Attributor {
             }
             *self.failures.entry(Failure::DeviceUnknown).or_insert(0) += unknown_claim_devices;
             self.pods = result.pods;
+            self.unattributed = result.unattributed;
             self.last_inputs = Some(inputs);
         }
         snap.pods.clone_from(&self.pods);
+        snap.unattributed.clone_from(&self.unattributed);
         snap.attribution_failures.clone_from(&self.failures);
     }
 

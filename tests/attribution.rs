@@ -153,6 +153,26 @@ fn every_cgroup_layout_is_attributed_by_the_rules() {
         s.find("pod_gpu_memory_used_bytes", &[]).len(),
         EVERY_LAYOUT_PODS
     );
+    // They are unattributed use: nvidia-persistenced's 300 MiB on GPU 0, conmon's 10 MiB on GPU 1.
+    for (gpu, memory, processes) in [
+        ("0", 314572800.0, 1.0),
+        ("1", 10485760.0, 1.0),
+        ("2", 0.0, 0.0),
+        ("3", 0.0, 0.0),
+        ("4", 0.0, 0.0),
+    ] {
+        let l = [("gpu", gpu)];
+        assert_eq!(
+            s.value("gpu_unattributed_memory_bytes", &l),
+            Some(memory),
+            "gpu {gpu}"
+        );
+        assert_eq!(
+            s.value("gpu_unattributed_processes", &l),
+            Some(processes),
+            "gpu {gpu}"
+        );
+    }
     for f in s.find("gpu_pod_exporter_attribution_failures_total", &[]) {
         assert_eq!(f.value, 0.0, "{:?}", f.labels);
     }
@@ -239,6 +259,15 @@ fn a_process_that_vanished_is_counted_and_skipped() {
         .is_some_and(|v| v >= 1.0)
     });
     assert_eq!(ratio(&s, "v2-systemd-containerd"), Some(0.2));
+    // Its memory is unattributed, beside the host daemon's.
+    assert_eq!(
+        s.value("gpu_unattributed_memory_bytes", &[("gpu", "0")]),
+        Some(314572800.0 + 1.0)
+    );
+    assert_eq!(
+        s.value("gpu_unattributed_processes", &[("gpu", "0")]),
+        Some(2.0)
+    );
 }
 
 /// The every-layout node with a fake kubelet answering pod-resources on its socket.

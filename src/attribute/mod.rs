@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod deviceid;
 pub mod dra;
+mod mps;
 pub mod names;
 pub mod podresources;
 
@@ -17,6 +18,7 @@ use std::path::Path;
 
 use self::cgroup::ContainerRef;
 use self::deviceid::DeviceRef;
+use self::mps::Comm;
 use self::names::NodeNames;
 use self::podresources::KubeletView;
 use crate::sample::{DeviceDown, DeviceMetrics, DeviceSample, Vendor};
@@ -111,10 +113,26 @@ impl PodGpm {
     }
 }
 
+/// What no pod series carries on one device: processes outside any pod (host daemons), an MPS
+/// server, and processes that could not be attributed (gone before their `/proc` was read,
+/// unreadable, in a pod the node does not know).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unattributed {
+    /// Index of the device in the snapshot's device list.
+    pub device: usize,
+    /// `gpu_unattributed_processes`.
+    pub processes: usize,
+    /// `gpu_unattributed_memory_bytes`: the memory the driver gives for those processes, as
+    /// for a container's; `None` where there are some and it gives none (0 when there are none).
+    pub memory_bytes: Option<u64>,
+}
+
 /// The outcome of one attribution pass.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Attribution {
     pub pods: Vec<PodSample>,
+    /// One entry per device, in device order.
+    pub unattributed: Vec<Unattributed>,
     /// One entry per failure in this pass.
     pub failures: Vec<Failure>,
 }
@@ -130,23 +148,30 @@ enum Owner {
     MpsServer,
 }
 
-/// `/proc/<pid>/comm` of the MPS server. The kernel cuts a command name to 15 bytes, so
-/// `nvidia-cuda-mps-server` reads `nvidia-cuda-mps`; `nvidia-cuda-mps-control`, cut the same,
-/// holds no GPU context and never appears in the driver's process list.
-const MPS_SERVER_COMM: [&str; 2] = ["nvidia-cuda-mps", "nvidia-cuda-mps-server"];
-
 /// Reads `/proc/<pid>/comm` (an MPS server?) and `/proc/<pid>/cgroup`, and names the container,
 /// counting failures.
 struct Resolver<'a> {
     procfs: &'a Path,
     names: &'a NodeNames,
     kubelet: &'a KubeletView,
+    comms: HashMap<u32, Comm>,
     seen: HashMap<u32, Owner>,
     failures: Vec<Failure>,
 }
 
 impl Resolver<'_> {
-    fn owner(&mut self, pid: u32) -> Owner {
+    /// Who a process on a device belongs to. `nvml_says_server`: the device's MPS list names
+    /// clients and not this process (one server may serve several devices, so this is asked
+    /// per device; the command name and the cgroup are read once per pass).
+    fn owner(&mut self, pid: u32, nvml_says_server: bool) -> Owner {
+        let procfs = self.procfs;
+        let comm = *self
+            .comms
+            .entry(pid)
+            .or_insert_with(|| Comm::read(procfs, pid));
+        if comm.is_mps_server(nvml_says_server) {
+            return Owner::MpsServer;
+        }
         if let Some(o) = self.seen.get(&pid) {
             return o.clone();
         }
@@ -161,9 +186,6 @@ impl Resolver<'_> {
     }
 
     fn resolve(&mut self, pid: u32) -> Owner {
-        if self.is_mps_server(pid) {
-            return Owner::MpsServer;
-        }
         let path = self.procfs.join(pid.to_string()).join("cgroup");
         let content = match std::fs::read_to_string(&path) {
             Ok(c) => c,
@@ -219,21 +241,6 @@ impl Resolver<'_> {
             container,
         })
     }
-
-    /// Whether the process is an MPS server, by its command name. A process that cannot be
-    /// read is not one (its cgroup read then tells why).
-    fn is_mps_server(&self, pid: u32) -> bool {
-        use std::io::Read;
-        let path = self.procfs.join(pid.to_string()).join("comm");
-        // A command name is at most 15 bytes and a newline: no allocation for it.
-        let mut buf = [0u8; 32];
-        let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut buf)) else {
-            return false;
-        };
-        let comm = buf.get(..n).unwrap_or_default();
-        let comm = comm.strip_suffix(b"\n").unwrap_or(comm);
-        MPS_SERVER_COMM.iter().any(|m| m.as_bytes() == comm)
-    }
 }
 
 /// One container's share of one device, while it is being added up.
@@ -256,6 +263,7 @@ pub fn attribute(
         procfs,
         names,
         kubelet,
+        comms: HashMap::new(),
         seen: HashMap::new(),
         failures: Vec::new(),
     };
@@ -289,11 +297,20 @@ pub fn attribute(
     }
 
     let mut pods = Vec::new();
+    let mut unattributed = Vec::with_capacity(devices.len());
     for (i, d) in devices.iter().enumerate() {
         let mut shares: BTreeMap<ContainerKey, Share> = BTreeMap::new();
         let mut others = 0usize;
+        let mut outside = Unattributed {
+            device: i,
+            ..Unattributed::default()
+        };
+        // NVML's MPS list named clients here: MPS runs on the device (rule 7).
+        let nvml_mps = d.processes.iter().any(|p| p.mps_client);
+        let mut mps = nvml_mps;
         for p in &d.processes {
-            match r.owner(p.pid) {
+            let owner = r.owner(p.pid, nvml_mps && !p.mps_client);
+            match owner {
                 Owner::Container(key) => {
                     let s = shares.entry(key).or_default();
                     s.processes += 1;
@@ -301,28 +318,39 @@ pub fn attribute(
                     if let Some(m) = p.used_memory_bytes {
                         s.memory = Some(s.memory.unwrap_or(0) + m);
                     }
+                    continue;
                 }
                 Owner::Other => others += 1,
-                Owner::MpsServer => {}
+                Owner::MpsServer => mps = true,
             }
+            outside.processes += 1;
+            if let Some(m) = p.used_memory_bytes {
+                outside.memory_bytes = Some(outside.memory_bytes.unwrap_or(0) + m);
+            }
+        }
+        if outside.processes == 0 {
+            outside.memory_bytes = Some(0);
         }
         for key in &allocated[i] {
             shares.entry(key.clone()).or_default().allocated = true;
         }
-        pods.extend(device_shares(i, d, shares, others));
+        pods.extend(device_shares(i, d, shares, others, mps));
+        unattributed.push(outside);
     }
     Attribution {
         pods,
+        unattributed,
         failures: r.failures,
     }
 }
 
-/// Rules 3 to 5 for one device.
+/// Rules 3 to 5, and 7, for one device. `mps`: an MPS server runs on it.
 fn device_shares(
     index: usize,
     d: &DeviceSample,
     shares: BTreeMap<ContainerKey, Share>,
     others: usize,
+    mps: bool,
 ) -> Vec<PodSample> {
     // A failed device reports nothing about its processes: only allocations stand.
     let failed = matches!(d.down, Some(DeviceDown::Failed(_)));
@@ -335,6 +363,9 @@ fn device_shares(
     };
     // MIG instances report no NVML utilization; their GPM SM activity stands in for it.
     let device_util = d.metrics.utilization_ratio.or(d.metrics.sm_active_ratio);
+    // Rule 7: under MPS, NVML gives the clients' SM use to the server, so the clients'
+    // per-process figures (0) are no measure of their use: as if the device had none.
+    let per_process = d.per_process_utilization && !mps;
     let mut out: Vec<PodSample> = shares
         .into_iter()
         .map(|(key, s)| {
@@ -343,7 +374,7 @@ fn device_shares(
             } else if s.processes == 0 {
                 // Rule 4: allocated, nothing running yet.
                 (Some(0.0), Some(0.0))
-            } else if d.per_process_utilization {
+            } else if per_process {
                 // Rule 3: the sum of its processes' SM utilization.
                 (Some(s.ratio.clamp(0.0, 1.0)), s.memory.map(|m| m as f64))
             } else if alone {
@@ -870,5 +901,162 @@ mod tests {
             (p.utilization_ratio, p.memory_used_bytes),
             (Some(0.87), Some(5.0))
         );
+    }
+
+    /// A device under MPS as NVML reports it (FIELD-NOTES, "MPS"): per-process utilization
+    /// supported, every sample on the server (pid 4100, 66 MiB), the clients at 0.
+    fn mps_device(procs: &[(u32, u64)], clients_listed: bool) -> DeviceSample {
+        let mut d = device(
+            "0",
+            UUID0,
+            0.87,
+            true,
+            &procs
+                .iter()
+                .map(|(pid, m)| (*pid, if *pid == 4100 { 0.87 } else { 0.0 }, *m))
+                .collect::<Vec<_>>(),
+        );
+        for p in &mut d.processes {
+            p.mps_client = clients_listed && p.pid != 4100;
+        }
+        d
+    }
+
+    /// Rule 7 with per-process data: the clients' 0 is no measure of their use, so they get
+    /// no ratio (memory as usual); the server is no pod, and its memory is unattributed.
+    #[test]
+    fn mps_clients_get_no_false_zero() {
+        let (dir, names) = node(&[
+            ("a", "p1", &uid(1), "c", &cid(1), 100),
+            ("a", "p2", &uid(2), "c", &cid(2), 200),
+            ("kube-system", "mps", &uid(4), "mps", &cid(4), 4100),
+        ]);
+        let proc = dir.path().join("proc");
+        fs::write(proc.join("4100/comm"), "nvidia-cuda-mps\n").unwrap();
+        fs::write(proc.join("100/comm"), "python3\n").unwrap();
+        for clients_listed in [true, false] {
+            let devs = [mps_device(
+                &[(4100, 66), (100, 5), (200, 7)],
+                clients_listed,
+            )];
+            let a = attribute(&devs, &proc, &names, &KubeletView::default());
+            let got: Vec<(&str, Option<f64>, Option<f64>)> = a
+                .pods
+                .iter()
+                .map(|p| (p.key.pod.as_str(), p.utilization_ratio, p.memory_used_bytes))
+                .collect();
+            assert_eq!(
+                got,
+                [("p1", None, Some(5.0)), ("p2", None, Some(7.0))],
+                "clients listed by NVML: {clients_listed}"
+            );
+            assert_eq!(
+                a.unattributed,
+                [Unattributed {
+                    device: 0,
+                    processes: 1,
+                    memory_bytes: Some(66)
+                }]
+            );
+            assert!(a.failures.is_empty());
+        }
+        // One client container: it holds the device alone, and gets the device's utilization.
+        let devs = [mps_device(&[(4100, 66), (100, 5)], true)];
+        let a = attribute(&devs, &proc, &names, &KubeletView::default());
+        assert_eq!(a.pods.len(), 1);
+        assert_eq!(find(&a, "p1", 0).unwrap().utilization_ratio, Some(0.87));
+    }
+
+    /// Where the server's command name cannot be read, NVML's MPS list tells it: a process in
+    /// the compute list that the list does not name. A name that reads as another program
+    /// outweighs NVML (a process that does not use MPS, beside MPS clients).
+    #[test]
+    fn nvml_tells_the_server_where_its_name_cannot_be_read() {
+        let (dir, names) = node(&[
+            ("a", "p1", &uid(1), "c", &cid(1), 100),
+            ("a", "p2", &uid(2), "c", &cid(2), 200),
+            ("kube-system", "mps", &uid(4), "mps", &cid(4), 4100),
+        ]);
+        let proc = dir.path().join("proc");
+        // No comm for 4100; 200 is not an MPS client and says so by its name.
+        fs::write(proc.join("200/comm"), "python3\n").unwrap();
+        let mut d = mps_device(&[(4100, 66), (100, 5), (200, 7)], true);
+        d.processes[2].mps_client = false;
+        let a = attribute(&[d.clone()], &proc, &names, &KubeletView::default());
+        let pods: Vec<&str> = a.pods.iter().map(|p| p.key.pod.as_str()).collect();
+        assert_eq!(pods, ["p1", "p2"], "the server's pod is no pod series");
+        assert_eq!(a.unattributed[0].processes, 1);
+        assert_eq!(find(&a, "p1", 0).unwrap().utilization_ratio, None);
+        // Without NVML's list, an unreadable name is no server: the pod keeps its process.
+        for p in &mut d.processes {
+            p.mps_client = false;
+        }
+        let a = attribute(&[d], &proc, &names, &KubeletView::default());
+        assert!(find(&a, "mps", 0).is_some());
+    }
+
+    /// `gpu_unattributed_*`: host processes, an MPS server and vanished processes; memory
+    /// the sum of the figures the driver gives, absent where it gives none.
+    #[test]
+    fn unattributed_use_per_device() {
+        let (dir, names) = node(&[("a", "p1", &uid(1), "c", &cid(1), 100)]);
+        let proc = dir.path().join("proc");
+        for (pid, cgroup, comm) in [
+            (
+                900,
+                "0::/system.slice/nvidia-persistenced.service\n",
+                "nvidia-persiste\n",
+            ),
+            (
+                901,
+                "0::/system.slice/nvidia-mps.service\n",
+                "nvidia-cuda-mps\n",
+            ),
+        ] {
+            fs::create_dir_all(proc.join(format!("{pid}"))).unwrap();
+            fs::write(proc.join(format!("{pid}/cgroup")), cgroup).unwrap();
+            fs::write(proc.join(format!("{pid}/comm")), comm).unwrap();
+        }
+        // pid 999 has no /proc entry: it vanished. On GPU 1 the driver gives no memory for the
+        // host process (a graphics client seen only in utilization samples), on GPU 3 for one
+        // of two.
+        let mut none = device("1", UUID1, 0.5, true, &[(900, 0.0, 3)]);
+        none.processes[0].used_memory_bytes = None;
+        let mut some = device("3", "GPU-3", 0.5, true, &[(900, 0.0, 3), (901, 0.0, 40)]);
+        some.processes[0].used_memory_bytes = None;
+        let devs = [
+            device(
+                "0",
+                UUID0,
+                0.5,
+                true,
+                &[
+                    (100, 0.3, 10),
+                    (900, 0.0, 20),
+                    (901, 0.0, 40),
+                    (999, 0.1, 80),
+                ],
+            ),
+            none,
+            device("2", "GPU-2", 0.0, true, &[]),
+            some,
+        ];
+        let a = attribute(&devs, &proc, &names, &KubeletView::default());
+        let got: Vec<(usize, usize, Option<u64>)> = a
+            .unattributed
+            .iter()
+            .map(|u| (u.device, u.processes, u.memory_bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 3, Some(140)),
+                (1, 1, None),
+                (2, 0, Some(0)),
+                (3, 2, Some(40))
+            ]
+        );
+        assert_eq!(a.failures, [Failure::ProcessVanished]);
+        assert_eq!(find(&a, "p1", 0).unwrap().memory_used_bytes, Some(10.0));
     }
 }

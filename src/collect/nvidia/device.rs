@@ -12,10 +12,12 @@ use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::gpm::gpm_metrics_get;
+use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use nvml_wrapper::{Device, GpmSample, Nvml};
 
 use super::error_name;
 use super::health;
+use super::mps::MpsClients;
 use super::procutil::ProcessUtilization;
 use crate::sample::{
     CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, GpuProcess,
@@ -135,6 +137,7 @@ struct DeviceState {
     handle: Option<Device<'static>>,
     identity: DeviceIdentity,
     procutil: ProcessUtilization,
+    mps: MpsClients,
     gpm: Gpm,
     /// The previous GPM sample of each MIG GPU instance, by GPU instance id.
     mig_gpm: HashMap<u32, GpmSample<'static>>,
@@ -152,6 +155,7 @@ impl DeviceState {
             driver_version,
             handle: None,
             procutil: ProcessUtilization::new(),
+            mps: MpsClients::new(),
             gpm: Gpm {
                 supported: None,
                 previous: None,
@@ -164,6 +168,7 @@ impl DeviceState {
     fn reset(&mut self) {
         self.handle = None;
         self.procutil = ProcessUtilization::new();
+        self.mps = MpsClients::new();
         self.gpm = Gpm {
             supported: None,
             previous: None,
@@ -242,6 +247,13 @@ impl DeviceState {
         let in_mig_mode = calls
             .take("mig", || dev.mig_mode())
             .is_some_and(|m| m.current == 1);
+        // MPS clients (rule 7): asked where processes run. In MIG mode the parent's processes
+        // are its instances', attributed there.
+        let mps_clients = if !in_mig_mode && running.as_ref().is_some_and(|r| !r.is_empty()) {
+            calls.take("mps", || self.mps.poll(nvml, dev)).flatten()
+        } else {
+            None
+        };
         let instances = if in_mig_mode {
             mig_instances(
                 &mut calls,
@@ -270,7 +282,7 @@ impl DeviceState {
             (Vec::new(), false)
         } else {
             (
-                merge_processes(running.unwrap_or_default(), utils.clone()),
+                merge_processes(running.unwrap_or_default(), utils.clone(), mps_clients),
                 utils.is_some(),
             )
         };
@@ -366,7 +378,7 @@ fn mig_instances(
             down: None,
             metrics: m,
             health: DeviceHealth::default(),
-            processes: merge_processes(running.unwrap_or_default(), None),
+            processes: merge_processes(running.unwrap_or_default(), None, None),
             per_process_utilization: false,
         });
     }
@@ -446,33 +458,43 @@ fn poll_gpm(
     gpm_step(nvml, previous, current, |s| gpm.previous = Some(s))
 }
 
-/// Joins the running-process list (memory, MIG ids) with per-process utilization. A process
-/// with utilization samples but no compute context (a graphics client) is kept too.
+/// Joins the running-process list (memory, MIG ids) with per-process utilization and the MPS
+/// client list. A process with utilization samples but no compute context (a graphics client)
+/// is kept too, and so is an MPS client missing from the compute list.
 fn merge_processes(
-    running: Vec<nvml_wrapper::struct_wrappers::device::ProcessInfo>,
+    running: Vec<ProcessInfo>,
     utils: Option<HashMap<u32, f64>>,
+    mps_clients: Option<Vec<ProcessInfo>>,
 ) -> Vec<GpuProcess> {
-    let mut out: Vec<GpuProcess> = running
-        .into_iter()
-        .map(|p| GpuProcess {
-            pid: p.pid,
-            used_memory_bytes: match p.used_gpu_memory {
-                UsedGpuMemory::Used(b) => Some(b),
-                UsedGpuMemory::Unavailable => None,
-            },
-            sm_utilization_ratio: utils
-                .as_ref()
-                .map(|u| u.get(&p.pid).copied().unwrap_or(0.0)),
-            gpu_instance_id: p.gpu_instance_id,
-            compute_instance_id: p.compute_instance_id,
-        })
-        .collect();
-    if let Some(utils) = utils {
+    let from_info = |p: ProcessInfo| GpuProcess {
+        pid: p.pid,
+        used_memory_bytes: match p.used_gpu_memory {
+            UsedGpuMemory::Used(b) => Some(b),
+            UsedGpuMemory::Unavailable => None,
+        },
+        sm_utilization_ratio: utils
+            .as_ref()
+            .map(|u| u.get(&p.pid).copied().unwrap_or(0.0)),
+        gpu_instance_id: p.gpu_instance_id,
+        compute_instance_id: p.compute_instance_id,
+        mps_client: false,
+    };
+    let mut out: Vec<GpuProcess> = running.into_iter().map(from_info).collect();
+    for client in mps_clients.into_iter().flatten() {
+        match out.iter_mut().find(|p| p.pid == client.pid) {
+            Some(p) => p.mps_client = true,
+            None => out.push(GpuProcess {
+                mps_client: true,
+                ..from_info(client)
+            }),
+        }
+    }
+    if let Some(utils) = &utils {
         for (pid, ratio) in utils {
-            if !out.iter().any(|p| p.pid == pid) {
+            if !out.iter().any(|p| p.pid == *pid) {
                 out.push(GpuProcess {
-                    pid,
-                    sm_utilization_ratio: Some(ratio),
+                    pid: *pid,
+                    sm_utilization_ratio: Some(*ratio),
                     ..GpuProcess::default()
                 });
             }
@@ -480,4 +502,57 @@ fn merge_processes(
     }
     out.sort_by_key(|p| p.pid);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(pid: u32, memory: u64) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            used_gpu_memory: UsedGpuMemory::Used(memory),
+            gpu_instance_id: None,
+            compute_instance_id: None,
+        }
+    }
+
+    /// What NVML answered on an H200 under MPS (FIELD-NOTES, "MPS"): the server (66 MiB) and
+    /// both clients in the compute list, the clients in the MPS list, every utilization
+    /// sample on the server's pid.
+    #[test]
+    fn mps_clients_are_marked_and_keep_their_memory() {
+        let server = 66 << 20;
+        let running = vec![info(4100, server), info(4200, 5 << 30), info(4300, 7 << 30)];
+        let utils = HashMap::from([(4100, 0.87)]);
+        let clients = vec![info(4200, 5 << 30), info(4300, 7 << 30)];
+        let got = merge_processes(running, Some(utils), Some(clients));
+        let view: Vec<(u32, Option<u64>, Option<f64>, bool)> = got
+            .iter()
+            .map(|p| {
+                (
+                    p.pid,
+                    p.used_memory_bytes,
+                    p.sm_utilization_ratio,
+                    p.mps_client,
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (4100, Some(server), Some(0.87), false),
+                (4200, Some(5 << 30), Some(0.0), true),
+                (4300, Some(7 << 30), Some(0.0), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_mps_client_missing_from_the_compute_list_is_kept() {
+        let got = merge_processes(vec![info(4100, 1)], None, Some(vec![info(4200, 2)]));
+        assert_eq!(got.len(), 2);
+        assert!(got[1].mps_client && got[1].used_memory_bytes == Some(2));
+        assert!(!got[0].mps_client);
+    }
 }

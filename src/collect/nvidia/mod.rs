@@ -4,6 +4,7 @@
 mod device;
 mod events;
 mod health;
+mod mps;
 mod procutil;
 
 use std::ffi::OsStr;

@@ -46,6 +46,7 @@ fn exports_match_nvml_wrapper_sys() {
         nvmlDeviceGetClockInfo,
         // processes
         nvmlDeviceGetComputeRunningProcesses_v3,
+        nvmlDeviceGetMPSComputeRunningProcesses_v3,
         nvmlDeviceGetProcessUtilization,
         nvmlDeviceGetProcessesUtilizationInfo,
         // gpm

@@ -1,5 +1,5 @@
-//! Per-process calls: the running compute processes and the two per-process utilization
-//! calls, with NVML's two-call size protocol.
+//! Per-process calls: the running compute processes, the MPS clients and the two per-process
+//! utilization calls, with NVML's two-call size protocol.
 //!
 //! In MIG mode, processes live in the instances: a MIG device lists its instance's
 //! processes, and its parent GPU lists every instance's, each with its `gpuInstanceId` and
@@ -9,6 +9,11 @@
 //! stamped with the current time (microseconds since the Unix epoch), and returns them only
 //! if that stamp is newer than the caller's `lastSeenTimeStamp`; otherwise `NOT_FOUND`, which
 //! is also the answer for a device without processes.
+//!
+//! Under MPS (a device's `mps_server`), as NVML answered on an H200 (FIELD-NOTES "MPS"): the
+//! compute list holds the server, then its clients (`processes`); the MPS list holds the
+//! clients; and every utilization sample is the server's, with the clients' summed SM and
+//! memory utilization (at most 100).
 
 use std::ffi::{c_uint, c_ulonglong};
 use std::mem::size_of;
@@ -22,7 +27,7 @@ use crate::codes::{
     NvmlResult, ARGUMENT_VERSION_MISMATCH, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NOT_FOUND,
     NOT_SUPPORTED,
 };
-use crate::scenario::{Device, Family, Process, ProcessUtilization};
+use crate::scenario::{Device, Family, MpsServer, Process, ProcessUtilization};
 
 /// `NVML_STRUCT_VERSION(ProcessesUtilizationInfo, 1)` from `nvml.h`.
 const PROCESSES_UTILIZATION_INFO_V1_VERSION: u32 =
@@ -50,8 +55,9 @@ unsafe fn size_protocol(count: *mut c_uint, buffer_is_null: bool, needed: usize)
 /// `NULL` buffer: the count, and `INSUFFICIENT_SIZE` if there are processes (`SUCCESS` with 0
 /// if none). A buffer too small: `INSUFFICIENT_SIZE` with the count needed.
 ///
-/// A GPU lists its own `processes` (instance IDs `0xFFFFFFFF`), then, in MIG mode, every
-/// instance's; a MIG device lists its instance's. Instance processes carry their IDs.
+/// A GPU lists its MPS server if it has one, its own `processes` (instance IDs `0xFFFFFFFF`),
+/// then, in MIG mode, every instance's; a MIG device lists its instance's. Instance processes
+/// carry their IDs.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     device: nvmlDevice_t,
@@ -61,9 +67,10 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     target_call(device, Family::Processes, |t| {
         let list: Vec<nvmlProcessInfo_t> = match t {
             Target::Gpu(d, _) => {
-                let own = d
-                    .processes
+                let server = d.mps_server.as_ref().map(server_process);
+                let own = server
                     .iter()
+                    .chain(&d.processes)
                     .map(|p| process_info(p, NOT_AVAILABLE, NOT_AVAILABLE));
                 let in_instances = d.mig.iter().flatten().flat_map(|m| {
                     m.processes
@@ -86,6 +93,44 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
         }
         Ok(())
     })
+}
+
+/// The MPS clients: a GPU's `processes` when it has an `mps_server`, else none (`SUCCESS` with
+/// a count of 0, as NVML answers on a GPU without MPS). The same size protocol as the compute
+/// list. A MIG device has none (the mock models MPS on whole GPUs only).
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMPSComputeRunningProcesses_v3(
+    device: nvmlDevice_t,
+    infoCount: *mut c_uint,
+    infos: *mut nvmlProcessInfo_t,
+) -> nvmlReturn_t {
+    target_call(device, Family::Mps, |t| {
+        let list: Vec<nvmlProcessInfo_t> = match t {
+            Target::Gpu(d, _) if d.mps_server.is_some() => d
+                .processes
+                .iter()
+                .map(|p| process_info(p, NOT_AVAILABLE, NOT_AVAILABLE))
+                .collect(),
+            Target::Gpu(..) | Target::Mig { .. } => Vec::new(),
+        };
+        // SAFETY: NVML's contract: `infoCount` is NULL or valid; `infos` holds `*infoCount`.
+        unsafe { size_protocol(infoCount, infos.is_null(), list.len()) }?;
+        for (i, info) in list.into_iter().enumerate() {
+            // SAFETY: `size_protocol` checked the buffer holds that many entries.
+            unsafe { infos.add(i).write(info) };
+        }
+        Ok(())
+    })
+}
+
+/// The MPS server as a process of the compute list.
+fn server_process(s: &MpsServer) -> Process {
+    Process {
+        pid: s.pid,
+        used_memory_bytes: s.used_memory_bytes,
+        sm_util_percent: 0,
+        mem_util_percent: 0,
+    }
 }
 
 fn process_info(p: &Process, gpu_instance_id: u32, compute_instance_id: u32) -> nvmlProcessInfo_t {
@@ -181,13 +226,25 @@ pub unsafe extern "C" fn nvmlDeviceGetProcessesUtilizationInfo(
 }
 
 /// The samples a call returns: one per process, all stamped now, or `NOT_FOUND` when there
-/// are none newer than `last_seen`.
-fn samples(d: &Device, last_seen: u64) -> NvmlResult<(u64, &[Process])> {
+/// are none newer than `last_seen`. Under MPS, one sample: the server's, with its clients'
+/// summed utilization.
+fn samples(d: &Device, last_seen: u64) -> NvmlResult<(u64, Vec<Process>)> {
     let stamp = sample_stamp();
     if d.processes.is_empty() || stamp <= last_seen {
         return Err(NOT_FOUND);
     }
-    Ok((stamp, &d.processes))
+    let processes = match &d.mps_server {
+        None => d.processes.clone(),
+        Some(server) => {
+            let sum = |f: fn(&Process) -> u32| d.processes.iter().map(f).sum::<u32>().min(100);
+            vec![Process {
+                sm_util_percent: sum(|p| p.sm_util_percent),
+                mem_util_percent: sum(|p| p.mem_util_percent),
+                ..server_process(server)
+            }]
+        }
+    };
+    Ok((stamp, processes))
 }
 
 /// Microseconds since the Unix epoch, strictly increasing across calls, so two calls in the

@@ -81,6 +81,23 @@ impl Device {
                 ));
             }
         }
+        if let Some(server) = &self.mps_server {
+            if server.pid == 0 {
+                return Err("mps_server.pid is 0; pid 0 is no process".into());
+            }
+            if self.processes.iter().any(|p| p.pid == server.pid) {
+                return Err(format!(
+                    "pid {} is both the MPS server and one of its clients in `processes`",
+                    server.pid
+                ));
+            }
+            if self.mig.is_some() {
+                return Err(
+                    "mps_server on a GPU in MIG mode: the mock models MPS on whole GPUs only"
+                        .into(),
+                );
+            }
+        }
         let mut instance_ids = BTreeSet::new();
         for (i, m) in self.mig.iter().flatten().enumerate() {
             let at = format!("mig[{i}]");

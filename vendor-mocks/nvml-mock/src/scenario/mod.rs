@@ -48,6 +48,8 @@ pub enum Family {
     Encoder,
     Decoder,
     Mig,
+    /// Mock extension: `nvmlDeviceGetMPSComputeRunningProcesses_v3`.
+    Mps,
 }
 
 impl Family {
@@ -83,6 +85,7 @@ impl Family {
             Family::Encoder => "encoder",
             Family::Decoder => "decoder",
             Family::Mig => "mig",
+            Family::Mps => "mps",
         }
     }
 }
@@ -163,6 +166,22 @@ pub struct Device {
     /// MIG mode enabled with these instances (an empty list: enabled, no instances yet).
     #[serde(default)]
     pub mig: Option<Vec<MigInstance>>,
+    /// An MPS server runs on the device, and `processes` are its clients.
+    #[serde(default)]
+    pub mps_server: Option<MpsServer>,
+}
+
+/// The MPS server of a device (CONTRACT §4, as measured on an H200: FIELD-NOTES "MPS"). It is
+/// in the compute list beside its clients (`processes`), `nvmlDeviceGetMPSComputeRunningProcesses_v3`
+/// lists the clients, and every process utilization sample goes to the server's pid, its SM and
+/// memory utilization the clients' sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MpsServer {
+    pub pid: u32,
+    /// Absent or null (mock extension): NVML's "not available".
+    #[serde(default)]
+    pub used_memory_bytes: Option<u64>,
 }
 
 /// How the device answers the two per-process utilization calls.
@@ -399,6 +418,18 @@ mod tests {
       - {uuid: MIG-1, gpu_instance_id: 1, compute_instance_id: 0, profile: 1g.10gb,
          memory_total_bytes: 10, memory_used_bytes: 2, gpm: {sm_active: 0.1}, processes: [{pid: 1}]}
 "#;
+        let mps = r#"
+    mps_server: {pid: 4100, used_memory_bytes: 69206016}
+    processes: [{pid: 4242}]
+"#;
+        let s = Scenario::parse(&with_device(mps)).unwrap();
+        assert_eq!(
+            s.devices[0].mps_server,
+            Some(MpsServer {
+                pid: 4100,
+                used_memory_bytes: Some(69206016)
+            })
+        );
         let text = format!(
             "driver_version: \"550.54.15\"\ninit_error: null\nerrors: {{count: TIMEOUT}}\ndelays_ms: {{init: 5}}\n{}",
             with_device(extra)
@@ -468,6 +499,12 @@ mod tests {
             ("    gpm: {sm_active: 60}\n", "ratios"),
             ("    processes: [{pid: 1}, {pid: 1}]\n", "twice"),
             ("    errors: {init: TIMEOUT}\n", "node-wide"),
+            (
+                "    mps_server: {pid: 1}\n    processes: [{pid: 1}]\n",
+                "MPS server",
+            ),
+            ("    mps_server: {pid: 0}\n", "pid 0"),
+            ("    mps_server: {pid: 2}\n    mig: []\n", "MIG"),
             ("    pci_bus_id: 18:00.0\n", "pci_bus_id"),
             ("    nvlink: {tx_bytes: 1, rx_bytes: 1, links: 19}\n", "links"),
             ("    nvlink: {tx_bytes: 1, rx_bytes: 1, links: 0}\n", "links"),
