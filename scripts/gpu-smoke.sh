@@ -7,6 +7,8 @@
 # says SKIP and why, and does not fail. Never run in CI (it needs a GPU).
 #
 # Usage: scripts/gpu-smoke.sh [extra exporter flags...]
+#   BIN: a prebuilt gpu-pod-exporter to test (a GPU host may have no Rust toolchain); without
+#   it, the release binary is built with cargo.
 #   SMOKE_PORT (19445; the MPS check uses the next port), SMOKE_INTERVAL (1s),
 #   SMOKE_MPS=0 to leave the MPS check out, SMOKE_MPS_GPU (0: the GPU's NVML index).
 set -euo pipefail
@@ -14,10 +16,23 @@ cd "$(dirname "$0")/.."
 
 PORT="${SMOKE_PORT:-19445}"
 INTERVAL="${SMOKE_INTERVAL:-1s}"
-echo "==> building"
-cargo build --release -p gpu-pod-exporter --locked
+if [ -n "${BIN:-}" ]; then
+  if [ ! -x "$BIN" ]; then
+    echo "BIN=$BIN is not an executable file" >&2
+    exit 2
+  fi
+  echo "==> using the prebuilt $BIN"
+else
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "no cargo on this host: pass a prebuilt binary as BIN=/path/to/gpu-pod-exporter" >&2
+    exit 2
+  fi
+  echo "==> building"
+  cargo build --release -p gpu-pod-exporter --locked
+  BIN=target/release/gpu-pod-exporter
+fi
 log="$(mktemp)"
-target/release/gpu-pod-exporter --web.listen-address="127.0.0.1:${PORT}" \
+"$BIN" --web.listen-address="127.0.0.1:${PORT}" \
   --collect.interval="${INTERVAL}" --no-collector.amd "$@" 2>"$log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
@@ -27,7 +42,8 @@ for _ in $(seq 1 100); do
   if curl -fsS "http://127.0.0.1:${PORT}/readyz" >/dev/null 2>&1; then break; fi
   sleep 0.2
 done
-# GPM and per-process utilization need two samples: let three intervals pass.
+# GPM and per-process utilization need two samples: let three intervals pass. (Health series,
+# on --collect.health-interval, are read on the first cycle and kept.)
 sleep 4
 scrape="$(mktemp)"
 curl -fsS "http://127.0.0.1:${PORT}/metrics" >"$scrape"
@@ -107,7 +123,7 @@ elif ! command -v nvidia-cuda-mps-control >/dev/null 2>&1; then
 elif ! python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
   echo "SKIP: MPS check: PyTorch with CUDA is not installed for python3 (the two clients need it)"
 else
-  python3 scripts/gpu-smoke-mps.py --binary target/release/gpu-pod-exporter \
+  python3 scripts/gpu-smoke-mps.py --binary "$BIN" \
     --port "$((PORT + 1))" --interval "$INTERVAL" --gpu "${SMOKE_MPS_GPU:-0}" -- "$@" || status=1
 fi
 exit "$status"

@@ -15,6 +15,10 @@ use crate::paths::HostPaths;
 /// GPM needs two samples at least 100 ms apart.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 
+/// The health tier's interval when `--collect.health-interval` is not given (CONTRACT §2); never
+/// below the collection interval.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
+
 /// ROCm SMI is on by default where the binary has it.
 const ROCM_SMI_DEFAULT: &str = if cfg!(feature = "rocm-smi") {
     "true"
@@ -101,6 +105,11 @@ pub struct Flags {
     #[arg(long = "collect.interval", env = "GPU_POD_EXPORTER_COLLECT_INTERVAL", default_value = "5s", value_name = "DURATION", value_parser = parse_interval)]
     pub interval: Duration,
 
+    /// How often slow counters and state are read: energy, ECC, PCIe, NVLink, encoder and
+    /// decoder. Never below --collect.interval [default: 30s, or --collect.interval if longer].
+    #[arg(long = "collect.health-interval", env = "GPU_POD_EXPORTER_COLLECT_HEALTH_INTERVAL", value_name = "DURATION", value_parser = parse_interval)]
+    pub health_interval: Option<Duration>,
+
     /// Enable the NVIDIA collector (NVML).
     #[arg(long = "collector.nvidia", env = "GPU_POD_EXPORTER_COLLECTOR_NVIDIA", action = ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true", value_name = "BOOL")]
     pub collector_nvidia: bool,
@@ -152,6 +161,8 @@ pub struct Config {
     pub paths: HostPaths,
     pub nvml_library: Option<PathBuf>,
     pub interval: Duration,
+    /// The health tier's interval: at least `interval`.
+    pub health_interval: Duration,
     pub nvidia: bool,
     pub amd: bool,
     /// ROCm SMI as a second AMD source (only a `rocm-smi` build has it).
@@ -206,6 +217,19 @@ impl Flags {
                 reason: "expected error, warn, info, debug or trace".into(),
             });
         }
+        // Given explicitly (flag or environment), a health interval below the collection
+        // interval is a mistake worth saying; the default simply follows a longer interval.
+        let health_interval = match self.health_interval {
+            Some(h) if h < self.interval => {
+                return Err(FlagError {
+                    flag: "collect.health-interval",
+                    value: format!("{h:?}"),
+                    reason: format!("must not be below --collect.interval ({:?})", self.interval),
+                });
+            }
+            Some(h) => h,
+            None => DEFAULT_HEALTH_INTERVAL.max(self.interval),
+        };
         let paths = HostPaths::new(
             &self.rootfs,
             self.procfs.as_deref(),
@@ -219,6 +243,7 @@ impl Flags {
             paths,
             nvml_library: self.nvml_library,
             interval: self.interval,
+            health_interval,
             nvidia: self.collector_nvidia && !self.no_collector_nvidia,
             amd: self.collector_amd && !self.no_collector_amd,
             rocm_smi: self.amd_rocm_smi && !self.no_amd_rocm_smi,
@@ -274,10 +299,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// The longest interval accepted (a week): far beyond any use, and small enough that every
+/// deadline computed from it (`Instant + interval`, `interval * 6`) stays representable.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < MIN_INTERVAL {
         return Err(format!("must be at least {}ms", MIN_INTERVAL.as_millis()));
+    }
+    if d > MAX_INTERVAL {
+        return Err(format!(
+            "must be at most {}h",
+            MAX_INTERVAL.as_secs() / 3600
+        ));
     }
     Ok(d)
 }
@@ -302,6 +337,54 @@ mod tests {
     fn interval_has_a_floor() {
         assert!(parse_interval("100ms").is_err());
         assert!(parse_interval("200ms").is_ok());
+    }
+
+    #[test]
+    fn interval_has_a_ceiling_and_absurd_values_do_not_panic() {
+        assert!(parse_interval("168h").is_ok());
+        assert!(parse_interval("169h").is_err());
+        assert!(parse_interval("99999999999999999999h").is_err());
+        assert!(parse_interval("18446744073709551615h").is_err());
+    }
+
+    fn resolve(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["x"];
+        all.extend_from_slice(args);
+        Flags::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .resolve()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn health_interval_defaults_to_30s_and_follows_a_longer_interval() {
+        let c = resolve(&[]).unwrap();
+        assert_eq!(c.health_interval, Duration::from_secs(30));
+        let c = resolve(&["--collect.interval=1m"]).unwrap();
+        assert_eq!(c.health_interval, Duration::from_secs(60));
+        let c = resolve(&["--collect.interval=1s", "--collect.health-interval=2s"]).unwrap();
+        assert_eq!(c.health_interval, Duration::from_secs(2));
+        let c = resolve(&["--collect.interval=5s", "--collect.health-interval=5s"]).unwrap();
+        assert_eq!(c.health_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn health_interval_below_the_interval_is_refused_by_name() {
+        let e = resolve(&["--collect.interval=10s", "--collect.health-interval=5s"]).unwrap_err();
+        assert!(e.contains("--collect.health-interval"), "{e}");
+        assert!(e.contains("--collect.interval"), "{e}");
+        for bad in [
+            "100ms",
+            "fast",
+            "",
+            "-1s",
+            "169h",
+            "99999999999999999999999h",
+        ] {
+            let flag = format!("--collect.health-interval={bad}");
+            let e = resolve(&[&flag]).unwrap_err();
+            assert!(e.contains("collect.health-interval"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -75,7 +75,11 @@ fn run(config: Config) -> anyhow::Result<()> {
 
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
     if config.nvidia {
-        backends.push(Box::new(NvidiaBackend::new(config.nvml_library.clone())));
+        backends.push(Box::new(NvidiaBackend::new(
+            config.nvml_library.clone(),
+            config.interval,
+            config.health_interval,
+        )));
     }
     if config.amd {
         backends.push(Box::new(AmdBackend::new(&config.paths, config.rocm_smi)));

@@ -230,6 +230,7 @@ fn run_with(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
         .args(args)
         .env_remove("GPU_POD_EXPORTER_COLLECT_INTERVAL")
+        .env_remove("GPU_POD_EXPORTER_COLLECT_HEALTH_INTERVAL")
         .output()
         .unwrap();
     (
@@ -243,6 +244,22 @@ fn bad_flags_are_one_line_naming_the_flag() {
     for (args, flag) in [
         (vec!["--collect.interval=fast"], "--collect.interval"),
         (vec!["--collect.interval=10ms"], "--collect.interval"),
+        (
+            vec!["--collect.interval=99999999999999h"],
+            "--collect.interval",
+        ),
+        (
+            vec!["--collect.health-interval=1s"],
+            "--collect.health-interval",
+        ),
+        (
+            vec!["--collect.health-interval=99999999999999h"],
+            "--collect.health-interval",
+        ),
+        (
+            vec!["--collect.interval=2s", "--collect.health-interval=1500ms"],
+            "--collect.health-interval",
+        ),
         (vec!["--web.listen-address=nowhere"], "--web.listen-address"),
         (vec!["--web.telemetry-path=metrics"], "--web.telemetry-path"),
         (vec!["--path.rootfs=/nonexistent-root"], "--path.rootfs"),
@@ -275,4 +292,14 @@ fn flags_read_environment_variables() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--collect.interval"));
+
+    // Below the (default 5s) collection interval, given through its environment variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
+        .env_remove("GPU_POD_EXPORTER_COLLECT_INTERVAL")
+        .env("GPU_POD_EXPORTER_COLLECT_HEALTH_INTERVAL", "2s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--collect.health-interval"), "{stderr}");
 }

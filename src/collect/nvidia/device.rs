@@ -2,10 +2,12 @@
 //!
 //! Each device samples on a thread of its own, so that a call that hangs on one GPU delays
 //! neither the other GPUs nor the cycle: the coordinator stops waiting at its deadline.
+//! The worker reads the fast tier (see `tiers.rs`); the health tier has a thread of its own.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
 
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::enums::device::UsedGpuMemory;
@@ -19,6 +21,7 @@ use super::error_name;
 use super::health;
 use super::mps::MpsClients;
 use super::procutil::ProcessUtilization;
+use super::tiers;
 use crate::sample::{
     CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, GpuProcess,
     MigIdentity, Vendor,
@@ -40,10 +43,11 @@ pub(super) fn run_worker(
     index: u32,
     generation: u64,
     driver_version: String,
+    interval: Duration,
     requests: Receiver<()>,
     results: Sender<WorkerResult>,
 ) {
-    let mut dev = DeviceState::new(index, driver_version);
+    let mut dev = DeviceState::new(index, driver_version, interval);
     while requests.recv().is_ok() {
         let (samples, errors) = match catch_unwind(AssertUnwindSafe(|| dev.sample(nvml))) {
             Ok(r) => r,
@@ -92,6 +96,11 @@ pub(super) struct Calls {
 }
 
 impl Calls {
+    /// The failures counted, and the first fatal one.
+    pub(super) fn into_parts(self) -> (Vec<CallError>, Option<String>) {
+        (self.errors, self.fatal)
+    }
+
     /// The value of a call; `None` when it failed or is not supported (then the series is
     /// simply absent). Once a call was fatal, later ones are not made.
     pub(super) fn take<T>(
@@ -134,8 +143,16 @@ const GPM_METRICS: [GpmMetricId; 4] = [
 struct DeviceState {
     index: u32,
     driver_version: String,
+    /// The collection interval: per-process utilization's window after a skipped cycle.
+    interval: Duration,
     handle: Option<Device<'static>>,
     identity: DeviceIdentity,
+    /// The identity (UUID, name, PCI bus id) is read: it is not asked again until the device
+    /// fails or the devices are enumerated afresh (a new worker).
+    identity_read: bool,
+    /// Whether the MIG mode is worth asking: `NOT_SUPPORTED` once means never on this device
+    /// (until a new enumeration).
+    mig_supported: bool,
     procutil: ProcessUtilization,
     mps: MpsClients,
     gpm: Gpm,
@@ -144,9 +161,12 @@ struct DeviceState {
 }
 
 impl DeviceState {
-    fn new(index: u32, driver_version: String) -> Self {
+    fn new(index: u32, driver_version: String, interval: Duration) -> Self {
         DeviceState {
             index,
+            interval,
+            identity_read: false,
+            mig_supported: true,
             identity: DeviceIdentity {
                 gpu: index.to_string(),
                 driver_version: driver_version.clone(),
@@ -167,6 +187,8 @@ impl DeviceState {
     /// Forgets the handle and per-call state, to start afresh after a failure.
     fn reset(&mut self) {
         self.handle = None;
+        self.identity_read = false;
+        self.mig_supported = true;
         self.procutil = ProcessUtilization::new();
         self.mps = MpsClients::new();
         self.gpm = Gpm {
@@ -195,22 +217,10 @@ impl DeviceState {
             return (vec![self.down_sample(why)], calls.errors);
         };
 
-        if let Some(uuid) = calls.take("uuid", || dev.uuid()) {
-            self.identity.uuid = uuid;
+        if !self.identity_read {
+            self.identity_read =
+                read_identity(&mut self.identity, &self.driver_version, &mut calls, dev);
         }
-        if self.identity.model.is_empty() {
-            if let Some(name) = calls.take("name", || dev.name()) {
-                self.identity.model = name;
-            }
-        }
-        if self.identity.pci_bus_id.is_empty() {
-            if let Some(pci) = calls.take("pci", || dev.pci_info()) {
-                self.identity.pci_bus_id = pci.bus_id;
-            }
-        }
-        self.identity
-            .driver_version
-            .clone_from(&self.driver_version);
 
         let mut m = DeviceMetrics::default();
         if let Some(u) = calls.take("utilization", || dev.utilization_rates()) {
@@ -232,9 +242,31 @@ impl DeviceState {
             .map(|mhz| f64::from(mhz) * 1e6);
 
         let running = calls.take("processes", || dev.running_compute_processes());
-        let utils = calls
-            .take("process_utilization", || self.procutil.poll(nvml, dev))
-            .flatten();
+        let in_mig_mode = mig_mode(&mut self.mig_supported, &mut calls, dev);
+        let pids = running.as_ref().map(|r| distinct_pids(r));
+        let supported = self.procutil.supported();
+        let utils = if tiers::wants_process_utilization(
+            in_mig_mode,
+            pids.as_ref().map(Vec::len),
+            supported,
+        ) {
+            let interval = self.interval;
+            calls
+                .take("process_utilization", || {
+                    self.procutil.poll(nvml, dev, interval)
+                })
+                .flatten()
+        } else {
+            self.procutil.skipped();
+            // One process: the device's utilization is its own (not asked, not guessed).
+            match pids.as_deref() {
+                Some([pid]) if !in_mig_mode => {
+                    tiers::sole_process_share(*pid, m.utilization_ratio, supported)
+                        .map(|(pid, u)| HashMap::from([(pid, u)]))
+                }
+                _ => None,
+            }
+        };
         let gpm = &mut self.gpm;
         if let Some(values) = calls.take("gpm", || poll_gpm(gpm, nvml, dev)).flatten() {
             m.sm_active_ratio = values.get(&GpmMetricId::SmUtil).copied();
@@ -243,10 +275,11 @@ impl DeviceState {
             m.dram_active_ratio = values.get(&GpmMetricId::DramBwUtil).copied();
         }
 
-        let health = health::read(&mut calls, nvml, dev);
-        let in_mig_mode = calls
-            .take("mig", || dev.mig_mode())
-            .is_some_and(|m| m.current == 1);
+        // The health tier is the health thread's; only clock event reasons are read here.
+        let health = DeviceHealth {
+            throttled: health::throttled(&mut calls, dev),
+            ..DeviceHealth::default()
+        };
         // MPS clients (rule 7): asked where processes run. In MIG mode the parent's processes
         // are its instances', attributed there.
         let mps_clients = if !in_mig_mode && running.as_ref().is_some_and(|r| !r.is_empty()) {
@@ -269,6 +302,8 @@ impl DeviceState {
         };
 
         if let Some(fatal) = calls.fatal.take() {
+            // The device may come back as another (a reset, a swap): its identity is read again.
+            self.identity_read = false;
             // Whatever was read before the device failed is not reported: a lost GPU shows
             // `gpu_up 0` and its identity, not a mix of fresh and missing values.
             return (
@@ -298,6 +333,60 @@ impl DeviceState {
         samples.extend(instances);
         (samples, calls.errors)
     }
+}
+
+/// Reads a device's static identity: once per enumeration, not every cycle (the memory total
+/// comes with the used memory, in the same call, and the driver version once per NVML
+/// initialization). Whether all of it was read (else it is asked again next cycle).
+fn read_identity(
+    identity: &mut DeviceIdentity,
+    driver_version: &str,
+    calls: &mut Calls,
+    dev: &Device<'static>,
+) -> bool {
+    if let Some(uuid) = calls.take("uuid", || dev.uuid()) {
+        identity.uuid = uuid;
+    }
+    if identity.model.is_empty() {
+        if let Some(name) = calls.take("name", || dev.name()) {
+            identity.model = name;
+        }
+    }
+    if identity.pci_bus_id.is_empty() {
+        if let Some(pci) = calls.take("pci", || dev.pci_info()) {
+            identity.pci_bus_id = pci.bus_id;
+        }
+    }
+    driver_version.clone_into(&mut identity.driver_version);
+    !identity.uuid.is_empty() && !identity.model.is_empty() && !identity.pci_bus_id.is_empty()
+}
+
+/// Whether the device is in MIG mode. A device that answers `NOT_SUPPORTED` (every GPU before
+/// Ampere's A100/A30, and consumer boards) is not asked again until a new enumeration
+/// (`supported` turns false); MIG mode itself only changes with a GPU reset.
+fn mig_mode(supported: &mut bool, calls: &mut Calls, dev: &Device<'static>) -> bool {
+    if !*supported {
+        return false;
+    }
+    match dev.mig_mode() {
+        Ok(m) => m.current == 1,
+        Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => {
+            *supported = false;
+            false
+        }
+        Err(e) => {
+            calls.take("mig", || Err::<(), _>(e));
+            false
+        }
+    }
+}
+
+/// The distinct pids of a compute list (a process may hold several contexts).
+fn distinct_pids(running: &[ProcessInfo]) -> Vec<u32> {
+    let mut pids: Vec<u32> = running.iter().map(|p| p.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 fn percent(p: u32) -> f64 {
@@ -546,6 +635,13 @@ mod tests {
                 (4300, Some(7 << 30), Some(0.0), true),
             ]
         );
+    }
+
+    #[test]
+    fn a_process_with_two_contexts_is_one_process() {
+        let running = vec![info(7, 1), info(7, 2), info(3, 1)];
+        assert_eq!(distinct_pids(&running), [3, 7]);
+        assert_eq!(distinct_pids(&running[..2]), [7]);
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! NVIDIA health and long-tail values: energy, ECC, clock event reasons, PCIe, NVLink (field
 //! values summed over all links), encoder and decoder. Absent where not supported, never zero.
+//!
+//! Clock event reasons are read on every interval by the device worker ([`throttled`]); the
+//! rest on the health tier by the device's health thread ([`read_slow`]), which the cycle
+//! never waits for (but the first time, see `mod.rs`).
 
 use std::mem;
 
@@ -13,13 +17,13 @@ use nvml_wrapper::{Device, Nvml};
 use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlReturn_enum_NVML_SUCCESS};
 
 use super::device::Calls;
-use crate::sample::DeviceHealth;
+use crate::sample::{CallError, DeviceHealth};
 
 /// NVML's `scopeId` for "all links" in NVLink field values.
 const ALL_LINKS: u32 = u32::MAX;
 
-/// Reads every health value the device supports.
-pub(super) fn read(calls: &mut Calls, nvml: &Nvml, dev: &Device<'_>) -> DeviceHealth {
+/// Reads the health tier's values the device supports (all but clock event reasons).
+pub(super) fn read_slow(calls: &mut Calls, nvml: &Nvml, dev: &Device<'_>) -> DeviceHealth {
     let mut h = DeviceHealth {
         energy_joules: calls
             .take("energy", || dev.total_energy_consumption())
@@ -38,18 +42,6 @@ pub(super) fn read(calls: &mut Calls, nvml: &Nvml, dev: &Device<'_>) -> DeviceHe
             })
             .map(|n| n as f64);
     }
-    h.throttled = calls
-        .take("throttle", || dev.current_throttle_reasons())
-        .map(|r| {
-            [
-                r.contains(ThrottleReasons::SW_POWER_CAP),
-                r.contains(ThrottleReasons::HW_SLOWDOWN),
-                r.contains(ThrottleReasons::HW_THERMAL_SLOWDOWN),
-                r.contains(ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN),
-                r.contains(ThrottleReasons::SW_THERMAL_SLOWDOWN),
-                r.contains(ThrottleReasons::SYNC_BOOST),
-            ]
-        });
     // NVML reports PCIe throughput in KiB/s.
     h.pcie_transmit_bytes_per_second = calls
         .take("pcie", || dev.pcie_throughput(PcieUtilCounter::Send))
@@ -75,6 +67,22 @@ pub(super) fn read(calls: &mut Calls, nvml: &Nvml, dev: &Device<'_>) -> DeviceHe
     h
 }
 
+/// Which clock event reasons are active, in `THROTTLE_REASONS`' order (every interval).
+pub(super) fn throttled(calls: &mut Calls, dev: &Device<'_>) -> Option<[bool; 6]> {
+    calls
+        .take("throttle", || dev.current_throttle_reasons())
+        .map(|r| {
+            [
+                r.contains(ThrottleReasons::SW_POWER_CAP),
+                r.contains(ThrottleReasons::HW_SLOWDOWN),
+                r.contains(ThrottleReasons::HW_THERMAL_SLOWDOWN),
+                r.contains(ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN),
+                r.contains(ThrottleReasons::SW_THERMAL_SLOWDOWN),
+                r.contains(ThrottleReasons::SYNC_BOOST),
+            ]
+        })
+}
+
 /// NVLink data throughput counters over all links, in bytes (NVML reports KiB). nvml-wrapper's
 /// `field_values_for` always asks for link 0, so the all-links scope is asked for directly.
 /// `Ok(None)`: the device has no NVLink.
@@ -98,5 +106,64 @@ fn nvlink_totals(nvml: &Nvml, dev: &Device<'_>) -> Result<Option<(f64, f64)>, Nv
         }
         let kib = |v: &nvmlFieldValue_t| v.value.ullVal as f64 * 1024.0;
         Ok(Some((kib(&values[0]), kib(&values[1]))))
+    }
+}
+
+/// What a device's health thread answers for one health read.
+#[derive(Debug)]
+pub(super) struct HealthResult {
+    /// `None` when the device failed (no handle, or a fatal error): the last read stands, and
+    /// the device worker reports whether the device is down.
+    pub health: Option<DeviceHealth>,
+    /// The device's UUID now: a device swapped at the same index is noticed here, on the
+    /// health tier, since the device worker reads its identity once.
+    pub uuid: Option<String>,
+    pub errors: Vec<CallError>,
+}
+
+/// The state of a device's health thread: its own device handle.
+pub(super) struct HealthReader {
+    index: u32,
+    handle: Option<Device<'static>>,
+}
+
+impl HealthReader {
+    pub fn new(index: u32) -> Self {
+        HealthReader {
+            index,
+            handle: None,
+        }
+    }
+
+    /// One health read.
+    pub fn read(&mut self, nvml: &'static Nvml) -> HealthResult {
+        let mut calls = Calls::default();
+        if self.handle.is_none() {
+            self.handle = calls.take("handle", || nvml.device_by_index(self.index));
+        }
+        let Some(dev) = self.handle.as_ref() else {
+            return HealthResult {
+                health: None,
+                uuid: None,
+                errors: calls.into_parts().0,
+            };
+        };
+        let uuid = calls.take("uuid", || dev.uuid());
+        let health = read_slow(&mut calls, nvml, dev);
+        let (errors, fatal) = calls.into_parts();
+        if fatal.is_some() {
+            // A new handle next time: the device may come back after a reset.
+            self.handle = None;
+            return HealthResult {
+                health: None,
+                uuid: None,
+                errors,
+            };
+        }
+        HealthResult {
+            health: Some(health),
+            uuid,
+            errors,
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! The NVIDIA backend: NVML (through nvml-wrapper) loaded from `--nvml.library`, one worker
-//! thread per device, initialization retried with backoff. The only module that knows NVML.
+//! thread per device for the fast tier and one health thread per device for the health tier,
+//! initialization retried with backoff. The only module that knows NVML.
 
 mod device;
 mod events;
 mod health;
 mod mps;
 mod procutil;
+mod tiers;
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -18,8 +20,13 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
 use self::device::{run_worker, WorkerResult};
+use self::health::{HealthReader, HealthResult};
+use self::tiers::HealthSchedule;
+use super::worker::Worker as HealthThread;
 use super::Backend;
-use crate::sample::{CallError, DeviceDown, DeviceIdentity, DeviceSample, Vendor, VendorReport};
+use crate::sample::{
+    CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceSample, Vendor, VendorReport,
+};
 
 /// The library NVML is loaded from when `--nvml.library` is not given: the driver's own,
 /// which (unlike `libnvidia-ml.so`) exists without the development package.
@@ -71,11 +78,18 @@ struct Worker {
     uuid: Option<String>,
     /// The device's last answer: the device, then its MIG instances.
     last: Option<Vec<DeviceSample>>,
+    /// The device's health thread (`None` if it could not be started).
+    health: Option<HealthThread<(), HealthResult>>,
+    /// The last health read: it stands until the next (no series is dropped between reads).
+    health_last: Option<DeviceHealth>,
+    schedule: HealthSchedule,
 }
 
 /// NVML, loaded, with a worker per device.
 struct Loaded {
     nvml: &'static Nvml,
+    interval: Duration,
+    health_interval: Duration,
     driver_version: String,
     generation: u64,
     workers: Vec<Worker>,
@@ -96,15 +110,20 @@ struct Retry {
 /// The NVIDIA collector.
 pub struct NvidiaBackend {
     library: PathBuf,
+    interval: Duration,
+    health_interval: Duration,
     loaded: Option<Loaded>,
     retry: Retry,
 }
 
 impl NvidiaBackend {
-    /// A backend that loads NVML from `library` (the system's when `None`) on its first cycle.
-    pub fn new(library: Option<PathBuf>) -> Self {
+    /// A backend that loads NVML from `library` (the system's when `None`) on its first cycle,
+    /// sampling every `interval` and reading the health tier every `health_interval`.
+    pub fn new(library: Option<PathBuf>, interval: Duration, health_interval: Duration) -> Self {
         NvidiaBackend {
             library: library.unwrap_or_else(|| PathBuf::from(SYSTEM_LIBRARY)),
+            interval,
+            health_interval,
             loaded: None,
             retry: Retry {
                 next_attempt: Instant::now(),
@@ -150,6 +169,8 @@ impl NvidiaBackend {
                 }
                 self.loaded = Some(Loaded {
                     nvml,
+                    interval: self.interval,
+                    health_interval: self.health_interval,
                     driver_version,
                     generation: 0,
                     workers: Vec::new(),
@@ -192,27 +213,106 @@ impl Loaded {
         self.workers.clear();
         for index in 0..count {
             let (tx, rx) = mpsc::channel();
-            let (nvml, generation) = (self.nvml, self.generation);
+            let (nvml, generation, interval) = (self.nvml, self.generation, self.interval);
             let driver_version = self.driver_version.clone();
             let results = self.results_tx.clone();
             thread::Builder::new()
                 .name(format!("nvml-gpu{index}"))
-                .spawn(move || run_worker(nvml, index, generation, driver_version, rx, results))?;
+                .spawn(move || {
+                    run_worker(
+                        nvml,
+                        index,
+                        generation,
+                        driver_version,
+                        interval,
+                        rx,
+                        results,
+                    );
+                })?;
             self.workers.push(Worker {
                 requests: tx,
                 busy: false,
                 uuid: None,
                 last: None,
+                health: spawn_health(nvml, index),
+                health_last: None,
+                schedule: HealthSchedule::new(self.interval, self.health_interval),
             });
         }
         self.reenumerate = false;
         self.xids.rearm();
+        tracing::debug!(
+            interval = ?self.interval,
+            fast = ?tiers::FAST_FAMILIES,
+            health_interval = ?self.health_interval,
+            health = ?tiers::HEALTH_FAMILIES,
+            "sampling tiers"
+        );
         tracing::info!(
             devices = count,
             generation = self.generation,
             "NVIDIA devices enumerated"
         );
         Ok(())
+    }
+
+    /// Files a health thread's answer; notes a changed UUID for re-enumeration.
+    fn accept_health(&mut self, index: usize, r: HealthResult, errors: &mut Vec<CallError>) {
+        errors.extend(r.errors);
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        if let Some(h) = r.health {
+            w.health_last = Some(h);
+        }
+        if let (Some(new), Some(old)) = (r.uuid, &w.uuid) {
+            if !new.is_empty() && *old != new {
+                tracing::info!(gpu = index, old = %old, new = %new, "device UUID changed; re-enumerating");
+                self.reenumerate = true;
+            }
+        }
+    }
+
+    /// Takes the health answers that have come, and asks the devices whose health read is due.
+    /// Never waits, but for a device's first read (see `collect`).
+    fn health_tier(&mut self, errors: &mut Vec<CallError>) {
+        let now = Instant::now();
+        let mut answers = Vec::new();
+        for (index, w) in self.workers.iter_mut().enumerate() {
+            if w.health.as_ref().is_some_and(HealthThread::dead) {
+                // Its read panicked (logged by the thread): a fresh one.
+                w.health = spawn_health(self.nvml, index as u32);
+            }
+            let Some(h) = w.health.as_mut() else {
+                continue;
+            };
+            if let Some(r) = h.late_answer() {
+                answers.push((index, r));
+            }
+            if w.schedule.due(now) && h.ask(()) {
+                w.schedule.asked(now);
+            }
+        }
+        for (index, r) in answers {
+            self.accept_health(index, r, errors);
+        }
+    }
+
+    /// Waits, until `deadline`, for the first health read of devices that have none yet, so
+    /// that the first samples (and `/readyz`) come with every series.
+    fn first_health_reads(&mut self, deadline: Instant, errors: &mut Vec<CallError>) {
+        let mut answers = Vec::new();
+        for (index, w) in self.workers.iter_mut().enumerate() {
+            if w.health_last.is_some() {
+                continue;
+            }
+            if let Some(r) = w.health.as_mut().and_then(|h| h.wait(deadline)) {
+                answers.push((index, r));
+            }
+        }
+        for (index, r) in answers {
+            self.accept_health(index, r, errors);
+        }
     }
 
     /// Files a worker's answer; notes a changed UUID for re-enumeration.
@@ -294,6 +394,8 @@ impl Backend for NvidiaBackend {
                 pending += 1;
             }
         }
+        // The health tier runs beside the fast tier, on threads the cycle does not wait for.
+        loaded.health_tier(&mut report.call_errors);
         while pending > 0 {
             let wait = deadline.saturating_duration_since(Instant::now());
             match loaded.results.recv_timeout(wait) {
@@ -306,6 +408,7 @@ impl Backend for NvidiaBackend {
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
+        loaded.first_health_reads(deadline, &mut report.call_errors);
 
         for (index, w) in loaded.workers.iter().enumerate() {
             let samples = if w.busy {
@@ -332,6 +435,10 @@ impl Backend for NvidiaBackend {
                 }
             };
             success &= samples.iter().all(DeviceSample::up);
+            let mut samples = samples;
+            if let Some(first) = samples.first_mut() {
+                merge_health(first, w.health_last.as_ref());
+            }
             report.devices.extend(samples.into_iter().map(|mut s| {
                 s.health.xid_errors = loaded.xids.of(&s.identity.uuid);
                 s
@@ -339,5 +446,81 @@ impl Backend for NvidiaBackend {
         }
         report.success = success;
         report
+    }
+}
+
+/// Starts device `index`'s health thread; `None` (logged) if the thread cannot start: the
+/// device then reports no health series, and the next enumeration tries again.
+fn spawn_health(nvml: &'static Nvml, index: u32) -> Option<HealthThread<(), HealthResult>> {
+    let mut reader = HealthReader::new(index);
+    match HealthThread::spawn(format!("nvml-health{index}"), move |()| reader.read(nvml)) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(gpu = index, error = %e, "cannot start a health thread");
+            None
+        }
+    }
+}
+
+/// Puts the last health read into a device's sample (the worker's own clock event reasons
+/// kept). A device that failed reports no values at all, as before the tiers; one that did not
+/// answer in time keeps its last values, health included.
+fn merge_health(sample: &mut DeviceSample, last: Option<&DeviceHealth>) {
+    if matches!(sample.down, Some(DeviceDown::Failed(_))) {
+        return;
+    }
+    if let Some(h) = last {
+        let throttled = sample.health.throttled;
+        sample.health = h.clone();
+        sample.health.throttled = throttled;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(energy: f64) -> DeviceHealth {
+        DeviceHealth {
+            energy_joules: Some(energy),
+            pcie_replay_errors: Some(2.0),
+            throttled: Some([true; 6]),
+            ..DeviceHealth::default()
+        }
+    }
+
+    #[test]
+    fn a_sample_carries_the_last_health_read_and_its_own_clock_reasons() {
+        let mut s = DeviceSample {
+            health: DeviceHealth {
+                throttled: Some([false; 6]),
+                ..DeviceHealth::default()
+            },
+            ..DeviceSample::default()
+        };
+        merge_health(&mut s, Some(&health(5.0)));
+        assert_eq!(s.health.energy_joules, Some(5.0));
+        assert_eq!(s.health.pcie_replay_errors, Some(2.0));
+        assert_eq!(s.health.throttled, Some([false; 6]));
+        // No read yet: nothing but the clock reasons.
+        let mut s = DeviceSample::default();
+        merge_health(&mut s, None);
+        assert_eq!(s.health.energy_joules, None);
+    }
+
+    #[test]
+    fn a_failed_device_reports_no_health_and_a_late_one_its_last() {
+        let mut failed = DeviceSample {
+            down: Some(DeviceDown::Failed("GPU_IS_LOST".into())),
+            ..DeviceSample::default()
+        };
+        merge_health(&mut failed, Some(&health(5.0)));
+        assert_eq!(failed.health.energy_joules, None);
+        let mut late = DeviceSample {
+            down: Some(DeviceDown::TimedOut),
+            ..DeviceSample::default()
+        };
+        merge_health(&mut late, Some(&health(5.0)));
+        assert_eq!(late.health.energy_joules, Some(5.0));
     }
 }

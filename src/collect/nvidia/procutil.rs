@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::mem;
 use std::ptr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::tiers::window_start;
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::{Device, Nvml};
 use nvml_wrapper_sys::bindings::{
@@ -36,6 +38,10 @@ enum Source {
 pub(super) struct ProcessUtilization {
     source: Source,
     last_seen: u64,
+    /// Whether the previous cycle asked (see `tiers::window_start`).
+    asked_last_cycle: bool,
+    /// Whether a source has answered (samples or `NOT_FOUND`).
+    answered: bool,
 }
 
 impl ProcessUtilization {
@@ -43,16 +49,39 @@ impl ProcessUtilization {
         ProcessUtilization {
             source: Source::Legacy,
             last_seen: 0,
+            asked_last_cycle: false,
+            answered: false,
         }
     }
 
-    /// Mean SM utilization (0..1) per pid since the last poll. `Ok(None)`: the device reports no
-    /// per-process utilization at all. An empty map: no process ran since the last poll.
+    /// Whether the device reports per-process utilization: `None` until it has answered once.
+    pub fn supported(&self) -> Option<bool> {
+        match self.source {
+            Source::Unsupported => Some(false),
+            _ if self.answered => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Notes a cycle that did not ask (the answer was not needed).
+    pub fn skipped(&mut self) {
+        self.asked_last_cycle = false;
+    }
+
+    /// Mean SM utilization (0..1) per pid since the last poll, or over the last `interval` after
+    /// a cycle that did not poll. `Ok(None)`: the device reports no per-process utilization at
+    /// all. An empty map: no process ran since the last poll.
     pub fn poll(
         &mut self,
         nvml: &Nvml,
         device: &Device<'_>,
+        interval: Duration,
     ) -> Result<Option<HashMap<u32, f64>>, NvmlError> {
+        let now_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.last_seen = window_start(self.last_seen, self.asked_last_cycle, now_us, interval);
+        self.asked_last_cycle = true;
         loop {
             let samples = match self.source {
                 Source::Unsupported => return Ok(None),
@@ -65,10 +94,14 @@ impl ProcessUtilization {
                 Ok(samples) => {
                     let (ratios, last_seen) = aggregate(&samples, self.last_seen);
                     self.last_seen = last_seen;
+                    self.answered = true;
                     return Ok(Some(ratios));
                 }
                 // NOT_FOUND: no sample newer than last_seen, i.e. nothing ran. Not an error.
-                Err(NvmlError::NotFound) => return Ok(Some(HashMap::new())),
+                Err(NvmlError::NotFound) => {
+                    self.answered = true;
+                    return Ok(Some(HashMap::new()));
+                }
                 // Older drivers lack the newer symbol: the same as not supported.
                 Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => {
                     self.source = match self.source {

@@ -1,0 +1,144 @@
+//! The two sampling tiers end to end (issue 13): health series are read every
+//! `--collect.health-interval` and keep their last value in between, while the decision series
+//! follow every `--collect.interval`; a slow health read never times the device out.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{prom, Agent};
+
+const WAIT: Duration = Duration::from_secs(20);
+const G0: [(&str, &str); 1] = [("gpu", "0")];
+
+fn scenario(power_watts: u64, energy_joules: u64, extra: &str) -> String {
+    format!(
+        r#"driver_version: "550.54.15"
+devices:
+  - uuid: GPU-7a1c9e55-0d3b-4f6e-8a21-5c4b3d2e1f00
+    name: NVIDIA H100 80GB HBM3
+    pci_bus_id: "00000000:18:00.0"
+    memory_total_bytes: 85520809984
+    memory_used_bytes: 1000000000
+    utilization_gpu_percent: 50
+    utilization_memory_percent: 20
+    power_milliwatts: {}
+    temperature_celsius: 50
+    sm_clock_mhz: 1980
+    process_utilization: supported
+    energy_millijoules: {}
+    pcie: {{tx_kib_per_second: 1000, rx_kib_per_second: 2000, replay_errors: 3}}
+    throttle_reasons: [sw_power_cap]
+{extra}"#,
+        power_watts * 1000,
+        energy_joules * 1000,
+    )
+}
+
+/// Scrapes until `cond` holds, checking on every scrape that the device is up and that every
+/// health series is there (never dropped between health reads).
+fn follow(agent: &Agent, what: &str, cond: impl Fn(&prom::Samples) -> bool) -> prom::Samples {
+    let start = Instant::now();
+    loop {
+        let s = prom::parse(&agent.scrape());
+        assert_eq!(s.value("gpu_up", &G0), Some(1.0), "{}", s.text);
+        for series in [
+            "gpu_energy_joules_total",
+            "gpu_pcie_replay_errors_total",
+            "gpu_pcie_transmit_bytes_per_second",
+        ] {
+            assert!(
+                s.value(series, &G0).is_some(),
+                "{series} dropped:\n{}",
+                s.text
+            );
+        }
+        if cond(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for {what}; last scrape:\n{}\nlog:\n{}",
+            s.text,
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn health_series_keep_their_last_read_until_the_health_interval() {
+    let agent = Agent::with_scenario(&scenario(100, 1000, ""))
+        .interval("1s")
+        .arg("--collect.health-interval=2s")
+        .start();
+    // Every series is there from the first sample on (the first health read is waited for).
+    follow(&agent, "the first sample", |s| {
+        s.value("gpu_power_watts", &G0) == Some(100.0)
+    });
+
+    // A change of both tiers: power follows on the next cycle; energy on the next health read,
+    // which is every other cycle. On a cycle that is not a health read, the new power shows
+    // beside the old energy. A round whose change lands just before a health read sees both
+    // at once; the round after it starts right after that read, so its next cycle is not one.
+    let mut saw_old_energy_with_new_power = false;
+    for round in 1..=3u64 {
+        let (power, energy) = (100 + round * 100, 1000 + round * 1000);
+        agent.set_scenario(&scenario(power, energy, ""));
+        let s = follow(&agent, "the new power", |s| {
+            s.value("gpu_power_watts", &G0) == Some(power as f64)
+        });
+        let seen = s.value("gpu_energy_joules_total", &G0);
+        let changed_at = Instant::now();
+        follow(&agent, "the new energy", |s| {
+            s.value("gpu_energy_joules_total", &G0) == Some(energy as f64)
+        });
+        // At most one health interval (and a cycle's slack) after the fast tier saw it.
+        assert!(
+            changed_at.elapsed() < Duration::from_millis(3500),
+            "energy took {:?}",
+            changed_at.elapsed()
+        );
+        if seen == Some((energy - 1000) as f64) {
+            saw_old_energy_with_new_power = true;
+            break;
+        }
+    }
+    assert!(
+        saw_old_energy_with_new_power,
+        "energy was read on every cycle, not every health interval"
+    );
+}
+
+#[test]
+fn a_slow_health_read_does_not_time_the_device_out() {
+    // The energy call blocks for twice the cycle's deadline (3/4 of 1 s): before the tiers, it
+    // was on the device's worker and the device was reported down every cycle.
+    let slow = "    delays_ms: {energy: 1500}\n";
+    let agent = Agent::with_scenario(&scenario(100, 1000, slow))
+        .interval("1s")
+        .arg("--collect.health-interval=2s")
+        .start();
+    let first = Instant::now();
+    let s = agent.scrape_until(WAIT, "energy, read late", |s| {
+        s.value("gpu_energy_joules_total", &G0) == Some(1000.0)
+    });
+    assert_eq!(s.value("gpu_up", &G0), Some(1.0));
+    // Then several cycles and health reads: up on every scrape, energy kept between reads,
+    // and the fast tier follows a change within a cycle or two.
+    agent.set_scenario(&scenario(250, 1000, slow));
+    let s = follow(&agent, "the new power", |s| {
+        s.value("gpu_power_watts", &G0) == Some(250.0)
+    });
+    assert_eq!(
+        s.value(
+            "gpu_pod_exporter_collector_success",
+            &[("collector", "nvidia")]
+        ),
+        Some(1.0)
+    );
+    let until = Instant::now() + Duration::from_secs(4);
+    follow(&agent, "four more seconds", |_| Instant::now() > until);
+    assert!(first.elapsed() < WAIT * 2);
+}
