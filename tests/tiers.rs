@@ -74,9 +74,10 @@ fn health_series_keep_their_last_read_until_the_health_interval() {
         .arg("--collect.health-interval=2s")
         .start();
     // Every series is there from the first sample on (the first health read is waited for).
-    follow(&agent, "the first sample", |s| {
+    let s = agent.scrape_until(WAIT, "the first sample", |s| {
         s.value("gpu_power_watts", &G0) == Some(100.0)
     });
+    assert_eq!(s.value("gpu_energy_joules_total", &G0), Some(1000.0));
 
     // A change of both tiers: power follows on the next cycle; energy on the next health read,
     // which is every other cycle. On a cycle that is not a health read, the new power shows

@@ -82,6 +82,8 @@ struct Worker {
     health: Option<HealthThread<(), HealthResult>>,
     /// The last health read: it stands until the next (no series is dropped between reads).
     health_last: Option<DeviceHealth>,
+    /// A health read was asked this cycle and none has come yet: the cycle waits for this one.
+    first_health_asked: bool,
     schedule: HealthSchedule,
 }
 
@@ -236,6 +238,7 @@ impl Loaded {
                 last: None,
                 health: spawn_health(nvml, index),
                 health_last: None,
+                first_health_asked: false,
                 schedule: HealthSchedule::new(self.interval, self.health_interval),
             });
         }
@@ -289,8 +292,10 @@ impl Loaded {
             if let Some(r) = h.late_answer() {
                 answers.push((index, r));
             }
+            w.first_health_asked = false;
             if w.schedule.due(now) && h.ask(()) {
                 w.schedule.asked(now);
+                w.first_health_asked = w.health_last.is_none();
             }
         }
         for (index, r) in answers {
@@ -298,12 +303,13 @@ impl Loaded {
         }
     }
 
-    /// Waits, until `deadline`, for the first health read of devices that have none yet, so
-    /// that the first samples (and `/readyz`) come with every series.
+    /// Waits, until `deadline`, for the health read just asked of devices that have none yet,
+    /// so that the first samples (and `/readyz`) come with every series. A read still running
+    /// from an earlier cycle (a hung call) is not waited for again.
     fn first_health_reads(&mut self, deadline: Instant, errors: &mut Vec<CallError>) {
         let mut answers = Vec::new();
         for (index, w) in self.workers.iter_mut().enumerate() {
-            if w.health_last.is_some() {
+            if !w.first_health_asked {
                 continue;
             }
             if let Some(r) = w.health.as_mut().and_then(|h| h.wait(deadline)) {
