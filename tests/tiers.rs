@@ -143,3 +143,53 @@ fn a_slow_health_read_does_not_time_the_device_out() {
     follow(&agent, "four more seconds", |_| Instant::now() > until);
     assert!(first.elapsed() < WAIT * 2);
 }
+
+/// The golden node's GPU 0 (pid 4242 is the container llm/vllm-0/server in
+/// `tests/fixtures/nodes/golden`, 4243 a host process), with `processes` as given.
+fn shared_scenario(processes: &str) -> String {
+    format!(
+        r#"driver_version: "550.54.15"
+devices:
+  - uuid: GPU-0b7f3c2e-1a4d-4c55-9e1e-6b1f0c2d3e4f
+    name: NVIDIA H100 80GB HBM3
+    pci_bus_id: "00000000:18:00.0"
+    memory_total_bytes: 85520809984
+    memory_used_bytes: 40265318400
+    utilization_gpu_percent: 87
+    utilization_memory_percent: 45
+    power_milliwatts: 350000
+    temperature_celsius: 61
+    sm_clock_mhz: 1980
+    process_utilization: supported
+    processes:
+{processes}"#
+    )
+}
+
+#[test]
+fn per_process_utilization_is_asked_only_while_the_device_is_shared() {
+    let pod = [("pod", "vllm-0"), ("gpu", "0")];
+    let alone = "      - {pid: 4242, used_memory_bytes: 30000000000, sm_util_percent: 80, mem_util_percent: 40}\n";
+    let shared = format!(
+        "{alone}      - {{pid: 4243, used_memory_bytes: 10000000000, sm_util_percent: 7, mem_util_percent: 5}}\n"
+    );
+    let agent = Agent::with_scenario(&shared_scenario(alone))
+        .rootfs(common::fixture("nodes/golden"))
+        .start();
+    // One process: after the first ask (which learns that the device reports per-process
+    // utilization: the process's own 80 %), the call is skipped and the process has the
+    // device's 87 %: the mock's per-process figure (80) no longer shows.
+    agent.scrape_until(WAIT, "the device's utilization for the sole process", |s| {
+        s.value("pod_gpu_utilization_ratio", &pod) == Some(0.87)
+    });
+    // A second process: asked again, each process has its own figure.
+    agent.set_scenario(&shared_scenario(&shared));
+    agent.scrape_until(WAIT, "the per-process figure on a shared device", |s| {
+        s.value("pod_gpu_utilization_ratio", &pod) == Some(0.8)
+    });
+    // Alone again: skipped again.
+    agent.set_scenario(&shared_scenario(alone));
+    agent.scrape_until(WAIT, "the device's utilization again", |s| {
+        s.value("pod_gpu_utilization_ratio", &pod) == Some(0.87)
+    });
+}
