@@ -15,6 +15,8 @@
 #        release binary is built with cargo.
 #   BENCH_SECONDS (60), BENCH_INTERVAL (1s), BENCH_HEALTH_INTERVAL (30s), BENCH_PORT (19447),
 #   BENCH_PROBE=0 to leave the NVML probe out, BENCH_PROBE_CALLS (15).
+#   BENCH_NVML_LIBRARY: another NVML to load (agent and probe), e.g. the mock with
+#   MOCK_NVML_SCENARIO set, to try the script on a machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,11 +39,17 @@ for n,u in re.findall(r"(\d+)(ms|s|m|h)", sys.argv[1]):
 print(t)' "$1" 2>/dev/null || awk -v d="$1" 'BEGIN { if (d ~ /ms$/) print d/1000; else if (d ~ /m$/) print d*60; else print d+0 }'
 }
 
+LIB="${BENCH_NVML_LIBRARY:-}"
+nvml_flag=()
+[ -n "$LIB" ] && nvml_flag=(--nvml.library="$LIB")
+
 # --- is there a GPU? ---------------------------------------------------------------------
-if [ ! -e /dev/nvidiactl ] && ! ls /dev/nvidia[0-9]* >/dev/null 2>&1; then
+if [ -n "$LIB" ]; then
+  [ -r "$LIB" ] || skip "BENCH_NVML_LIBRARY=$LIB cannot be read"
+  echo "==> NVML from $LIB (not the system's)"
+elif [ ! -e /dev/nvidiactl ] && ! ls /dev/nvidia[0-9]* >/dev/null 2>&1; then
   skip "no NVIDIA device nodes (/dev/nvidiactl, /dev/nvidia0): no GPU or no driver on this host"
-fi
-if ! { ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1'; } &&
+elif ! { ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1'; } &&
   ! ls /usr/lib*/libnvidia-ml.so.1 /usr/lib/*/libnvidia-ml.so.1 >/dev/null 2>&1; then
   skip "the driver's NVML (libnvidia-ml.so.1) is not installed"
 fi
@@ -63,7 +71,7 @@ echo "==> $BIN $("$BIN" --version 2>/dev/null || true), interval $INTERVAL, heal
 
 log="$(mktemp)"
 "$BIN" --web.listen-address="127.0.0.1:${PORT}" --collect.interval="$INTERVAL" \
-  --collect.health-interval="$HEALTH" --no-collector.amd "$@" 2>"$log" &
+  --collect.health-interval="$HEALTH" --no-collector.amd ${nvml_flag[@]+"${nvml_flag[@]}"} "$@" 2>"$log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 
@@ -111,8 +119,10 @@ awk -v t0="$t0" -v t1="$t1" -v w0="$w0" -v w1="$w1" -v hz="$hz" -v i="$interval_
   printf "\n  (one tick is %.0f ms: run longer for a finer figure)\n", 1000 / hz }'
 echo "  RSS: $((rss / 1024)) MiB now, $((hwm / 1024)) MiB peak"
 echo "  CPU by thread (ticks of 1/${hz} s):"
-join -t "$(printf '\t')" -a 2 -e 0 -o 0,1.2,2.2 "$log.t0" "$log.t1" 2>/dev/null |
-  awk -F '\t' '{ d = $3 - $2; if (d > 0) printf "    %-16s %d\n", $1, d }' || true
+# Summed by thread name (two `async` threads, say); a thread started since counts from 0.
+awk -F '\t' 'NR == FNR { before[$1] += $2; next } { after[$1] += $2 }
+  END { for (n in after) { d = after[n] - before[n]; if (d > 0) printf "    %-16s %d\n", n, d } }' \
+  "$log.t0" "$log.t1" | sort -k2 -nr || true
 echo "  its own figures:"
 grep -E '^gpu_pod_exporter_(collector_duration_seconds|driver_call_errors_total|collector_success)' "$scrape" |
   sed 's/^/    /' || echo "    (none scraped)"
@@ -132,14 +142,14 @@ if ! command -v python3 >/dev/null 2>&1; then
   echo "SKIP: NVML probe: python3 is not installed"
   exit 0
 fi
-python3 - "${BENCH_PROBE_CALLS:-15}" "$interval_s" "$(secs "$HEALTH")" <<'PY'
+python3 - "${BENCH_PROBE_CALLS:-15}" "$interval_s" "$(secs "$HEALTH")" "${LIB:-libnvidia-ml.so.1}" <<'PY'
 import ctypes as C, statistics, sys, time
 
-calls, interval, health = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+calls, interval, health, lib = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 try:
-    nvml = C.CDLL("libnvidia-ml.so.1")
+    nvml = C.CDLL(lib)
 except OSError as e:
-    print(f"SKIP: NVML probe: cannot load libnvidia-ml.so.1 ({e})")
+    print(f"SKIP: NVML probe: cannot load {lib} ({e})")
     sys.exit(0)
 if nvml.nvmlInit_v2() != 0:
     print("SKIP: NVML probe: nvmlInit_v2 failed")
@@ -203,6 +213,7 @@ for family, tier, name, f in probes:
     rows.append((family, tier, name, wall, cpu, rc))
     if tier in cost:
         cost[tier] += cpu
+print("  (not probed: GPM samples, NVLink field values, the MPS list; each under 0.1 ms on an H200)")
 print(f"  {'family':20} {'tier':20} {'call':44} {'wall ms':>8} {'CPU ms':>8}  rc")
 for family, tier, name, wall, cpu, rc in rows:
     print(f"  {family:20} {tier:20} {name:44} {wall:8.3f} {cpu:8.3f}  {rc}")
