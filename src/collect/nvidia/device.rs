@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::enums::device::UsedGpuMemory;
@@ -43,11 +43,11 @@ pub(super) fn run_worker(
     index: u32,
     generation: u64,
     driver_version: String,
-    interval: Duration,
+    intervals: tiers::Intervals,
     requests: Receiver<()>,
     results: Sender<WorkerResult>,
 ) {
-    let mut dev = DeviceState::new(index, driver_version, interval);
+    let mut dev = DeviceState::new(index, driver_version, intervals);
     while requests.recv().is_ok() {
         let (samples, errors) = match catch_unwind(AssertUnwindSafe(|| dev.sample(nvml))) {
             Ok(r) => r,
@@ -158,13 +158,28 @@ struct DeviceState {
     gpm: Gpm,
     /// The previous GPM sample of each MIG GPU instance, by GPU instance id.
     mig_gpm: HashMap<u32, GpmSample<'static>>,
+    /// Each MIG instance's UUID and name (profile), by instance slot.
+    mig_names: HashMap<u32, MigName>,
+    /// When the MIG names are read afresh (every health interval).
+    mig_names_refresh: tiers::HealthSchedule,
+}
+
+/// A MIG instance's static identity, kept while its slot holds the same GPU and compute
+/// instance ids, and read afresh every health interval: instances can be destroyed and created
+/// without a new enumeration of their GPU.
+#[derive(Debug, Clone)]
+struct MigName {
+    gpu_instance: u32,
+    compute_instance: u32,
+    uuid: String,
+    name: String,
 }
 
 impl DeviceState {
-    fn new(index: u32, driver_version: String, interval: Duration) -> Self {
+    fn new(index: u32, driver_version: String, intervals: tiers::Intervals) -> Self {
         DeviceState {
             index,
-            interval,
+            interval: intervals.fast,
             identity_read: false,
             mig_supported: true,
             identity: DeviceIdentity {
@@ -181,6 +196,8 @@ impl DeviceState {
                 previous: None,
             },
             mig_gpm: HashMap::new(),
+            mig_names: HashMap::new(),
+            mig_names_refresh: tiers::HealthSchedule::new(intervals.fast, intervals.health),
         }
     }
 
@@ -196,6 +213,7 @@ impl DeviceState {
             previous: None,
         };
         self.mig_gpm.clear();
+        self.mig_names.clear();
     }
 
     fn down_sample(&self, why: DeviceDown) -> DeviceSample {
@@ -288,6 +306,11 @@ impl DeviceState {
             None
         };
         let instances = if in_mig_mode {
+            let now = Instant::now();
+            if self.mig_names_refresh.due(now) {
+                self.mig_names_refresh.asked(now);
+                self.mig_names.clear();
+            }
             mig_instances(
                 &mut calls,
                 nvml,
@@ -295,9 +318,11 @@ impl DeviceState {
                 &self.identity,
                 &self.gpm,
                 &mut self.mig_gpm,
+                &mut self.mig_names,
             )
         } else {
             self.mig_gpm.clear();
+            self.mig_names.clear();
             Vec::new()
         };
 
@@ -402,10 +427,12 @@ fn mig_instances(
     parent_id: &DeviceIdentity,
     gpm: &Gpm,
     mig_gpm: &mut HashMap<u32, GpmSample<'static>>,
+    mig_names: &mut HashMap<u32, MigName>,
 ) -> Vec<DeviceSample> {
     let max = calls.take("mig", || parent.mig_device_count()).unwrap_or(0);
     let mut out = Vec::new();
     let mut seen = Vec::new();
+    let mut seen_slots = Vec::new();
     for i in 0..max {
         let mig = match parent.mig_device_by_index(i) {
             Ok(d) => d,
@@ -419,11 +446,33 @@ fn mig_instances(
         let Some((gi, ci)) = calls.take("mig", || instance_ids(nvml, &mig)) else {
             continue;
         };
-        let Some(uuid) = calls.take("uuid", || mig.uuid()) else {
-            continue;
+        let known = mig_names
+            .get(&i)
+            .filter(|n| n.gpu_instance == gi && n.compute_instance == ci)
+            .cloned();
+        let (uuid, name) = match known {
+            Some(n) => (n.uuid, n.name),
+            None => {
+                let Some(uuid) = calls.take("uuid", || mig.uuid()) else {
+                    continue;
+                };
+                let name = calls.take("name", || mig.name()).unwrap_or_default();
+                if !name.is_empty() {
+                    mig_names.insert(
+                        i,
+                        MigName {
+                            gpu_instance: gi,
+                            compute_instance: ci,
+                            uuid: uuid.clone(),
+                            name: name.clone(),
+                        },
+                    );
+                }
+                (uuid, name)
+            }
         };
         seen.push(gi);
-        let name = calls.take("name", || mig.name()).unwrap_or_default();
+        seen_slots.push(i);
         // NVML names an instance `<GPU name> MIG <profile>`.
         let profile = name
             .rsplit_once(" MIG ")
@@ -471,8 +520,9 @@ fn mig_instances(
             per_process_utilization: false,
         });
     }
-    // Instances that are gone take their GPM samples with them.
+    // Instances that are gone take their GPM samples and names with them.
     mig_gpm.retain(|gi, _| seen.contains(gi));
+    mig_names.retain(|slot, _| seen_slots.contains(slot));
     out
 }
 

@@ -215,7 +215,11 @@ impl Loaded {
         self.workers.clear();
         for index in 0..count {
             let (tx, rx) = mpsc::channel();
-            let (nvml, generation, interval) = (self.nvml, self.generation, self.interval);
+            let (nvml, generation) = (self.nvml, self.generation);
+            let intervals = tiers::Intervals {
+                fast: self.interval,
+                health: self.health_interval,
+            };
             let driver_version = self.driver_version.clone();
             let results = self.results_tx.clone();
             thread::Builder::new()
@@ -226,7 +230,7 @@ impl Loaded {
                         index,
                         generation,
                         driver_version,
-                        interval,
+                        intervals,
                         rx,
                         results,
                     );

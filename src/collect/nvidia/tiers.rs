@@ -27,6 +27,13 @@ pub(super) const HEALTH_FAMILIES: &[&str] = &[
     "energy", "ecc", "pcie", "nvlink", "encoder", "decoder", "uuid",
 ];
 
+/// The two tiers' intervals: `--collect.interval` and `--collect.health-interval`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Intervals {
+    pub fast: Duration,
+    pub health: Duration,
+}
+
 /// When a device's health read is due. Health reads are asked at the start of a cycle, so the
 /// health interval is kept to the nearest cycle: a read is due once less than half an
 /// interval remains before the health interval has passed (a cycle that starts a millisecond
