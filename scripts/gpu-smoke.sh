@@ -103,6 +103,11 @@ for labels, _ in infos:
         check(all(0.0 <= v <= 1.0 for v in present.values()), f"GPM in 0..1: {present}")
     else:
         print("  [info] no GPM series (device without GPM support, e.g. pre-Hopper)")
+    # The health tier (--collect.health-interval): read on the first cycle, kept in between.
+    health = ['gpu_energy_joules_total', 'gpu_pcie_replay_errors_total',
+              'gpu_pcie_transmit_bytes_per_second', 'gpu_encoder_utilization_ratio']
+    print(f"  [info] health series: {[n for n in health if val(n, g) is not None]} present,"
+          f" {[n for n in health if val(n, g) is None]} absent (not supported there)")
 errs = series.get('gpu_pod_exporter_driver_call_errors_total', [])
 for labels, v in errs:
     print(f"  [info] driver call errors: {labels} = {v}")
