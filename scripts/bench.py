@@ -13,7 +13,7 @@ CPU time is read from /proc/<pid>/task/*/schedstat (nanoseconds on CPU, every th
 includes everything a process does: with `costs: h200` the mock burns each NVML call's CPU in
 the calling thread, as the real driver does (vendor-mocks/nvml-mock/README.md, "Costs").
 """
-import argparse, http.client, os, shutil, socket, subprocess, sys, tempfile, threading, time
+import argparse, http.client, os, random, shutil, socket, subprocess, sys, tempfile, threading, time
 
 # --- the fake node ----------------------------------------------------------------------
 
@@ -141,34 +141,52 @@ def wait_until(proc, port, path, ok, what, started, limit=30):
         time.sleep(0.005)
 
 
-def concurrent_scrapes(port, clients, per_client):
-    """`clients` threads, each with its own connection (kept alive where the server allows),
-    each scraping `per_client` times back to back. Latencies in ms, sorted."""
+def scrapers(port, clients, period, seconds):
+    """`clients` scrapers, each on its own connection (kept alive where the server allows),
+    each scraping every `period` seconds from a random phase, for `seconds`: the load of many
+    Prometheus servers, an open loop. Latencies in ms, sorted. Over 5 s, so that the window
+    holds one sampling cycle."""
     lat, lock = [], threading.Lock()
-    barrier = threading.Barrier(clients)
+    begin = time.monotonic() + 0.05
 
-    def run():
+    def run(phase):
         conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
-        mine = []
-        barrier.wait()
-        for _ in range(per_client):
+        mine, at = [], begin + phase
+        while at < begin + seconds:
+            time.sleep(max(0.0, at - time.monotonic()))
             s = time.perf_counter()
             conn.request('GET', '/metrics', headers={'Accept': 'text/plain'})
             r = conn.getresponse(); r.read()
             mine.append((time.perf_counter() - s) * 1000)
             if r.will_close:
                 conn.close()
+            at += period
         conn.close()
         with lock:
             lat.extend(mine)
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(0.0002)  # the client's GIL must not make the server look slow
-    threads = [threading.Thread(target=run) for _ in range(clients)]
+    threads = [threading.Thread(target=run, args=(random.random() * period,)) for _ in range(clients)]
     for t in threads: t.start()
     for t in threads: t.join()
     sys.setswitchinterval(old)
     return sorted(lat)
+
+
+def burst(port, clients, total):
+    """`total` scrapes, `clients` at a time back to back (a closed loop: each latency includes
+    waiting for the others), with curl's parallel mode so the client adds no queueing of its
+    own. Latencies in ms, sorted; None without curl."""
+    if not shutil.which('curl'):
+        return None
+    url = f'http://127.0.0.1:{port}/metrics'
+    args = ['curl', '-s', '--parallel', '--parallel-immediate', '--parallel-max', str(clients),
+            '-H', 'Accept: text/plain', '-w', '%{time_total}\n']
+    for _ in range(total):
+        args += [url, '-o', '/dev/null']
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120).stdout.split()
+    return sorted(float(x) * 1000 for x in out) or None
 
 
 def q(lat, p):
@@ -204,7 +222,10 @@ def compare(a):
     checks = []
     print(f'agent ({binary}) and peer (benches/peer/peer_exporter.py, nvidia-ml-py + prometheus_client),')
     print(f'both on the mock NVML with `costs: {a.costs}` and the same fake node; interval {a.interval_s:g} s,')
-    print(f'CPU over {a.seconds:g} s after warm-up (schedstat, all threads), /metrics with {a.clients} concurrent scrapers.')
+    print(f'CPU over {a.seconds:g} s after warm-up (schedstat, all threads).')
+    print(f'/metrics: {a.clients} scrapers, each every {a.scrape_period * 1000:g} ms from a random phase, for {a.scrape_seconds:g} s')
+    print(f'(the target\'s load); "burst": {a.burst} scrapes, {a.clients} at a time back to back (curl), where')
+    print(f'each latency includes waiting for the other {a.clients - 1}.')
     print('CPU is % of one core. RSS excludes real NVML\'s own ~18 MiB (FIELD-NOTES), which the mock does not have.')
     for name, gpus, pods_per_gpu, procs_per_pod, cpu_target, rss_target, ratio_target in NODES:
         d = tempfile.mkdtemp(prefix='gpe-bench-')
@@ -246,8 +267,9 @@ def compare(a):
                         rss = rss_kib(p.pid) / 1024
                         _, body = get(port, '/metrics')
                         total, own_n = series(body, own)
-                        lat = concurrent_scrapes(port, a.clients, a.per_client)
+                        lat = scrapers(port, a.clients, a.scrape_period, a.scrape_seconds)
                         res[who] = dict(cpu=cpu, rss=rss, total=total, own=own_n, lat=lat,
+                                        burst=burst(port, a.clients, a.burst),
                                         per_cycle=cpu / 100 * a.interval_s * 1000)
                 finally:
                     peer.terminate(); peer.wait()
@@ -269,6 +291,9 @@ def compare(a):
         row('all samples in /metrics', ag['total'], pe['total'], '{:d}')
         row(f'/metrics p50, {a.clients} scrapers (ms)', q(ag['lat'], 0.5), q(pe['lat'], 0.5), '{:.2f}')
         row(f'/metrics p99, {a.clients} scrapers (ms)', q(ag['lat'], 0.99), q(pe['lat'], 0.99), '{:.2f}')
+        if ag['burst'] and pe['burst']:
+            row(f'/metrics p50, burst of {a.clients} (ms)', q(ag['burst'], 0.5), q(pe['burst'], 0.5), '{:.2f}')
+            row(f'/metrics p99, burst of {a.clients} (ms)', q(ag['burst'], 0.99), q(pe['burst'], 0.99), '{:.2f}')
         row('start to ready (ms)', agent_ready * 1000, peer_ready * 1000, '{:.0f}', ratio=False)
         short = name.split(':')[0]
         checks.append((f'{short}: agent CPU {ag["cpu"]:.3f} % <= {cpu_target} % of a core', ag['cpu'] <= cpu_target))
@@ -355,8 +380,10 @@ def main():
     c.add_argument('--warmup', type=float, default=3)
     c.add_argument('--interval-s', type=float, default=5)
     c.add_argument('--costs', default='h200')
-    c.add_argument('--clients', type=int, default=20)
-    c.add_argument('--per-client', type=int, default=25)
+    c.add_argument('--clients', type=int, default=20, help='concurrent scrapers')
+    c.add_argument('--scrape-period', type=float, default=0.1, help='seconds between one scraper\'s scrapes')
+    c.add_argument('--scrape-seconds', type=float, default=6)
+    c.add_argument('--burst', type=int, default=500, help='scrapes in the burst test')
     c.add_argument('--peer-python', default=os.path.join('target', 'bench-tools', 'venv', 'bin', 'python'))
     k = sub.add_parser('core', help='the agent alone')
     k.add_argument('--gpus', type=int, default=8)
