@@ -234,7 +234,8 @@ fn a_reload_that_adds_events_delivers_them() {
         assert_eq!(nvml.device_count().unwrap(), 3);
         let (set, got, took) = waiter.join().unwrap();
         assert_eq!(got, 31);
-        assert!(took < Duration::from_millis(1000), "{took:?}");
+        // The wait started ~200 ms before the re-read; its own look at the file would come at 1 s.
+        assert!(took < Duration::from_millis(800), "{took:?}");
         set
     });
     assert_eq!(xid(set.wait(1000)), 79);
