@@ -376,7 +376,9 @@ def main():
     ap.add_argument('--target', default=default_target, help='folder of the release build')
     sub = ap.add_subparsers(dest='mode')
     c = sub.add_parser('compare', help='agent beside the peer (default)')
-    c.add_argument('--seconds', type=float, default=60, help='CPU window per node')
+    c.add_argument('--seconds', type=float, default=60,
+                   help='CPU window per node; keep it a multiple of the interval and of the agent\'s '
+                        'health interval (30 s), so that it holds a whole number of both cycles')
     c.add_argument('--warmup', type=float, default=3)
     c.add_argument('--interval-s', type=float, default=5)
     c.add_argument('--costs', default='h200')
