@@ -3,7 +3,8 @@
 //! The exported functions live in [`api`]; each one is a thin `extern "C"` shell that runs its
 //! body inside `ffi_guard`, so a bug in the mock can never unwind into the caller.
 //! [`scenario`] owns the file format, [`state`] the loaded scenario, init refcount and reload,
-//! [`handle`] the encoding of device handles and [`codes`] NVML's return codes.
+//! [`handle`] the encoding of device handles, [`codes`] NVML's return codes and [`cost`] the
+//! CPU and wall time a call is made to cost.
 //!
 //! Every export follows the safety contract of the NVML C function it mocks: pointers are
 //! checked for NULL and otherwise trusted to point at the caller's memory of the documented
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod codes;
+pub mod cost;
 pub mod handle;
 pub mod scenario;
 pub mod state;

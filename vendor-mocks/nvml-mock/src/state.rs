@@ -3,11 +3,16 @@
 //!
 //! Every call takes a snapshot (`Arc<Scenario>`) under the lock and answers from it after
 //! releasing the lock, so a delayed call never blocks calls for other devices.
+//!
+//! Every reload and shutdown bumps a generation number and wakes the event waits
+//! ([`crate::api::events::wake_waiters`]), so a wait sleeping in `nvmlEventSetWait_v2` sees
+//! what any other call's re-read found at once, without polling the file itself.
 
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -34,6 +39,9 @@ struct Source {
     path: PathBuf,
     /// The last scenario that parsed and validated.
     scenario: Arc<Scenario>,
+    /// The text `scenario` was parsed from: a re-read that finds the same text (the file was
+    /// touched, or is re-read while its timestamps are too fresh to trust) changes nothing.
+    text: String,
     /// Metadata of the file version last read (good or bad); `None` forces a read.
     stamp: Option<Stamp>,
     /// The last complaint printed, so a broken file is reported once, not on every call.
@@ -55,6 +63,23 @@ static STATE: Mutex<State> = Mutex::new(State {
     source: None,
 });
 
+/// Bumped (under the state lock) on every reload that changed the scenario and on every
+/// shutdown; see [`generation`].
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The number of scenario changes and shutdowns so far. A waiter that read it with its
+/// snapshot ([`snapshot_with_generation`]) and still sees the same number under its own lock
+/// cannot have missed the wake-up that follows a change.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::SeqCst)
+}
+
+/// Tells the event waits that the scenario or the init state changed. Called with the state
+/// lock released.
+fn changed() {
+    crate::api::events::wake_waiters();
+}
+
 fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -73,8 +98,13 @@ pub fn load_for_init() -> NvmlResult<Arc<Scenario>> {
     let mut state = lock();
     if state.refcount > 0 {
         if let Some(source) = state.source.as_mut() {
-            source.refresh();
-            return Ok(Arc::clone(&source.scenario));
+            let reloaded = source.refresh();
+            let scenario = Arc::clone(&source.scenario);
+            drop(state);
+            if reloaded {
+                changed();
+            }
+            return Ok(scenario);
         }
     }
     let Some(path) = std::env::var_os(SCENARIO_ENV).filter(|p| !p.is_empty()) else {
@@ -107,19 +137,33 @@ pub fn shutdown() -> NvmlResult {
     if state.refcount == 0 {
         state.source = None;
     }
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    drop(state);
+    changed();
     Ok(())
 }
 
 /// The current scenario, re-read first if the file changed. `UNINITIALIZED` outside
 /// `nvmlInit` .. `nvmlShutdown`.
 pub fn snapshot() -> NvmlResult<Arc<Scenario>> {
+    snapshot_with_generation().map(|(scenario, _)| scenario)
+}
+
+/// [`snapshot`], with the [`generation`] it belongs to.
+pub fn snapshot_with_generation() -> NvmlResult<(Arc<Scenario>, u64)> {
     let mut state = lock();
     if state.refcount == 0 {
         return Err(UNINITIALIZED);
     }
     let source = state.source.as_mut().ok_or(UNINITIALIZED)?;
-    source.refresh();
-    Ok(Arc::clone(&source.scenario))
+    let reloaded = source.refresh();
+    let scenario = Arc::clone(&source.scenario);
+    let generation = generation();
+    drop(state);
+    if reloaded {
+        changed();
+    }
+    Ok((scenario, generation))
 }
 
 impl Source {
@@ -138,6 +182,7 @@ impl Source {
             Ok(scenario) => Ok(Self {
                 path,
                 scenario: Arc::new(scenario),
+                text,
                 stamp: stamp.settled(),
                 last_complaint: None,
             }),
@@ -152,8 +197,9 @@ impl Source {
     }
 
     /// Re-reads the file if its metadata changed. A file that went missing or no longer
-    /// parses leaves the last good scenario in place, with one message on stderr.
-    fn refresh(&mut self) {
+    /// parses leaves the last good scenario in place, with one message on stderr. True when
+    /// a new scenario took effect (the generation was bumped: call [`changed`]).
+    fn refresh(&mut self) -> bool {
         let stamp = match fs::metadata(&self.path) {
             Ok(meta) => Stamp::of(&meta),
             Err(e) => {
@@ -161,18 +207,26 @@ impl Source {
                     "cannot read scenario {} (keeping the last good one): {e}",
                     self.path.display()
                 ));
-                return;
+                return false;
             }
         };
         if self.stamp == Some(stamp) {
-            return;
+            return false;
         }
+        let mut reloaded = false;
         match read(&self.path) {
+            Ok((stamp, text)) if text == self.text => {
+                self.last_complaint = None;
+                self.stamp = stamp.settled();
+            }
             Ok((stamp, text)) => {
                 match Scenario::parse(&text) {
                     Ok(scenario) => {
                         self.scenario = Arc::new(scenario);
+                        self.text = text;
                         self.last_complaint = None;
+                        GENERATION.fetch_add(1, Ordering::SeqCst);
+                        reloaded = true;
                     }
                     Err(e) => self.complain_once(format!(
                         "scenario {} is invalid (keeping the last good one): {e}",
@@ -186,6 +240,7 @@ impl Source {
                 self.path.display()
             )),
         }
+        reloaded
     }
 
     fn complain_once(&mut self, message: String) {

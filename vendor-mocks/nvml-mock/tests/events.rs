@@ -230,9 +230,12 @@ fn a_reload_that_adds_events_delivers_them() {
         mock.replace(&node(
             "[{xid: 79, after_ms: 0}, {xid: 31, after_ms: 0}, {xid: 79, after_ms: 0}]",
         ));
+        // Any other call re-reads the file, and the re-read wakes the wait at once.
+        assert_eq!(nvml.device_count().unwrap(), 3);
         let (set, got, took) = waiter.join().unwrap();
         assert_eq!(got, 31);
-        assert!(took < Duration::from_millis(1000), "{took:?}");
+        // The wait started ~200 ms before the re-read; its own look at the file would come at 1 s.
+        assert!(took < Duration::from_millis(800), "{took:?}");
         set
     });
     assert_eq!(xid(set.wait(1000)), 79);
@@ -241,6 +244,69 @@ fn a_reload_that_adds_events_delivers_them() {
     // Removing and reordering delivers nothing again.
     mock.replace(&node("[{xid: 31, after_ms: 0}, {xid: 79, after_ms: 0}]"));
     assert!(is_timeout(set.wait(100)));
+}
+
+/// With no other call to re-read the file, a wait looks at it itself when it wakes: at the
+/// latest `RELOAD_CHECK` (1 s) after it began to sleep.
+#[test]
+fn a_reload_reaches_a_lone_wait() {
+    let mock = Mock::new(&node("[]"));
+    let nvml = mock.init().unwrap();
+    let d = nvml.device_by_index(0).unwrap();
+    let set = register(&d, nvml.create_event_set().unwrap());
+    std::thread::scope(|s| {
+        let waiter = s.spawn(move || {
+            let start = Instant::now();
+            (xid(set.wait(10_000)), start.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        mock.replace(&node("[{xid: 31, after_ms: 0}]"));
+        let (got, took) = waiter.join().unwrap();
+        assert_eq!(got, 31);
+        assert!(took < Duration::from_millis(3000), "{took:?}");
+    });
+}
+
+/// A real driver's wait sleeps in the kernel; so does the mock's: no polling while nothing is
+/// due (issue 13: the 20 ms re-read of the old wait was most of an idle agent's CPU).
+#[test]
+fn an_idle_wait_uses_no_cpu() {
+    let mock = Mock::new(&node("[{xid: 79, after_ms: 60000}]"));
+    let nvml = mock.init().unwrap();
+    let (d, quiet) = (
+        nvml.device_by_index(0).unwrap(),
+        nvml.device_by_index(1).unwrap(),
+    );
+    let set = register(&quiet, register(&d, nvml.create_event_set().unwrap()));
+    let (cpu, took, timed_out) = std::thread::scope(|s| {
+        s.spawn(move || {
+            let cpu0 = thread_cpu();
+            let start = Instant::now();
+            let timed_out = is_timeout(set.wait(1000));
+            (thread_cpu() - cpu0, start.elapsed(), timed_out)
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(timed_out);
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    assert!(
+        cpu < Duration::from_millis(2),
+        "{cpu:?} of CPU in a 1 s wait"
+    );
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+        0
+    );
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 #[test]

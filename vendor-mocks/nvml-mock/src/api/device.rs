@@ -8,7 +8,7 @@ use std::mem::size_of;
 use nvml_wrapper_sys::bindings::*;
 
 use super::{
-    c_count, device_call, fill_c_array, in_out, inject, out, out_str, target_call, Target,
+    c_count, device_call, fill_c_array, in_out, inject, out, out_str, target_call, Price, Target,
 };
 use crate::codes::{ARGUMENT_VERSION_MISMATCH, INVALID_ARGUMENT, NOT_FOUND, NOT_SUPPORTED};
 use crate::ffi_guard;
@@ -31,6 +31,7 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
         let index = index as usize;
         let dev = scenario.devices.get(index).ok_or(INVALID_ARGUMENT)?;
         let h = handle::encode(index).ok_or(INVALID_ARGUMENT)?;
+        Price::of(Family::Handle).pay(&scenario);
         inject(&dev.delays_ms, &dev.errors, Family::Handle)?;
         // SAFETY: NVML's contract: `device` is NULL or writable.
         unsafe { out(device, h) }
@@ -57,6 +58,7 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
             .find(|(_, d)| d.uuid.as_bytes() == wanted)
             .ok_or(NOT_FOUND)?;
         let h = handle::encode(index).ok_or(INVALID_ARGUMENT)?;
+        Price::of(Family::Handle).pay(&scenario);
         inject(&dev.delays_ms, &dev.errors, Family::Handle)?;
         // SAFETY: NVML's contract: `device` is NULL or writable.
         unsafe { out(device, h) }

@@ -11,8 +11,12 @@
 //!
 //! A wait holds no global lock: it takes the scenario snapshot like any call, then sleeps on
 //! the set's own condition variable until the earliest undelivered event is due, the timeout
-//! passes, a device is registered on the set, or the set is freed. It also wakes every
-//! [`RELOAD_POLL`] to pick up a changed scenario file.
+//! passes, a device is registered on the set, the set is freed, or the scenario changes or
+//! NVML shuts down. An idle wait costs nothing, as a real driver's wait sleeps in the kernel:
+//! it does not poll. A changed scenario file is seen at once when any other call re-reads it
+//! (every call does: [`state`] then wakes the waits), and otherwise by the wait itself when it
+//! wakes, at the latest [`RELOAD_CHECK`] after it began sleeping: a test that changes the file
+//! while only a wait runs still sees the change, for one `stat` a second.
 //!
 //! Set handles are opaque numbers checked against a registry, never dereferenced, so a stale,
 //! foreign or double-freed set is `INVALID_ARGUMENT`.
@@ -36,9 +40,9 @@ use crate::state;
 /// The only event type the mock delivers, and so the only one a device supports.
 pub const XID_EVENT: u64 = nvmlEventTypeXidCriticalError as u64;
 
-/// How often a waiting `nvmlEventSetWait_v2` re-reads the scenario, so that events added by
-/// a reload are seen while it waits.
-pub const RELOAD_POLL: Duration = Duration::from_millis(20);
+/// The longest a waiting `nvmlEventSetWait_v2` sleeps before it looks at the scenario file
+/// itself, when no other call re-read it meanwhile.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// Set handles are `SET_BASE + id * SET_STRIDE`, never dereferenced.
 const SET_BASE: usize = 0x5e7_0000_0000;
@@ -213,7 +217,7 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
         let deadline = Instant::now() + Duration::from_millis(u64::from(timeoutms));
         loop {
             // The snapshot (global lock, briefly) is taken before the set's own lock.
-            let scenario = state::snapshot()?;
+            let (scenario, generation) = state::snapshot_with_generation()?;
             let mut state = set.lock();
             if state.freed {
                 return Err(INVALID_ARGUMENT);
@@ -241,7 +245,12 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
             if now >= deadline {
                 return Err(TIMEOUT);
             }
-            let mut wake_at = deadline.min(now + RELOAD_POLL);
+            // A reload or shutdown since the snapshot: its wake-up may have come before this
+            // lock was taken, so look again rather than sleep through it.
+            if state::generation() != generation {
+                continue;
+            }
+            let mut wake_at = deadline.min(now + RELOAD_CHECK);
             if let Some(next) = next {
                 wake_at = wake_at.min(next.due);
             }
@@ -252,6 +261,17 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
             drop(state);
         }
     })
+}
+
+/// Wakes every wait, to look at a changed scenario (or notice `nvmlShutdown`). Each set's
+/// lock is taken before it is notified, so a waiter between its generation check and its
+/// sleep cannot miss the wake-up. Called by [`state`] with no lock held.
+pub(crate) fn wake_waiters() {
+    let live: Vec<Arc<EventSet>> = sets().values().cloned().collect();
+    for set in live {
+        drop(set.lock());
+        set.wake.notify_all();
+    }
 }
 
 /// The error a wait fails with: the first registered device's `errors.events`.

@@ -26,7 +26,7 @@ use nvml_wrapper_sys::bindings::field_id::{
 };
 use nvml_wrapper_sys::bindings::*;
 
-use super::device_call;
+use super::{device_call_priced, Price};
 use crate::codes::{NvmlResult, INVALID_ARGUMENT, NOT_SUPPORTED, SUCCESS};
 use crate::scenario::{Device, Family, Nvlink};
 
@@ -48,7 +48,12 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
     valuesCount: c_int,
     values: *mut nvmlFieldValue_t,
 ) -> nvmlReturn_t {
-    device_call(device, Family::Nvlink, |d, _| {
+    // The H200 figure is for one field; a batch costs each of its fields.
+    let price = Price {
+        times: u32::try_from(valuesCount).unwrap_or(0),
+        ..Price::of(Family::Nvlink)
+    };
+    device_call_priced(device, Family::Nvlink, price, |d, _| {
         let count = usize::try_from(valuesCount).map_err(|_| INVALID_ARGUMENT)?;
         if values.is_null() || count == 0 {
             return Err(INVALID_ARGUMENT);

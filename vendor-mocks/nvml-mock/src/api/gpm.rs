@@ -12,12 +12,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nvml_wrapper_sys::bindings::*;
 
-use super::{device_call, in_out, inject};
+use super::{device_call, in_out, inject, Price};
 use crate::codes::{
     NvmlResult, ARGUMENT_VERSION_MISMATCH, GPU_IS_LOST, INVALID_ARGUMENT, NOT_SUPPORTED, SUCCESS,
 };
 use crate::ffi_guard;
-use crate::scenario::{Family, Gpm};
+use crate::scenario::{CostKey, Family, Gpm};
 use crate::state;
 
 /// What one sample holds once filled.
@@ -176,6 +176,11 @@ pub unsafe extern "C" fn nvmlGpmMetricsGet(metricsGet: *mut nvmlGpmMetricsGet_t)
         with_sample(sample1, |s| s.taken)?.ok_or(INVALID_ARGUMENT)?;
         let taken = with_sample(sample2, |s| s.taken)?.ok_or(INVALID_ARGUMENT)?;
         let dev = scenario.devices.get(taken.device).ok_or(GPU_IS_LOST)?;
+        Price {
+            key: CostKey::GpmMetrics,
+            times: 1,
+        }
+        .pay(&scenario);
         inject(&dev.delays_ms, &dev.errors, Family::Gpm)?;
         // SAFETY: the caller's array holds `numMetrics` entries (NVML's contract).
         let first =

@@ -9,9 +9,9 @@ use std::ffi::{c_uint, c_ulonglong};
 
 use nvml_wrapper_sys::bindings::*;
 
-use super::{device_call, out};
+use super::{device_call, device_call_priced, out, Price};
 use crate::codes::{NvmlResult, INVALID_ARGUMENT, NOT_SUPPORTED};
-use crate::scenario::{Device, Family, ThrottleReason};
+use crate::scenario::{CostKey, Device, Family, ThrottleReason};
 
 /// The sampling period reported with encoder and decoder utilization, in microseconds:
 /// one sixth of a second, the shortest period NVML uses for its utilization counters.
@@ -183,13 +183,18 @@ pub unsafe extern "C" fn nvmlDeviceGetPcieThroughput(
     })
 }
 
-/// `pcie.replay_errors`: PCIe replays since the driver loaded.
+/// `pcie.replay_errors`: PCIe replays since the driver loaded. The `pcie` family's delay and
+/// error apply; its cost is its own (`pcie_replay`: on a real GPU it does not sample the link).
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetPcieReplayCounter(
     device: nvmlDevice_t,
     value: *mut c_uint,
 ) -> nvmlReturn_t {
-    device_call(device, Family::Pcie, |d, _| {
+    let price = Price {
+        key: CostKey::PcieReplay,
+        times: 1,
+    };
+    device_call_priced(device, Family::Pcie, price, |d, _| {
         let pcie = d.pcie.ok_or(NOT_SUPPORTED)?;
         unsafe { out(value, pcie.replay_errors) }
     })

@@ -3,7 +3,10 @@
 //! writing results through the caller's pointers.
 //!
 //! Order of checks in every device call, as NVML does it: not initialized -> bad handle ->
-//! (mock) delay -> (mock) injected error -> bad arguments -> the answer.
+//! (mock) the call's cost (scenario `costs`) -> (mock) delay -> (mock) injected error -> bad
+//! arguments -> the answer. So a call pays its cost whatever it answers (a real driver's
+//! per-process utilization costs the same when it answers `NOT_FOUND`), but not when the
+//! library itself turns it away (not initialized, a handle it never handed out).
 //!
 //! A MIG device handle is subject to its parent GPU's delays and errors. Calls made with
 //! [`device_call`] answer `NOT_SUPPORTED` for one; the calls that work on MIG devices use
@@ -27,9 +30,10 @@ use std::time::Duration;
 use nvml_wrapper_sys::bindings::{nvmlDevice_t, nvmlReturn_t};
 
 use crate::codes::{NvmlResult, GPU_IS_LOST, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NOT_SUPPORTED};
+use crate::cost;
 use crate::ffi_guard;
 use crate::handle::{self, Handle};
-use crate::scenario::{Delays, Device, Errors, Family, MigInstance, Scenario};
+use crate::scenario::{CostKey, Delays, Device, Errors, Family, MigInstance, Scenario};
 use crate::state;
 
 /// What a device handle resolved to in the current scenario.
@@ -56,7 +60,40 @@ pub(crate) fn device_call(
     family: Family,
     body: impl FnOnce(&Device, usize) -> NvmlResult,
 ) -> nvmlReturn_t {
-    target_call(device, family, |target| match target {
+    device_call_priced(device, family, Price::of(family), body)
+}
+
+/// What a call pays (scenario `costs`): `times` x the cost set for `key`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Price {
+    pub key: CostKey,
+    pub times: u32,
+}
+
+impl Price {
+    /// One call of the family's cost.
+    pub fn of(family: Family) -> Price {
+        Price {
+            key: CostKey::Family(family),
+            times: 1,
+        }
+    }
+
+    /// Pays it, from the scenario in force.
+    pub fn pay(self, scenario: &Scenario) {
+        cost::pay(scenario.costs.of(self.key), self.times);
+    }
+}
+
+/// [`device_call`] for a call that costs something else than one call of its family (its own
+/// cost key, or one cost per requested item).
+pub(crate) fn device_call_priced(
+    device: nvmlDevice_t,
+    family: Family,
+    price: Price,
+    body: impl FnOnce(&Device, usize) -> NvmlResult,
+) -> nvmlReturn_t {
+    target_call_priced(device, family, price, |target| match target {
         Target::Gpu(dev, index) => body(dev, index),
         Target::Mig { .. } => Err(NOT_SUPPORTED),
     })
@@ -73,11 +110,21 @@ pub(crate) fn target_call(
     family: Family,
     body: impl FnOnce(Target<'_>) -> NvmlResult,
 ) -> nvmlReturn_t {
+    target_call_priced(device, family, Price::of(family), body)
+}
+
+fn target_call_priced(
+    device: nvmlDevice_t,
+    family: Family,
+    price: Price,
+    body: impl FnOnce(Target<'_>) -> NvmlResult,
+) -> nvmlReturn_t {
     ffi_guard(|| {
         let scenario = state::snapshot()?;
         match handle::resolve(device).ok_or(INVALID_ARGUMENT)? {
             Handle::Device(index) => {
                 let dev = scenario.devices.get(index).ok_or(GPU_IS_LOST)?;
+                price.pay(&scenario);
                 inject(&dev.delays_ms, &dev.errors, family)?;
                 body(Target::Gpu(dev, index))
             }
@@ -89,6 +136,7 @@ pub(crate) fn target_call(
                 let instance = parent
                     .mig_instance(gpu_instance_id)
                     .ok_or(INVALID_ARGUMENT)?;
+                price.pay(&scenario);
                 inject(&parent.delays_ms, &parent.errors, family)?;
                 body(Target::Mig {
                     parent,
@@ -100,14 +148,15 @@ pub(crate) fn target_call(
     })
 }
 
-/// Runs a node-wide call (no device handle) after the scenario's top-level delay and error
-/// for `family`.
+/// Runs a node-wide call (no device handle) after its cost and the scenario's top-level
+/// delay and error for `family`.
 pub(crate) fn node_call(
     family: Family,
     body: impl FnOnce(&Scenario) -> NvmlResult,
 ) -> nvmlReturn_t {
     ffi_guard(|| {
         let scenario = state::snapshot()?;
+        Price::of(family).pay(&scenario);
         apply_node_fault(&scenario, family)?;
         body(&scenario)
     })

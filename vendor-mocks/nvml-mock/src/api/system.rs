@@ -4,17 +4,19 @@ use std::ffi::{c_char, c_uint};
 
 use nvml_wrapper_sys::bindings::nvmlReturn_t;
 
-use super::{apply_node_fault, c_count, node_call, out, out_str};
+use super::{apply_node_fault, c_count, node_call, out, out_str, Price};
 use crate::codes;
 use crate::ffi_guard;
 use crate::scenario::Family;
 use crate::state;
 
-/// Loads the scenario (see [`state::load_for_init`]), applies the `init` delay and error
-/// (`init_error` or top-level `errors.init`), then counts one more reference.
+/// Loads the scenario (see [`state::load_for_init`]), pays the `init` cost, applies the
+/// `init` delay and error (`init_error` or top-level `errors.init`), then counts one more
+/// reference.
 fn init() -> nvmlReturn_t {
     ffi_guard(|| {
         let scenario = state::load_for_init()?;
+        Price::of(Family::Init).pay(&scenario);
         apply_node_fault(&scenario, Family::Init)?;
         state::commit_init();
         Ok(())

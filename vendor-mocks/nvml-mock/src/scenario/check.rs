@@ -27,6 +27,7 @@ impl Scenario {
             self.errors.keys().chain(self.delays_ms.keys()),
             true,
         )?;
+        self.costs.validate()?;
 
         let mut uuids = BTreeSet::new();
         for (index, device) in self.devices.iter_mut().enumerate() {

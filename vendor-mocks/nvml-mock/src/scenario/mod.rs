@@ -3,8 +3,10 @@
 //! silently different node; `pci` the PCI address format.
 
 mod check;
+mod costs;
 mod pci;
 
+pub use costs::{Cost, CostKey, Costs, Preset, H200, MAX_COST_US};
 pub use pci::PciAddress;
 
 use std::collections::BTreeMap;
@@ -53,6 +55,35 @@ pub enum Family {
 }
 
 impl Family {
+    /// Every family, in declaration order.
+    pub const ALL: &'static [Family] = &[
+        Family::Init,
+        Family::Count,
+        Family::System,
+        Family::Handle,
+        Family::Uuid,
+        Family::Name,
+        Family::Pci,
+        Family::Memory,
+        Family::Utilization,
+        Family::Power,
+        Family::Temperature,
+        Family::Clock,
+        Family::Processes,
+        Family::ProcessUtilization,
+        Family::Gpm,
+        Family::Energy,
+        Family::Ecc,
+        Family::Events,
+        Family::Throttle,
+        Family::Pcie,
+        Family::Nvlink,
+        Family::Encoder,
+        Family::Decoder,
+        Family::Mig,
+        Family::Mps,
+    ];
+
     /// Families whose calls take no device handle.
     pub fn is_node_wide(self) -> bool {
         matches!(self, Family::Init | Family::Count | Family::System)
@@ -110,6 +141,10 @@ pub struct Scenario {
     /// Mock extension: delays for the node-wide families `init`, `count` and `system`.
     #[serde(default)]
     pub delays_ms: Delays,
+    /// What every call costs the caller (CONTRACT §4): absent or `none` free, `h200` the
+    /// H200 table, a map per family on top (see [`costs`]).
+    #[serde(default)]
+    pub costs: Costs,
     #[serde(default)]
     pub devices: Vec<Device>,
 }
@@ -489,6 +524,46 @@ mod tests {
         assert!(rejected("init_error: DRIVER_NOT_LOADE").contains("DRIVER_NOT_LOADE"));
         // A missing required field.
         assert!(rejected("devices: [{uuid: GPU-1}]").contains("name"));
+    }
+
+    #[test]
+    fn costs_parse_and_bad_ones_say_why() {
+        let free = Scenario::parse("devices: []").unwrap();
+        assert!(free.costs.is_free());
+        assert!(Scenario::parse("costs: none").unwrap().costs.is_free());
+        let h200 = Scenario::parse("costs: h200").unwrap().costs;
+        assert_eq!(
+            h200.of(CostKey::Family(Family::Energy)),
+            Cost {
+                cpu_us: 3_400,
+                wall_us: 3_100
+            }
+        );
+        let on_preset =
+            Scenario::parse("costs: {preset: h200, energy: {cpu_us: 1, wall_us: 2}}").unwrap();
+        assert_eq!(
+            on_preset.costs.of(CostKey::Family(Family::Energy)),
+            Cost {
+                cpu_us: 1,
+                wall_us: 2
+            }
+        );
+        assert_eq!(
+            on_preset.costs.of(CostKey::PcieReplay),
+            h200.of(CostKey::PcieReplay)
+        );
+        let on_free = Scenario::parse("costs: {pcie_replay: {cpu_us: 1, wall_us: 2}}").unwrap();
+        assert!(on_free.costs.of(CostKey::Family(Family::Energy)).is_free());
+
+        assert!(rejected("costs: h100").contains("h100"));
+        assert!(rejected("costs: {enrgy: {cpu_us: 1, wall_us: 1}}").contains("enrgy"));
+        assert!(rejected("costs: {energy: {cpu: 1, wall_us: 1}}").contains("cpu"));
+        assert!(rejected("costs: {energy: {cpu_us: 1}}").contains("wall_us"));
+        assert!(
+            rejected("costs: {energy: {cpu_us: 20000000, wall_us: 1}}").contains("microseconds")
+        );
+        assert!(rejected("costs: {preset: fast}").contains("fast"));
+        assert!(rejected("costs: [h200]").contains("costs"));
     }
 
     #[test]
