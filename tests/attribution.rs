@@ -58,7 +58,12 @@ fn all_memory(s: &prom::Samples) -> bool {
 fn all_series(s: &prom::Samples) -> bool {
     // GPM needs two samples per device, and each device's worker answers on its own: wait for
     // both GPM devices (GPU 1, shared; GPU 2, held alone), not only the first to get there.
+    // And every device up in that scrape: on a loaded machine one cycle can time a device out,
+    // and a late device carries no unattributed series for that cycle.
+    let devices = s.find("gpu_up", &[]);
     all_memory(s)
+        && !devices.is_empty()
+        && devices.iter().all(|d| d.value == 1.0)
         && s.has("pod_gpu_tensor_active_ratio")
         && s.value("gpu_tensor_active_ratio", &[("gpu", "1")])
             .is_some()
