@@ -13,22 +13,9 @@ use std::ffi::c_uint;
 use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
-use common::{device, scenario, Mock};
+use common::{device, scenario, thread_cpu, Mock};
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper_sys::bindings::*;
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
-        0
-    );
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 /// Thread CPU and wall time of `f`, and what it returned.
 fn measure<T>(f: impl FnOnce() -> T) -> (Duration, Duration, T) {

@@ -8,7 +8,7 @@ mod common;
 use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
-use common::{device, scenario, Mock};
+use common::{device, scenario, thread_cpu, Mock};
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
@@ -294,19 +294,6 @@ fn an_idle_wait_uses_no_cpu() {
         cpu < Duration::from_millis(2),
         "{cpu:?} of CPU in a 1 s wait"
     );
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
-        0
-    );
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 #[test]

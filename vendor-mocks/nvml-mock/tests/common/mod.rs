@@ -145,3 +145,16 @@ pub fn scenario(devices: &[String]) -> String {
         devices.concat()
     )
 }
+
+/// CPU time of the calling thread.
+pub fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+        0
+    );
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
