@@ -610,23 +610,7 @@ fn scale_up_limit(
     down: &[ScaleEvent],
     rules: &Rules,
 ) -> i32 {
-    let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
-        SelectPolicy::Disabled => return current,
-        SelectPolicy::Min => (i32::MAX, std::cmp::min),
-        SelectPolicy::Max => (i32::MIN, std::cmp::max),
-    };
-    for p in &rules.policies {
-        let start = current - change_in_period(now, p.period_seconds, up)
-            + change_in_period(now, p.period_seconds, down);
-        let proposed = match p.kind {
-            PolicyType::Pods => start + p.value,
-            PolicyType::Percent => {
-                (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
-            }
-        };
-        result = pick(result, proposed);
-    }
-    result
+    policy_limit(now, current, up, down, rules, true)
 }
 
 /// `calculateScaleDownLimitWithBehaviors`.
@@ -637,17 +621,43 @@ fn scale_down_limit(
     down: &[ScaleEvent],
     rules: &Rules,
 ) -> i32 {
-    let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
+    policy_limit(now, current, up, down, rules, false)
+}
+
+/// Upstream's two limit functions, which differ only in direction: each policy proposes from
+/// the replicas at the start of its period; `selectPolicy: Max` takes the largest change (the
+/// highest proposal going up, the lowest going down), `Min` the smallest.
+fn policy_limit(
+    now: i64,
+    current: i32,
+    up: &[ScaleEvent],
+    down: &[ScaleEvent],
+    rules: &Rules,
+    scale_up: bool,
+) -> i32 {
+    let highest = match rules.select_policy {
         SelectPolicy::Disabled => return current,
-        SelectPolicy::Min => (i32::MIN, std::cmp::max),
-        SelectPolicy::Max => (i32::MAX, std::cmp::min),
+        SelectPolicy::Max => scale_up,
+        SelectPolicy::Min => !scale_up,
+    };
+    let (mut result, pick): (i32, fn(i32, i32) -> i32) = if highest {
+        (i32::MIN, std::cmp::max)
+    } else {
+        (i32::MAX, std::cmp::min)
     };
     for p in &rules.policies {
         let start = current - change_in_period(now, p.period_seconds, up)
             + change_in_period(now, p.period_seconds, down);
-        let proposed = match p.kind {
-            PolicyType::Pods => start - p.value,
-            PolicyType::Percent => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
+        let proposed = match (p.kind, scale_up) {
+            (PolicyType::Pods, true) => start + p.value,
+            (PolicyType::Pods, false) => start - p.value,
+            // Rounded up going up, so that a small percentage still adds a pod.
+            (PolicyType::Percent, true) => {
+                (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
+            }
+            (PolicyType::Percent, false) => {
+                (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32
+            }
         };
         result = pick(result, proposed);
     }

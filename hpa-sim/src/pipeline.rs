@@ -62,7 +62,7 @@ impl Prometheus {
 
     /// One scrape of every pod's endpoints at `now`.
     pub fn scrape(&mut self, now: f64, fleet: &Fleet) {
-        let cfg_kv = |p: &crate::serving::Pod| p.kv_usage(fleet_server(fleet));
+        let server = fleet.server();
         for p in &fleet.pods {
             let mut v = [None; 8];
             // The agent serves a pod's GPU series once it has sampled the pod's device.
@@ -75,7 +75,7 @@ impl Prometheus {
             if matches!(p.state, State::Ready | State::Draining { .. }) {
                 v[5] = Some(p.waiting() as f64);
                 v[6] = Some(p.running() as f64);
-                v[7] = Some(cfg_kv(p));
+                v[7] = Some(p.kv_usage(server));
             }
             if v.iter().any(Option::is_some) {
                 self.samples
@@ -207,8 +207,4 @@ impl Prometheus {
         }
         obs
     }
-}
-
-fn fleet_server(f: &Fleet) -> &crate::scenario::Server {
-    f.server()
 }
