@@ -448,3 +448,23 @@ fn a_dead_kubelet_never_blocks_or_breaks_the_scrape() {
         "allocations stand through the grace period"
     );
 }
+
+/// A driver whose per-process utilization comes only through the newer
+/// `nvmlDeviceGetProcessesUtilizationInfo` (the legacy call answers NOT_SUPPORTED) gives the
+/// same shares: the agent falls back to it, with the same one-call buffer sizing.
+#[test]
+fn per_process_utilization_through_the_newer_call_gives_the_same_shares() {
+    let (scenario, root) = every_layout();
+    let scenario = scenario.replace(
+        "process_utilization: supported",
+        "process_utilization: info_only",
+    );
+    assert!(scenario.contains("info_only"));
+    let agent = Agent::with_scenario(&scenario).rootfs(&root).start();
+    let s = agent.scrape_until(WAIT, "every pod's memory and GPU 0's shares", |s| {
+        all_memory(s) && ratio(s, "v2-systemd-containerd").is_some()
+    });
+    assert_eq!(ratio(&s, "v2-systemd-containerd"), Some(0.2));
+    assert_eq!(ratio(&s, "v2-cgroupfs"), Some(0.3));
+    assert_eq!(ratio(&s, "v1-cgroupfs"), Some(0.1));
+}
