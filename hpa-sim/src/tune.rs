@@ -183,7 +183,15 @@ fn apply(
     match param {
         "minReplicas" => hpa.min_replicas = Some(num as i32),
         "maxReplicas" => hpa.max_replicas = num as i32,
-        "tolerance" => {}
+        // Both directions' `behavior` tolerance; a negative one is left to `validate`, which
+        // rejects it as the API server would.
+        "tolerance" => {
+            let t = Milli::from_f64_ceil(num).map_err(|e| format!("{param}={v}: {e}"))?;
+            let b = hpa.behavior.get_or_insert_with(Behavior::default);
+            for r in [&mut b.scale_up, &mut b.scale_down] {
+                r.get_or_insert_with(ScalingRules::default).tolerance = Some(t);
+            }
+        }
         "scaleUp.stabilizationWindowSeconds" => set_window(hpa, true, num as i32),
         "scaleDown.stabilizationWindowSeconds" => set_window(hpa, false, num as i32),
         _ => return Err(format!("unknown parameter {param}")),
@@ -266,21 +274,6 @@ pub fn settings(
             let mut shown = v.to_string();
             if apply(loaded, &mut hpa, &s.param, v, saturation, &mut shown)? {
                 params.push((s.param.clone(), shown));
-            }
-        }
-        let tol = combo
-            .iter()
-            .find(|(si, _)| sweeps[*si].param == "tolerance")
-            .map(|(si, vi)| &sweeps[*si].values[*vi]);
-        if let Some(Value::Num(t)) = tol {
-            if *t < 0.0 {
-                rejected.push(format!("tolerance={t}: must be 0 or more"));
-                continue;
-            }
-            let b = hpa.behavior.get_or_insert_with(Behavior::default);
-            for r in [&mut b.scale_up, &mut b.scale_down] {
-                r.get_or_insert_with(ScalingRules::default).tolerance =
-                    Milli::from_f64_ceil(*t).ok();
             }
         }
         if let Err(e) = hpa.validate() {

@@ -466,6 +466,38 @@ fn tune_skips_a_setting_kubernetes_would_reject() {
 }
 
 #[test]
+fn tune_sweeps_the_tolerance_and_skips_a_negative_one() {
+    let path = fixture("tune.yaml");
+    let (text, stderr) = ok(&[
+        "tune",
+        path_str(&path),
+        "--sweep",
+        "tolerance=-0.1,0.05,0.3",
+    ]);
+    assert!(
+        stderr.contains(
+            "skipped, Kubernetes would reject it: tolerance=-0.1: spec.behavior.scaleUp.tolerance"
+        ),
+        "{stderr}"
+    );
+    assert!(text.starts_with("tune-small: 2 settings"), "{text}");
+    // The tolerance reaches the controller: a wider band holds fewer replicas on this load.
+    let gpu_hours = |t: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.get(1..)
+                    .is_some_and(|r| r.trim_start().starts_with(&format!("tolerance={t} ")))
+            })
+            .unwrap_or_else(|| panic!("no row for {t}: {text}"));
+        line.split_whitespace()
+            .find_map(|w| w.parse::<f64>().ok())
+            .unwrap()
+    };
+    assert!(gpu_hours("0.3") < gpu_hours("0.05"), "{text}");
+}
+
+#[test]
 fn tune_names_the_candidates_when_one_is_unknown() {
     let path = fixture("tune.yaml");
     let out = hpa_sim(&["tune", path_str(&path), "--sweep", "candidate=queue,tensor"]);
