@@ -28,35 +28,6 @@ impl Format {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
     }
-
-    /// Picks the format from an `Accept` header: OpenMetrics when it is acceptable and
-    /// weighted at least as high as the classic text format, else the classic text format.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        let Some(accept) = accept else {
-            return Format::Text;
-        };
-        let (mut om, mut text, mut any) = (0.0f32, 0.0f32, 0.0f32);
-        for range in accept.split(',') {
-            let mut parts = range.split(';').map(str::trim);
-            let media = parts.next().unwrap_or("").to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.strip_prefix("q="))
-                .find_map(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            match media.as_str() {
-                "application/openmetrics-text" => om = om.max(q),
-                "text/plain" | "text/*" => text = text.max(q),
-                "*/*" => any = any.max(q),
-                _ => {}
-            }
-        }
-        let text = if text > 0.0 { text } else { any };
-        if om > 0.0 && om >= text {
-            Format::OpenMetrics
-        } else {
-            Format::Text
-        }
-    }
 }
 
 /// Encodes the latest snapshot; one registry, built once, serves every scrape.
@@ -576,31 +547,4 @@ fn encode_self(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::
         )?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn negotiation_follows_accept_weights() {
-        assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
-        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
-        // What Prometheus 2.x/3.x sends.
-        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text; version=1.0.0")),
-            Format::OpenMetrics
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0.2,text/plain;q=0.9")),
-            Format::Text
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0")),
-            Format::Text
-        );
-    }
 }

@@ -17,8 +17,8 @@ use gpu_pod_exporter::collect::{self, Backend, Hub};
 use gpu_pod_exporter::config::{Config, Flags, ListenAddress};
 use gpu_pod_exporter::encode::Encoder;
 use gpu_pod_exporter::snapshot::{self, SnapshotStore};
-use gpu_pod_exporter::web::config::WebConfig;
 use gpu_pod_exporter::web::server::{self, App};
+use gpu_pod_exporter::web::Web;
 
 fn main() -> ExitCode {
     let flags = match Flags::try_parse() {
@@ -66,10 +66,9 @@ fn init_logging(level: &str) {
 
 fn run(config: Config) -> anyhow::Result<()> {
     let web = match &config.web_config_file {
-        Some(path) => Some(
-            WebConfig::load(path)
-                .with_context(|| format!("--web.config.file {}", path.display()))?,
-        ),
+        Some(path) => {
+            Some(Web::load(path).with_context(|| format!("--web.config.file {}", path.display()))?)
+        }
         None => None,
     };
 

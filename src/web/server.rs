@@ -22,8 +22,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::config::WebConfig;
-use crate::encode::{Encoder, Format};
+use super::{accept, Web};
+use crate::encode::Encoder;
 use crate::snapshot::SnapshotStore;
 
 /// Connections served at once; more wait in the listen backlog.
@@ -39,7 +39,7 @@ pub struct App {
     pub encoder: Encoder,
     pub store: Arc<SnapshotStore>,
     pub telemetry_path: String,
-    pub web: Option<WebConfig>,
+    pub web: Option<Web>,
 }
 
 type Body = Full<Bytes>;
@@ -85,13 +85,8 @@ impl App {
             text(StatusCode::NOT_FOUND, "not found\n")
         };
         if let Some(web) = &self.web {
-            for (k, v) in web.extra_headers() {
-                if let (Ok(k), Ok(v)) = (
-                    HeaderName::try_from(k.as_str()),
-                    HeaderValue::try_from(v.as_str()),
-                ) {
-                    resp.headers_mut().insert(k, v);
-                }
+            for (k, v) in &web.headers {
+                resp.headers_mut().insert(k.clone(), v.clone());
             }
         }
         resp
@@ -107,18 +102,18 @@ impl App {
     /// Whether answering may run bcrypt (tens of milliseconds of CPU), which must then run
     /// off the async workers.
     fn may_check_passwords(&self) -> bool {
-        self.web.as_ref().is_some_and(WebConfig::has_users)
+        self.web.as_ref().is_some_and(|w| w.auth.is_some())
     }
 
     fn metrics(&self, req: &Parts) -> Response<Body> {
-        let accept = req.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-        let format = Format::negotiate(accept);
-        let gzip = accepts_gzip(
+        let values = |name: HeaderName| {
             req.headers
-                .get_all(ACCEPT_ENCODING)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-        );
+                .get_all(name)
+                .into_iter()
+                .filter_map(|v| v.to_str().ok())
+        };
+        let format = accept::format(values(ACCEPT));
+        let gzip = accept::gzip(values(ACCEPT_ENCODING));
         match self.encoder.encode(format) {
             Ok(body) => {
                 let compressed = if gzip {
@@ -167,27 +162,6 @@ impl App {
     }
 }
 
-/// Whether `Accept-Encoding` takes gzip: a `gzip`, `x-gzip` or `*` coding whose quality is
-/// not 0 (an explicit `gzip;q=0` refuses it, whatever `*` says).
-pub fn accepts_gzip<'a>(values: impl Iterator<Item = &'a str>) -> bool {
-    let mut gzip = None;
-    let mut any = None;
-    for item in values.flat_map(|v| v.split(',')) {
-        let mut parts = item.split(';');
-        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
-        match coding.as_str() {
-            "gzip" | "x-gzip" => gzip = Some(q > 0.0),
-            "*" => any = Some(q > 0.0),
-            _ => {}
-        }
-    }
-    gzip.or(any).unwrap_or(false)
-}
-
 /// gzip at the fastest level: a text exposition shrinks about tenfold even so, for a fraction
 /// of a millisecond. `None` if compressing fails (the plain body is sent).
 fn gzip_bytes(body: &[u8]) -> Option<Bytes> {
@@ -209,7 +183,7 @@ fn html_escape(s: &str) -> String {
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let tls = app.web.as_ref().and_then(WebConfig::tls_acceptor);
+    let tls = app.web.as_ref().and_then(|w| w.tls.clone());
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
@@ -292,24 +266,5 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         .is_err()
     {
         tracing::warn!("some connections did not finish within the drain timeout");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_encoding_is_read_as_http_says() {
-        let takes = |v: &str| accepts_gzip(std::iter::once(v));
-        assert!(takes("gzip"));
-        assert!(takes("deflate, gzip;q=1.0, *;q=0.5"));
-        assert!(takes("identity, X-GZIP"));
-        assert!(takes("*"));
-        assert!(!takes("identity"));
-        assert!(!takes("gzip;q=0"));
-        assert!(!takes("gzip; q=0.0, *"));
-        assert!(!takes(""));
-        assert!(accepts_gzip(["br", "gzip"].into_iter()));
     }
 }
