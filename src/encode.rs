@@ -10,7 +10,10 @@ use prometheus_client::registry::Registry;
 
 use crate::attribute::{PodGpm, PodSample};
 use crate::sample::{DeviceHealth, DeviceMetrics, DeviceSample, THROTTLE_REASONS};
+use crate::selfstats::HttpStats;
 use crate::snapshot::{Snapshot, SnapshotStore};
+
+mod agent;
 
 /// The exposition formats a scrape can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +40,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn new(store: Arc<SnapshotStore>) -> Encoder {
+    /// An encoder of `store`'s snapshots, with the HTTP server's own figures from `http`.
+    pub fn new(store: Arc<SnapshotStore>, http: Arc<HttpStats>) -> Encoder {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(SnapshotCollector { store }));
+        registry.register_collector(Box::new(SnapshotCollector { store, http }));
         Encoder { registry }
     }
 
@@ -61,6 +65,7 @@ impl Encoder {
 #[derive(Debug)]
 struct SnapshotCollector {
     store: Arc<SnapshotStore>,
+    http: Arc<HttpStats>,
 }
 
 impl Collector for SnapshotCollector {
@@ -69,7 +74,7 @@ impl Collector for SnapshotCollector {
         encode_devices(&snap, &mut enc)?;
         encode_pods(&snap, &mut enc)?;
         encode_unattributed(&snap, &mut enc)?;
-        encode_self(&snap, &mut enc)
+        agent::encode(&snap, &self.http, &mut enc)
     }
 }
 
@@ -141,7 +146,7 @@ fn device_labels(d: &DeviceSample) -> [(&'static str, &str); 3] {
 }
 
 /// Encodes a gauge family from `(labels, value)` pairs; a family with no series is left out.
-fn gauge_family<'a, L, I>(
+pub(crate) fn gauge_family<'a, L, I>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -162,7 +167,7 @@ where
     Ok(())
 }
 
-fn counter_family<L, I>(
+pub(crate) fn counter_family<L, I>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -459,92 +464,4 @@ fn encode_unattributed(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(
         "Processes on the GPU outside any pod (host daemons, an MPS server, processes gone before they could be read).",
         live().map(|(d, u)| (device_labels(d), u.processes as f64)),
     )
-}
-
-fn encode_self(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
-    gauge_family(
-        enc,
-        "gpu_pod_exporter_build_info",
-        "The agent's version; always 1.",
-        [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
-    )?;
-    gauge_family(
-        enc,
-        "gpu_pod_exporter_collector_success",
-        "1 when the collector's last cycle worked: library loaded, every device answered in time.",
-        snap.collectors
-            .iter()
-            .map(|c| ([("collector", c.name)], if c.success { 1.0 } else { 0.0 })),
-    )?;
-    gauge_family(
-        enc,
-        "gpu_pod_exporter_collector_duration_seconds",
-        "How long the collector's last cycle took, in seconds.",
-        snap.collectors
-            .iter()
-            .map(|c| ([("collector", c.name)], c.duration_seconds)),
-    )?;
-    counter_family(
-        enc,
-        "gpu_pod_exporter_driver_call_errors",
-        "Driver calls that failed, by collector, call family and driver error.",
-        snap.call_errors.iter().map(|(c, e, n)| {
-            (
-                [
-                    ("collector", *c),
-                    ("call", e.call),
-                    ("error", e.error.as_str()),
-                ],
-                *n as f64,
-            )
-        }),
-    )?;
-    counter_family(
-        enc,
-        "gpu_pod_exporter_attribution_failures",
-        "GPU processes or kubelet allocations that could not be attributed to a pod, by reason.",
-        snap.attribution_failures
-            .iter()
-            .map(|(f, n)| ([("reason", f.label())], *n as f64)),
-    )?;
-    if let Some(p) = &snap.process {
-        let none: [(&str, &str); 0] = [];
-        counter_family(
-            enc,
-            "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds.",
-            [(none, p.cpu_seconds)],
-        )?;
-        gauge_family(
-            enc,
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            [(none, p.resident_memory_bytes)],
-        )?;
-        gauge_family(
-            enc,
-            "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
-            [(none, p.virtual_memory_bytes)],
-        )?;
-        gauge_family(
-            enc,
-            "process_open_fds",
-            "Number of open file descriptors.",
-            [(none, p.open_fds)],
-        )?;
-        gauge_family(
-            enc,
-            "process_threads",
-            "Number of OS threads in the process.",
-            [(none, p.threads)],
-        )?;
-        gauge_family(
-            enc,
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-            [(none, p.start_time_seconds)],
-        )?;
-    }
-    Ok(())
 }

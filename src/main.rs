@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use gpu_pod_exporter::attribute::podresources::{KubeletView, PodResources};
 use gpu_pod_exporter::collect::amd::AmdBackend;
@@ -16,9 +16,10 @@ use gpu_pod_exporter::collect::nvidia::NvidiaBackend;
 use gpu_pod_exporter::collect::{self, Backend, Hub};
 use gpu_pod_exporter::config::{Config, Flags, ListenAddress};
 use gpu_pod_exporter::encode::Encoder;
+use gpu_pod_exporter::selfstats::HttpStats;
 use gpu_pod_exporter::snapshot::{self, SnapshotStore};
-use gpu_pod_exporter::web::server::{self, App};
-use gpu_pod_exporter::web::Web;
+use gpu_pod_exporter::web::reload::{self, WebSource};
+use gpu_pod_exporter::web::server::{self, App, Limits};
 
 fn main() -> ExitCode {
     let flags = match Flags::try_parse() {
@@ -67,10 +68,14 @@ fn init_logging(level: &str) {
 fn run(config: Config) -> anyhow::Result<()> {
     let web = match &config.web_config_file {
         Some(path) => {
-            Some(Web::load(path).with_context(|| format!("--web.config.file {}", path.display()))?)
+            Some(Arc::new(WebSource::load(path).with_context(|| {
+                format!("--web.config.file {}", path.display())
+            })?))
         }
         None => None,
     };
+    let open_files = raise_open_files_limit();
+    let limits = Limits::for_open_files(open_files);
 
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
     if config.nvidia {
@@ -113,16 +118,29 @@ fn run(config: Config) -> anyhow::Result<()> {
             .context("starting a collector thread")?;
     }
 
-    let app = Arc::new(App {
-        encoder: Encoder::new(Arc::clone(&store)),
+    let http = Arc::new(HttpStats::default());
+    let app = Arc::new(App::new(
+        Encoder::new(Arc::clone(&store), Arc::clone(&http)),
         store,
-        telemetry_path: config.telemetry_path.clone(),
-        web,
-    });
+        config.telemetry_path.clone(),
+        web.clone(),
+        http,
+        limits,
+    ));
     runtime.block_on(async {
-        let listener = bind(&config.listen).await?;
-        let local = listener.local_addr().context("reading the listen address")?;
-        tracing::info!(address = %local, path = %config.telemetry_path, interval = ?config.interval, "serving");
+        let listener = bind(&config.listen)?;
+        let local = listener
+            .local_addr()
+            .context("reading the listen address")?;
+        tokio::spawn(reload::watch(web, reload::POLL_EVERY));
+        tracing::info!(
+            address = %local,
+            path = %config.telemetry_path,
+            interval = ?config.interval,
+            max_connections = limits.max_connections,
+            open_files,
+            "serving"
+        );
         server::serve(listener, app, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
@@ -158,20 +176,60 @@ fn kubelet_source(config: &Config) -> snapshot::KubeletSource {
     })
 }
 
-/// Binds the listen address; `:port` means every interface, IPv6 and IPv4 where the host has
-/// IPv6, else IPv4 only.
-async fn bind(listen: &ListenAddress) -> anyhow::Result<TcpListener> {
-    let bind_one = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--web.listen-address: cannot listen on {addr}"))
+/// Raises the soft limit on open files to the hard limit, as the Go runtime does for
+/// node_exporter: every connection holds a descriptor, and a soft limit of 1024 would cap the
+/// server below what the kernel queues. Returns the limit now in force.
+fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            } else {
+                tracing::warn!(
+                    soft = lim.rlim_cur,
+                    hard = lim.rlim_max,
+                    "cannot raise the open files limit"
+                );
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Binds the listen address with a listen backlog of [`server::LISTEN_BACKLOG`]; `:port` means
+/// every interface, IPv6 and IPv4 where the host has IPv6, else IPv4 only.
+fn bind(listen: &ListenAddress) -> anyhow::Result<TcpListener> {
+    let listen_on = |addr: SocketAddr| -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv6() {
+            TcpSocket::new_v6()?
+        } else {
+            TcpSocket::new_v4()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(server::LISTEN_BACKLOG)
+    };
+    let bind_one = |addr: SocketAddr| {
+        listen_on(addr).with_context(|| format!("--web.listen-address: cannot listen on {addr}"))
     };
     match listen {
-        ListenAddress::Exact(addr) => bind_one(*addr).await,
+        ListenAddress::Exact(addr) => bind_one(*addr),
         ListenAddress::AnyInterface(port) => {
-            match TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port))).await {
+            match listen_on(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port))) {
                 Ok(l) => Ok(l),
-                Err(_) => bind_one(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port))).await,
+                Err(_) => bind_one(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port))),
             }
         }
     }

@@ -1,6 +1,9 @@
-//! The agent's own resource use (CPU seconds, memory, fds, threads), read from its own `/proc/self`.
+//! The agent's own resource use (CPU seconds, memory, fds, threads), read from its own
+//! `/proc/self`, and the HTTP server's connection figures, counted as they happen.
 
 use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::paths::HostPaths;
 
@@ -88,6 +91,77 @@ fn page_size() -> f64 {
     }
 }
 
+/// Why the HTTP server turned a client away (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Every connection slot was taken: answered 503 at once, and closed.
+    ConnectionLimit,
+    /// Every in-flight request slot was taken: answered 503 at once.
+    InFlightLimit,
+    /// No complete request head within the header timeout (an idle keep-alive connection, a
+    /// silent or slow client): closed.
+    HeaderTimeout,
+    /// The TLS handshake failed or did not finish within the header timeout: closed.
+    TlsHandshake,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 4] = [
+        Rejection::ConnectionLimit,
+        Rejection::InFlightLimit,
+        Rejection::HeaderTimeout,
+        Rejection::TlsHandshake,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::ConnectionLimit => "connection_limit",
+            Rejection::InFlightLimit => "in_flight_limit",
+            Rejection::HeaderTimeout => "header_timeout",
+            Rejection::TlsHandshake => "tls_handshake",
+        }
+    }
+}
+
+/// The HTTP server's own figures: open connections and clients turned away.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    open: AtomicU64,
+    rejected: [AtomicU64; Rejection::ALL.len()],
+}
+
+impl HttpStats {
+    /// Counts a connection open until the returned guard is dropped.
+    pub fn opened(self: &Arc<Self>) -> OpenConnection {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(self))
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn reject(&self, why: Rejection) {
+        self.rejected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every reason, with its count since start (0 until it happens).
+    pub fn rejected(&self) -> [(Rejection, u64); Rejection::ALL.len()] {
+        Rejection::ALL.map(|r| (r, self.rejected[r as usize].load(Ordering::Relaxed)))
+    }
+}
+
+/// One open connection, counted in [`HttpStats`] until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<HttpStats>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -121,5 +195,34 @@ mod tests {
     #[test]
     fn boot_time() {
         assert_eq!(parse_boot_time("cpu 1 2\nbtime 1700000000\n"), Some(1.7e9));
+    }
+
+    #[test]
+    fn http_stats_count_open_connections_and_rejections() {
+        let stats = Arc::new(HttpStats::default());
+        let a = stats.opened();
+        let b = stats.opened();
+        assert_eq!(stats.open(), 2);
+        drop(a);
+        assert_eq!(stats.open(), 1);
+        drop(b);
+        assert_eq!(stats.open(), 0);
+        stats.reject(Rejection::HeaderTimeout);
+        stats.reject(Rejection::HeaderTimeout);
+        stats.reject(Rejection::ConnectionLimit);
+        let counts: Vec<(&str, u64)> = stats
+            .rejected()
+            .iter()
+            .map(|(r, n)| (r.label(), *n))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("connection_limit", 1),
+                ("in_flight_limit", 0),
+                ("header_timeout", 2),
+                ("tls_handshake", 0)
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::attribute::names::NodeNames;
 use crate::attribute::podresources::KubeletView;
@@ -39,8 +39,13 @@ pub struct Snapshot {
     pub attribution_failures: BTreeMap<Failure, u64>,
     /// The agent's own figures, when `/proc/self` could be read.
     pub process: Option<SelfStats>,
-    /// Every enabled collector has completed at least one cycle.
+    /// Every enabled collector has completed at least one successful cycle (see
+    /// `CollectorState::succeeded`): what `/readyz` answers.
     pub ready: bool,
+    /// When this snapshot was built (`None` for the empty one before the first build).
+    pub built_at: Option<Instant>,
+    /// How long the last attribution pass took (`None` before the first).
+    pub attribution_seconds: Option<f64>,
 }
 
 impl Snapshot {
@@ -54,7 +59,8 @@ impl Snapshot {
     ) -> Snapshot {
         let mut snap = Snapshot {
             process,
-            ready: view.values().all(|c| c.cycles > 0),
+            ready: view.values().all(|c| c.succeeded),
+            built_at: Some(now),
             ..Snapshot::default()
         };
         for (name, state) in view {
@@ -122,38 +128,79 @@ impl SnapshotStore {
 /// The latest kubelet view, however it is obtained (the pod-resources client, or a test).
 pub type KubeletSource = Box<dyn Fn() -> Arc<KubeletView> + Send>;
 
-/// The attribution stage: reruns the rules when a collector has reported or the kubelet's view
-/// has changed, and keeps the failure counts.
+/// The attribution stage: reruns the rules once per round of collector reports (or when the
+/// kubelet's view has changed), and keeps the failure counts.
 struct Attributor {
     paths: HostPaths,
     kubelet: KubeletSource,
-    /// (collector cycles, kubelet fetch time) of the last pass.
-    last_inputs: Option<(u64, Option<std::time::SystemTime>)>,
+    interval: Duration,
+    /// Each collector's completed cycles at the last pass.
+    last_cycles: BTreeMap<&'static str, u64>,
+    /// The kubelet view's fetch time at the last pass.
+    last_kubelet: Option<Option<SystemTime>>,
+    /// When the last pass ran, and how long it took.
+    last_pass: Option<(Instant, Duration)>,
+    /// Passes run since start (for tests).
+    passes: u64,
     pods: Vec<PodSample>,
     unattributed: Vec<Unattributed>,
     failures: BTreeMap<Failure, u64>,
+    /// Says so in the log when a failure reason's count grows, at most once per reason per
+    /// [`FAILURE_LOG_EVERY`].
+    failure_log: FailureLog,
     /// The DRA claim devices that matched no device in the last pass (logged when new).
     unknown_claim_devices: BTreeSet<String>,
 }
 
 impl Attributor {
-    fn new(paths: HostPaths, kubelet: KubeletSource) -> Self {
+    fn new(paths: HostPaths, kubelet: KubeletSource, interval: Duration) -> Self {
         Attributor {
             paths,
             kubelet,
-            last_inputs: None,
+            interval,
+            last_cycles: BTreeMap::new(),
+            last_kubelet: None,
+            last_pass: None,
+            passes: 0,
             pods: Vec::new(),
             unattributed: Vec::new(),
             failures: Failure::ALL.iter().map(|f| (*f, 0)).collect(),
+            failure_log: FailureLog::default(),
             unknown_claim_devices: BTreeSet::new(),
         }
     }
 
-    fn apply(&mut self, snap: &mut Snapshot, cycles: u64) {
+    /// Whether the inputs call for a new pass: the kubelet's view changed, or every collector
+    /// has reported since the last pass, or some has and the others are late by half an
+    /// interval (a hung collector must not hold back the others' pods). Collectors report
+    /// once per interval each, so this is one pass per interval, not one per report.
+    fn due(
+        &self,
+        cycles: &BTreeMap<&'static str, u64>,
+        kubelet_at: Option<SystemTime>,
+        now: Instant,
+    ) -> bool {
+        let Some((last, _)) = self.last_pass else {
+            return true;
+        };
+        if self.last_kubelet != Some(kubelet_at) {
+            return true;
+        }
+        let advanced = cycles
+            .iter()
+            .filter(|(name, n)| self.last_cycles.get(*name) != Some(*n))
+            .count();
+        advanced > 0
+            && (advanced == cycles.len()
+                || now.saturating_duration_since(last) >= self.interval + self.interval / 2)
+    }
+
+    fn apply(&mut self, snap: &mut Snapshot, cycles: BTreeMap<&'static str, u64>) {
         let kubelet = (self.kubelet)();
-        let inputs = (cycles, kubelet.fetched_at);
+        let now = Instant::now();
         // Before every collector has reported, allocations would find no devices to match.
-        if snap.ready && self.last_inputs != Some(inputs) {
+        if snap.ready && self.due(&cycles, kubelet.fetched_at, now) {
+            self.last_kubelet = Some(kubelet.fetched_at);
             let names = NodeNames::read(&self.paths.pod_logs, &self.paths.container_logs);
             let (kubelet, unknown_claim_devices) = self.with_claims(&snap.devices, kubelet);
             let result = attribute::attribute(&snap.devices, &self.paths.procfs, &names, &kubelet);
@@ -161,13 +208,17 @@ impl Attributor {
                 *self.failures.entry(f).or_insert(0) += 1;
             }
             *self.failures.entry(Failure::DeviceUnknown).or_insert(0) += unknown_claim_devices;
+            self.failure_log.note(&self.failures, &self.paths, now);
             self.pods = result.pods;
             self.unattributed = result.unattributed;
-            self.last_inputs = Some(inputs);
+            self.last_cycles = cycles;
+            self.last_pass = Some((now, now.elapsed()));
+            self.passes += 1;
         }
         snap.pods.clone_from(&self.pods);
         snap.unattributed.clone_from(&self.unattributed);
         snap.attribution_failures.clone_from(&self.failures);
+        snap.attribution_seconds = self.last_pass.map(|(_, took)| took.as_secs_f64());
     }
 
     /// The kubelet's view with its DRA claims joined to the devices (`attribute::dra`) and added
@@ -207,6 +258,65 @@ impl Attributor {
     }
 }
 
+/// How often, at most, one attribution failure reason is logged.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// Logs attribution failures as they start: the first failure of a reason at once, then at most
+/// one line per reason per [`FAILURE_LOG_EVERY`], with how many happened since the last line.
+/// The counter series carries every one; the log says what to look at.
+#[derive(Debug, Default)]
+struct FailureLog {
+    /// Per reason: when it was last logged, and its count then.
+    logged: BTreeMap<Failure, (Instant, u64)>,
+}
+
+impl FailureLog {
+    fn note(&mut self, counts: &BTreeMap<Failure, u64>, paths: &HostPaths, now: Instant) {
+        for (&reason, &total) in counts {
+            let (at, then) = self.logged.get(&reason).copied().unwrap_or((now, 0));
+            let quiet = self.logged.contains_key(&reason)
+                && now.saturating_duration_since(at) < FAILURE_LOG_EVERY;
+            if total == then || quiet {
+                continue;
+            }
+            let hint = match reason {
+                Failure::ProcessVanished => "processes exited before their cgroup could be read; usual under churn".to_string(),
+                Failure::CgroupUnreadable => format!(
+                    "cannot read {}/<pid>/cgroup: the agent needs the host's pids (hostPID) and read access to its procfs",
+                    paths.procfs.display()
+                ),
+                Failure::CgroupMalformed => "a process's cgroup file could not be parsed".to_string(),
+                Failure::PodUnknown => format!(
+                    "a GPU process's pod has no folder in {}: is it mounted and readable?",
+                    paths.pod_logs.display()
+                ),
+                Failure::ContainerUnknown => format!(
+                    "a GPU process's container is named by no link in {}: is it mounted and readable?",
+                    paths.container_logs.display()
+                ),
+                Failure::DeviceUnknown => "a kubelet allocation names a device ID that matches no device on this node".to_string(),
+            };
+            let new = total - then;
+            if reason == Failure::ProcessVanished {
+                tracing::info!(
+                    reason = reason.label(),
+                    new,
+                    total,
+                    "attribution failures: {hint}"
+                );
+            } else {
+                tracing::warn!(
+                    reason = reason.label(),
+                    new,
+                    total,
+                    "attribution failures: {hint}"
+                );
+            }
+            self.logged.insert(reason, (now, total));
+        }
+    }
+}
+
 /// Rebuilds the snapshot whenever a collector reports, and at least every `interval / 4` so that
 /// a hung collector is noticed, until the hub stops nudging.
 pub fn spawn_publisher(
@@ -218,12 +328,12 @@ pub fn spawn_publisher(
     kubelet: KubeletSource,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let tick = (interval / 4).max(Duration::from_millis(50));
-    let mut attributor = Attributor::new(paths, kubelet);
+    let mut attributor = Attributor::new(paths, kubelet, interval);
     thread::Builder::new()
         .name("snapshot".into())
         .spawn(move || loop {
             let view = hub.view();
-            let cycles = view.values().map(|c| c.cycles).sum();
+            let cycles = view.iter().map(|(name, c)| (*name, c.cycles)).collect();
             let mut snap = Snapshot::build(&view, Instant::now(), interval, selfstats::read());
             attributor.apply(&mut snap, cycles);
             store.store(snap);
@@ -238,6 +348,7 @@ pub fn spawn_publisher(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::sample::VendorReport;
@@ -255,6 +366,7 @@ mod tests {
             }),
             running_since,
             cycles: 1,
+            succeeded: true,
             ..CollectorState::default()
         }
     }
@@ -285,5 +397,72 @@ mod tests {
         view.insert("nvidia", state_with(true, None));
         view.insert("amd", CollectorState::default());
         assert!(!Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None).ready);
+    }
+
+    /// Issue 15: a failed cycle (NVML missing or failing) is not a completed sample.
+    #[test]
+    fn not_ready_while_a_collector_has_only_failed() {
+        let mut view = BTreeMap::new();
+        view.insert("amd", state_with(true, None));
+        let failing = CollectorState {
+            last: Some(VendorReport::default()),
+            cycles: 5,
+            succeeded: false,
+            ..CollectorState::default()
+        };
+        view.insert("nvidia", failing);
+        assert!(!Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None).ready);
+    }
+
+    /// Two collectors reporting one after the other make one attribution pass, not two
+    /// (issue 15 saw one per report, the AMD collector's empty one included).
+    #[test]
+    fn attribution_runs_once_per_round_of_reports() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = HostPaths::new(root.path(), None, None, None);
+        let view = Arc::new(KubeletView::default());
+        let mut a = Attributor::new(
+            paths,
+            Box::new(move || Arc::clone(&view)),
+            Duration::from_secs(60),
+        );
+        let ready = || Snapshot {
+            ready: true,
+            ..Snapshot::default()
+        };
+        let round = |amd: u64, nvidia: u64| BTreeMap::from([("amd", amd), ("nvidia", nvidia)]);
+        a.apply(&mut ready(), round(1, 1));
+        assert_eq!(a.passes, 1);
+        // AMD reports; NVIDIA has not yet: no pass.
+        a.apply(&mut ready(), round(2, 1));
+        assert_eq!(a.passes, 1);
+        // The timer rebuild between reports: no pass.
+        a.apply(&mut ready(), round(2, 1));
+        assert_eq!(a.passes, 1);
+        // NVIDIA reports too: one pass for the round.
+        let mut snap = ready();
+        a.apply(&mut snap, round(2, 2));
+        assert_eq!(a.passes, 2);
+        assert!(snap.attribution_seconds.is_some());
+        // Nothing new: no pass.
+        a.apply(&mut ready(), round(2, 2));
+        assert_eq!(a.passes, 2);
+    }
+
+    #[test]
+    fn a_collector_late_by_half_an_interval_does_not_hold_back_attribution() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = HostPaths::new(root.path(), None, None, None);
+        let view = Arc::new(KubeletView::default());
+        let interval = Duration::from_millis(200);
+        let mut a = Attributor::new(paths, Box::new(move || Arc::clone(&view)), interval);
+        let ready = || Snapshot {
+            ready: true,
+            ..Snapshot::default()
+        };
+        a.apply(&mut ready(), BTreeMap::from([("amd", 1), ("nvidia", 1)]));
+        std::thread::sleep(interval * 2);
+        a.apply(&mut ready(), BTreeMap::from([("amd", 2), ("nvidia", 1)]));
+        assert_eq!(a.passes, 2);
     }
 }

@@ -43,9 +43,9 @@ fn library_missing_the_agent_serves_and_reports_the_collector_down() {
         s.value("gpu_pod_exporter_collector_success", &NVIDIA) == Some(0.0)
     });
     assert!(!s.has("gpu_up"));
-    agent.wait_for(WAIT, "/readyz 200 (a cycle completed)", |a| {
-        a.get("/readyz", &[]).status == 200
-    });
+    // A failed cycle is not a completed sample: not ready while NVML is missing (issue 15).
+    let r = agent.get("/readyz", &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
     // Said once, however many retries follow.
     std::thread::sleep(Duration::from_secs(2));
     let log = agent.log_text();
@@ -65,6 +65,7 @@ fn init_failure_then_recovery() {
             )
             .is_some()
     });
+    assert_eq!(agent.get("/readyz", &[]).status, 503);
     // The driver "gets installed": init works on a later retry.
     agent.set_scenario(&golden());
     let s = agent.scrape_until(WAIT, "recovery after the driver appears", |s| {
@@ -72,6 +73,9 @@ fn init_failure_then_recovery() {
     });
     assert_eq!(s.value("gpu_up", &[("gpu", "0")]), Some(1.0));
     assert!(agent.log_text().contains("NVML initialized"));
+    agent.wait_for(WAIT, "/readyz 200 once a sample succeeded", |a| {
+        a.get("/readyz", &[]).status == 200
+    });
 }
 
 #[test]

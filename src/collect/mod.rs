@@ -42,6 +42,9 @@ pub struct CollectorState {
     pub call_errors: BTreeMap<CallError, u64>,
     /// Completed cycles since start.
     pub cycles: u64,
+    /// Some cycle since start was successful: the readiness of this collector. It stays true
+    /// once set; later failures show in its success series and `gpu_up`, not in readiness.
+    pub succeeded: bool,
 }
 
 /// The latest report of every collector, shared between the sampling threads and the
@@ -97,6 +100,7 @@ impl Hub {
             }
             entry.running_since = None;
             entry.cycles += 1;
+            entry.succeeded |= report.success;
             entry.last = Some(report);
         }
         self.nudge();

@@ -8,6 +8,7 @@
 pub mod accept;
 pub mod auth;
 pub mod config;
+pub mod reload;
 pub mod server;
 #[cfg(test)]
 mod testpki;

@@ -1,6 +1,12 @@
-//! The HTTP server (hyper 1 on tokio): routes, auth, TLS, and graceful shutdown.
+//! The HTTP server (hyper 1 on tokio): routes, auth, TLS, connection limits and graceful
+//! shutdown.
 //!
-//! Handlers only read the current snapshot; nothing here waits for a collector.
+//! Handlers only read the current snapshot; nothing here waits for a collector. The server is
+//! built not to be starved: it accepts every connection the system offers, closes connections
+//! that send no complete request head within [`Limits::header_timeout`] (idle keep-alive, silent
+//! or slow clients alike), answers 503 at once when its connection or in-flight limits are
+//! reached rather than queueing, and answers `/healthz` and `/readyz` outside the in-flight
+//! limit.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,19 +25,53 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use std::net::SocketAddr;
 
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::reload::WebSource;
 use super::{accept, Web};
 use crate::encode::Encoder;
+use crate::selfstats::{HttpStats, Rejection};
 use crate::snapshot::SnapshotStore;
 
-/// Connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 128;
-/// A client has this long to send its request headers (and finish a TLS handshake).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The listen backlog asked for; the kernel caps it at `net.core.somaxconn` (4096 by default
+/// since Linux 5.4), as it does node_exporter's.
+pub const LISTEN_BACKLOG: u32 = 4096;
+/// File descriptors kept back from connections for everything else the agent opens (procfs,
+/// sysfs, the NVML device files, the kubelet socket).
+const RESERVED_FDS: u64 = 256;
+
+/// How many clients the server serves at once, and how long it waits for them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Requests being answered at once (`/healthz` and `/readyz` aside); one more is answered
+    /// 503. Most requests take under a millisecond; one that checks a password runs bcrypt.
+    pub max_in_flight: usize,
+    /// A connection has this long to send a complete request head, counted from when it opens
+    /// (or its TLS handshake starts) and again after each response: this bounds idle keep-alive
+    /// connections and slow clients alike. The TLS handshake has this long too.
+    pub header_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits for a process allowed `open_files` file descriptors: up to 4096 connections,
+    /// fewer where the descriptor limit is low.
+    pub fn for_open_files(open_files: u64) -> Limits {
+        let connections = open_files.saturating_sub(RESERVED_FDS).clamp(64, 4096);
+        Limits {
+            max_connections: usize::try_from(connections).unwrap_or(4096),
+            max_in_flight: 64,
+            header_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -39,7 +79,12 @@ pub struct App {
     pub encoder: Encoder,
     pub store: Arc<SnapshotStore>,
     pub telemetry_path: String,
-    pub web: Option<Web>,
+    /// The web config in force (`None`: plain HTTP, no auth, no extra headers).
+    pub web: Option<Arc<WebSource>>,
+    pub http: Arc<HttpStats>,
+    pub limits: Limits,
+    /// The in-flight request slots.
+    in_flight: Arc<Semaphore>,
 }
 
 type Body = Full<Bytes>;
@@ -55,9 +100,29 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 impl App {
-    /// Answers one request. Health and readiness need no credentials, so that the kubelet's
-    /// probes work when basic auth is on; they tell nothing about the node.
-    pub fn handle(&self, req: &Parts) -> Response<Body> {
+    pub fn new(
+        encoder: Encoder,
+        store: Arc<SnapshotStore>,
+        telemetry_path: String,
+        web: Option<Arc<WebSource>>,
+        http: Arc<HttpStats>,
+        limits: Limits,
+    ) -> App {
+        App {
+            encoder,
+            store,
+            telemetry_path,
+            web,
+            http,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            limits,
+        }
+    }
+
+    /// Answers one request with the web config `web`. Health and readiness need no
+    /// credentials, so that the kubelet's probes work when basic auth is on; they tell nothing
+    /// about the node.
+    pub fn handle(&self, req: &Parts, web: Option<&Web>) -> Response<Body> {
         let path = req.uri.path();
         let mut resp = if req.method != Method::GET && req.method != Method::HEAD {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -72,7 +137,9 @@ impl App {
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "no sample completed yet\n")
             }
-        } else if !self.authorized(req) {
+        } else if !web
+            .is_none_or(|w| w.authorized(req.headers.get(AUTHORIZATION).map(|v| v.as_bytes())))
+        {
             let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
             r.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
@@ -84,25 +151,12 @@ impl App {
         } else {
             text(StatusCode::NOT_FOUND, "not found\n")
         };
-        if let Some(web) = &self.web {
+        if let Some(web) = web {
             for (k, v) in &web.headers {
                 resp.headers_mut().insert(k.clone(), v.clone());
             }
         }
         resp
-    }
-
-    fn authorized(&self, req: &Parts) -> bool {
-        match &self.web {
-            None => true,
-            Some(web) => web.authorized(req.headers.get(AUTHORIZATION).map(|v| v.as_bytes())),
-        }
-    }
-
-    /// Whether answering may run bcrypt (tens of milliseconds of CPU), which must then run
-    /// off the async workers.
-    fn may_check_passwords(&self) -> bool {
-        self.web.as_ref().is_some_and(|w| w.auth.is_some())
     }
 
     fn metrics(&self, req: &Parts) -> Response<Body> {
@@ -181,17 +235,125 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Probes: answered outside the in-flight limit, and never with a password check.
+fn is_probe(req: &Parts) -> bool {
+    matches!(req.uri.path(), "/healthz" | "/readyz")
+}
+
+/// Answers one request: probes at once; anything else in an in-flight slot, or 503 when
+/// every slot is taken; a password check (bcrypt) off the async workers.
+async fn respond(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let (parts, _body) = req.into_parts();
+    let web = app.web.as_ref().map(|w| w.current());
+    if is_probe(&parts) {
+        return app.handle(&parts, web.as_deref());
+    }
+    let Ok(slot) = Arc::clone(&app.in_flight).try_acquire_owned() else {
+        app.http.reject(Rejection::InFlightLimit);
+        return overloaded("too many requests in flight\n");
+    };
+    let resp = if web.as_ref().is_some_and(|w| w.auth.is_some()) {
+        let app2 = Arc::clone(&app);
+        tokio::task::spawn_blocking(move || app2.handle(&parts, web.as_deref()))
+            .await
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+    } else {
+        app.handle(&parts, web.as_deref())
+    };
+    drop(slot);
+    resp
+}
+
+fn overloaded(body: &'static str) -> Response<Body> {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, body);
+    r.headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// What a connection over the limit gets before it is closed: a complete 503 response, sent
+/// without reading the request.
+const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 21\r\n\r\ntoo many connections\n";
+
+/// Answers a connection over the limit (plain HTTP: a 503; TLS: nothing, as a 503 would need a
+/// handshake first) and closes it, within a second whatever the client does.
+async fn refuse(mut stream: TcpStream, tls: bool) {
+    use tokio::io::AsyncWriteExt as _;
+    if tls {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(OVER_LIMIT).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Serves one connection to its end: the TLS handshake if `tls`, then HTTP/1.1 with the
+/// header timeout; counts what turned it away.
+async fn connection(
+    app: Arc<App>,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: SocketAddr,
+) {
+    let service = {
+        let app = Arc::clone(&app);
+        service_fn(move |req: Request<Incoming>| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(respond(app, req).await) }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.limits.header_timeout);
+    let result =
+        match tls {
+            None => {
+                watcher
+                    .watch(builder.serve_connection(TokioIo::new(stream), service))
+                    .await
+            }
+            Some(acceptor) => {
+                let stream =
+                    match tokio::time::timeout(app.limits.header_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            app.http.reject(Rejection::TlsHandshake);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            app.http.reject(Rejection::TlsHandshake);
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                watcher
+                    .watch(builder.serve_connection(TokioIo::new(stream), service))
+                    .await
+            }
+        };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            app.http.reject(Rejection::HeaderTimeout);
+        }
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+///
+/// The accept loop never waits for a slot: every connection the kernel queues is taken at
+/// once, so the listen backlog never fills behind slow clients.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let tls = app.web.as_ref().and_then(|w| w.tls.clone());
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -204,61 +366,22 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 }
             },
         };
-        let app = Arc::clone(&app);
-        let service = service_fn(move |req: Request<Incoming>| {
-            let app = Arc::clone(&app);
-            async move {
-                let (parts, _body) = req.into_parts();
-                if app.may_check_passwords() {
-                    let app2 = Arc::clone(&app);
-                    match tokio::task::spawn_blocking(move || app2.handle(&parts)).await {
-                        Ok(resp) => Ok::<_, Infallible>(resp),
-                        Err(_) => Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")),
-                    }
-                } else {
-                    Ok(app.handle(&parts))
-                }
-            }
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT);
-        match &tls {
-            None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
-            }
+        let open = app.http.opened();
+        let tls = app.web.as_ref().and_then(|w| w.current().tls.clone());
+        if app.http.open() > app.limits.max_connections as u64 {
+            app.http.reject(Rejection::ConnectionLimit);
+            tokio::spawn(async move {
+                refuse(stream, tls.is_some()).await;
+                drop(open);
+            });
+            continue;
         }
+        let watcher = graceful.watcher();
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            connection(app, stream, tls, watcher, peer).await;
+            drop(open);
+        });
     }
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
@@ -266,5 +389,159 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         .is_err()
     {
         tracing::warn!("some connections did not finish within the drain timeout");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::selfstats::Rejection;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    struct Running {
+        addr: SocketAddr,
+        app: Arc<App>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    async fn start(limits: Limits) -> Running {
+        let store = Arc::new(SnapshotStore::default());
+        let http = Arc::new(HttpStats::default());
+        let app = Arc::new(App::new(
+            Encoder::new(Arc::clone(&store), Arc::clone(&http)),
+            store,
+            "/metrics".into(),
+            None,
+            http,
+            limits,
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, Arc::clone(&app), async {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            app,
+            stop: Some(stop),
+        }
+    }
+
+    /// One GET on a new connection; the status line's code.
+    async fn get(addr: SocketAddr, path: &str) -> u16 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out));
+        read.await.expect("no answer").unwrap();
+        let text = String::from_utf8_lossy(&out);
+        text.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    fn rejected(app: &App, why: Rejection) -> u64 {
+        app.http
+            .rejected()
+            .iter()
+            .find(|(r, _)| *r == why)
+            .unwrap()
+            .1
+    }
+
+    fn limits(max_connections: usize, max_in_flight: usize, header_timeout: Duration) -> Limits {
+        Limits {
+            max_connections,
+            max_in_flight,
+            header_timeout,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_over_the_limit_gets_a_503_at_once() {
+        let server = start(limits(3, 8, Duration::from_secs(30))).await;
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            idle.push(TcpStream::connect(server.addr).await.unwrap());
+        }
+        // Wait until the server has taken all three.
+        while server.app.http.open() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(get(server.addr, "/healthz").await, 503);
+        assert_eq!(rejected(&server.app, Rejection::ConnectionLimit), 1);
+        drop(idle);
+        while server.app.http.open() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(get(server.addr, "/healthz").await, 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_in_flight_pool_sheds_scrapes_but_not_probes() {
+        let server = start(limits(64, 2, Duration::from_secs(30))).await;
+        let held = Arc::clone(&server.app.in_flight)
+            .acquire_many_owned(2)
+            .await
+            .unwrap();
+        assert_eq!(get(server.addr, "/metrics").await, 503);
+        assert_eq!(get(server.addr, "/").await, 503);
+        assert_eq!(rejected(&server.app, Rejection::InFlightLimit), 2);
+        assert_eq!(get(server.addr, "/healthz").await, 200);
+        // No sample yet: not ready, but answered.
+        assert_eq!(get(server.addr, "/readyz").await, 503);
+        drop(held);
+        assert_eq!(get(server.addr, "/metrics").await, 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_and_slow_clients_are_closed_after_the_header_timeout() {
+        let server = start(limits(64, 8, Duration::from_millis(300))).await;
+        let mut silent = TcpStream::connect(server.addr).await.unwrap();
+        let mut slow = TcpStream::connect(server.addr).await.unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            // A header line now and then, never the end of the head: slowloris.
+            let _ = slow.write_all(b"X-A: b\r\n").await;
+        }
+        let mut buf = [0u8; 64];
+        for s in [&mut silent, &mut slow] {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("not closed");
+            assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+        }
+        while server.app.http.open() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(rejected(&server.app, Rejection::HeaderTimeout), 2);
+        // A keep-alive connection left idle after a response is closed the same way.
+        let mut ka = TcpStream::connect(server.addr).await.unwrap();
+        ka.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), ka.read_to_end(&mut out))
+            .await
+            .expect("keep-alive connection not closed")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn limits_follow_the_open_files_limit() {
+        assert_eq!(Limits::for_open_files(1024).max_connections, 768);
+        assert_eq!(Limits::for_open_files(1 << 20).max_connections, 4096);
+        assert_eq!(Limits::for_open_files(100).max_connections, 64);
     }
 }

@@ -1,0 +1,135 @@
+//! The agent's own series: build info, collector health, driver call and attribution failures,
+//! snapshot age, attribution time, HTTP connections and rejections, and the `process_*` figures.
+
+use std::fmt;
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::{counter_family, gauge_family};
+use crate::selfstats::HttpStats;
+use crate::snapshot::Snapshot;
+
+pub(super) fn encode(
+    snap: &Snapshot,
+    http: &HttpStats,
+    enc: &mut DescriptorEncoder,
+) -> Result<(), fmt::Error> {
+    gauge_family(
+        enc,
+        "gpu_pod_exporter_build_info",
+        "The agent's version; always 1.",
+        [([("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+    )?;
+    gauge_family(
+        enc,
+        "gpu_pod_exporter_collector_success",
+        "1 when the collector's last cycle worked: library loaded, every device answered in time.",
+        snap.collectors
+            .iter()
+            .map(|c| ([("collector", c.name)], if c.success { 1.0 } else { 0.0 })),
+    )?;
+    gauge_family(
+        enc,
+        "gpu_pod_exporter_collector_duration_seconds",
+        "How long the collector's last cycle took, in seconds.",
+        snap.collectors
+            .iter()
+            .map(|c| ([("collector", c.name)], c.duration_seconds)),
+    )?;
+    counter_family(
+        enc,
+        "gpu_pod_exporter_driver_call_errors",
+        "Driver calls that failed, by collector, call family and driver error.",
+        snap.call_errors.iter().map(|(c, e, n)| {
+            (
+                [
+                    ("collector", *c),
+                    ("call", e.call),
+                    ("error", e.error.as_str()),
+                ],
+                *n as f64,
+            )
+        }),
+    )?;
+    counter_family(
+        enc,
+        "gpu_pod_exporter_attribution_failures",
+        "GPU processes or kubelet allocations that could not be attributed to a pod, by reason.",
+        snap.attribution_failures
+            .iter()
+            .map(|(f, n)| ([("reason", f.label())], *n as f64)),
+    )?;
+    if let Some(built) = snap.built_at {
+        let none: [(&str, &str); 0] = [];
+        gauge_family(
+            enc,
+            "gpu_pod_exporter_snapshot_age_seconds",
+            "Seconds since the snapshot this scrape shows was built; it is rebuilt at least every quarter interval, so a growing value means the snapshot stage is stuck.",
+            [(none, built.elapsed().as_secs_f64())],
+        )?;
+    }
+    if let Some(seconds) = snap.attribution_seconds {
+        let none: [(&str, &str); 0] = [];
+        gauge_family(
+            enc,
+            "gpu_pod_exporter_attribution_duration_seconds",
+            "How long the last attribution pass (processes and kubelet allocations to pods) took, in seconds.",
+            [(none, seconds)],
+        )?;
+    }
+    let none: [(&str, &str); 0] = [];
+    gauge_family(
+        enc,
+        "gpu_pod_exporter_http_connections",
+        "HTTP connections open now, this scrape's included.",
+        [(none, http.open() as f64)],
+    )?;
+    counter_family(
+        enc,
+        "gpu_pod_exporter_http_rejected",
+        "HTTP clients turned away, by reason: connection_limit and in_flight_limit (answered 503), header_timeout and tls_handshake (closed).",
+        http.rejected()
+            .into_iter()
+            .map(|(r, n)| ([("reason", r.label())], n as f64)),
+    )?;
+    if let Some(p) = &snap.process {
+        let none: [(&str, &str); 0] = [];
+        counter_family(
+            enc,
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            [(none, p.cpu_seconds)],
+        )?;
+        gauge_family(
+            enc,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            [(none, p.resident_memory_bytes)],
+        )?;
+        gauge_family(
+            enc,
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            [(none, p.virtual_memory_bytes)],
+        )?;
+        gauge_family(
+            enc,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            [(none, p.open_fds)],
+        )?;
+        gauge_family(
+            enc,
+            "process_threads",
+            "Number of OS threads in the process.",
+            [(none, p.threads)],
+        )?;
+        gauge_family(
+            enc,
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            [(none, p.start_time_seconds)],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The web config in force, reloaded when its file or any certificate, key or CA file it names
+//! changes, and on SIGHUP, as exporter-toolkit re-reads it. A broken edit keeps the last good
+//! config, and the log says why.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::config::WebConfigError;
+use super::Web;
+
+/// How often the files are checked for a change (one `stat` each).
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// What a file looked like: enough to see a rewrite, a rename over it, or a Kubernetes secret's
+/// symlink swap. `None`: it could not be read.
+type Stamp = Option<(SystemTime, u64, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let m = fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino(), m.dev()))
+}
+
+/// The files of a config, each with its stamp.
+type Fingerprint = Vec<(PathBuf, Stamp)>;
+
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    files.iter().map(|f| (f.clone(), stamp(f))).collect()
+}
+
+/// The web config in force and where it came from.
+#[derive(Debug)]
+pub struct WebSource {
+    path: PathBuf,
+    current: RwLock<Arc<Web>>,
+    /// The files as they were at the last load attempt, good or bad: a change from this calls
+    /// for a reload, and a broken file is tried (and logged) once, not every poll.
+    seen: Mutex<Fingerprint>,
+}
+
+impl WebSource {
+    /// Loads the config at `path`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Web::load`]: at startup a bad file is an error, not a warning.
+    pub fn load(path: &Path) -> Result<WebSource, WebConfigError> {
+        let seen = fingerprint(&[path.to_path_buf()]);
+        let web = Web::load(path)?;
+        let seen = fingerprint_of(&web, seen);
+        Ok(WebSource {
+            path: path.to_path_buf(),
+            current: RwLock::new(Arc::new(web)),
+            seen: Mutex::new(seen),
+        })
+    }
+
+    /// The config in force now. Cheap: a pointer copy under a read lock.
+    pub fn current(&self) -> Arc<Web> {
+        let guard = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&guard)
+    }
+
+    /// Reloads if a file of the config in force (or of the last broken attempt) changed.
+    /// Returns whether a new config is now in force.
+    pub fn reload_if_changed(&self) -> bool {
+        let files: Vec<PathBuf> = {
+            let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.iter().map(|(f, _)| f.clone()).collect()
+        };
+        let now = fingerprint(&files);
+        if *self.seen.lock().unwrap_or_else(PoisonError::into_inner) == now {
+            return false;
+        }
+        self.reload("a file changed")
+    }
+
+    /// Loads the file again: on success the new config is in force for every new connection
+    /// and request; on failure the last good one stays, and the log says why.
+    pub fn reload(&self, why: &str) -> bool {
+        // Stamped before reading, so a change made during the load is seen by the next poll.
+        let before = fingerprint(std::slice::from_ref(&self.path));
+        match Web::load(&self.path) {
+            Ok(web) => {
+                let seen = fingerprint_of(&web, before);
+                *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = seen;
+                tracing::info!(path = %self.path.display(), why, "web config reloaded");
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(web);
+                true
+            }
+            Err(e) => {
+                // Watch what failed as well as what is in force, so that fixing either retries.
+                let mut files: Vec<PathBuf> = self.current().files.clone();
+                files.extend(failed_file(&e));
+                let mut seen = fingerprint(&files);
+                if let Some(first) = seen.first_mut() {
+                    *first = before
+                        .into_iter()
+                        .next()
+                        .unwrap_or((self.path.clone(), None));
+                }
+                *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = seen;
+                tracing::warn!(error = %e, why, "web config not reloaded; keeping the last good one");
+                false
+            }
+        }
+    }
+}
+
+/// The stamps of `web`'s files, its config file's taken from `config` (stamped before it was
+/// read).
+fn fingerprint_of(web: &Web, config: Fingerprint) -> Fingerprint {
+    let mut seen = config;
+    seen.extend(fingerprint(web.files.get(1..).unwrap_or_default()));
+    seen
+}
+
+/// The certificate or key file a failed load could not read, if that is why it failed.
+fn failed_file(e: &WebConfigError) -> Option<PathBuf> {
+    match e {
+        WebConfigError::ReadFile { file, .. } => Some(file.clone()),
+        _ => None,
+    }
+}
+
+/// Reloads `source` when its files change (checked every `every`) and on SIGHUP, until the
+/// runtime stops. With no web config, SIGHUP is only logged: it must not kill the agent.
+pub async fn watch(source: Option<Arc<WebSource>>, every: Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install a SIGHUP handler; the web config reloads on change only");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(source) = &source {
+                    let source = Arc::clone(source);
+                    // Stats and file reads: off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || source.reload_if_changed()).await;
+                }
+            }
+            _ = hup => match &source {
+                Some(source) => {
+                    let source = Arc::clone(source);
+                    let _ = tokio::task::spawn_blocking(move || source.reload("SIGHUP")).await;
+                }
+                None => tracing::info!("SIGHUP received; no --web.config.file to reload"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::web::testpki::{write, Pki};
+
+    const TLS: &str = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n";
+
+    /// Rewrites a file so that its stamp surely changes, even within one mtime tick.
+    fn rewrite(dir: &Path, name: &str, text: &str) {
+        let tmp = dir.join(format!("{name}.new"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+
+    #[test]
+    fn nothing_changed_nothing_reloaded() {
+        let pki = Pki::new();
+        let source = WebSource::load(&write(pki.path(), "web.yml", TLS)).unwrap();
+        let before = source.current();
+        assert!(!source.reload_if_changed());
+        assert!(Arc::ptr_eq(&before, &source.current()));
+    }
+
+    #[test]
+    fn a_rotated_key_and_certificate_are_picked_up() {
+        let pki = Pki::new();
+        let source = WebSource::load(&write(pki.path(), "web.yml", TLS)).unwrap();
+        let before = source.current();
+        let next = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        rewrite(pki.path(), "server.key", &next.signing_key.serialize_pem());
+        rewrite(pki.path(), "server.pem", &next.cert.pem());
+        assert!(source.reload_if_changed());
+        assert!(!Arc::ptr_eq(&before, &source.current()));
+        assert!(!source.reload_if_changed(), "reloaded twice for one change");
+    }
+
+    #[test]
+    fn a_broken_edit_keeps_the_last_good_config_until_it_is_fixed() {
+        let pki = Pki::new();
+        let path = write(pki.path(), "web.yml", TLS);
+        let source = WebSource::load(&path).unwrap();
+        let good = source.current();
+        rewrite(
+            pki.path(),
+            "web.yml",
+            "tls_server_config:\n  cert_fil: typo.pem\n",
+        );
+        assert!(!source.reload_if_changed());
+        assert!(Arc::ptr_eq(&good, &source.current()));
+        // Tried once, not at every poll.
+        assert!(!source.reload_if_changed());
+        rewrite(pki.path(), "web.yml", "");
+        assert!(source.reload_if_changed());
+        assert!(source.current().tls.is_none());
+    }
+
+    #[test]
+    fn a_missing_certificate_is_retried_when_it_appears() {
+        let pki = Pki::new();
+        let path = write(pki.path(), "web.yml", TLS);
+        let source = WebSource::load(&path).unwrap();
+        let cert = std::fs::read_to_string(pki.path().join("server.pem")).unwrap();
+        rewrite(
+            pki.path(),
+            "web.yml",
+            "tls_server_config:\n  cert_file: later.pem\n  key_file: server.key\n",
+        );
+        assert!(!source.reload_if_changed());
+        rewrite(pki.path(), "later.pem", &cert);
+        assert!(source.reload_if_changed());
+    }
+}

@@ -1,0 +1,142 @@
+//! The agent under a hostile client (issue 15): 1,000 idle sockets and 200 slowloris clients
+//! held open at once, over loopback, while scrapes and probes must still be answered. Before,
+//! the server took 128 connections and left the rest in the listen backlog: scrapes took 10 s
+//! or failed, and `/healthz` failed 7 times out of 7.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{fixture, prom, Agent};
+
+const IDLE: usize = 1000;
+const SLOWLORIS: usize = 200;
+
+/// Raises this process's soft open-files limit so it can hold every client socket (the agent
+/// raises its own at startup).
+fn raise_open_files_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < need {
+            assert!(
+                lim.rlim_max >= need,
+                "the hard open-files limit {} is below the {need} this test needs",
+                lim.rlim_max
+            );
+            lim.rlim_cur = lim.rlim_max.min(need * 2);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+}
+
+fn connect(port: u16) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", port)).unwrap()
+}
+
+/// GETs `path`, timing it; `None` when it was not answered with 200.
+fn timed_get(agent: &Agent, path: &str) -> (Duration, u16) {
+    let start = Instant::now();
+    let r = agent.get(path, &[]);
+    (start.elapsed(), r.status)
+}
+
+#[test]
+fn scrapes_and_probes_are_answered_beside_1000_idle_and_200_slowloris_clients() {
+    raise_open_files_limit((IDLE + SLOWLORIS + 200) as u64);
+    let agent =
+        Agent::with_scenario(&std::fs::read_to_string(fixture("scenarios/golden.yaml")).unwrap())
+            .start();
+    agent.wait_for(Duration::from_secs(20), "/readyz 200", |a| {
+        a.get("/readyz", &[]).status == 200
+    });
+
+    let idle: Vec<TcpStream> = (0..IDLE).map(|_| connect(agent.port)).collect();
+    let mut slow: Vec<TcpStream> = (0..SLOWLORIS).map(|_| connect(agent.port)).collect();
+    for s in &mut slow {
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+    }
+    // The slowloris clients trickle a header line every 200 ms and never end the head.
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for s in &mut slow {
+                    let _ = s.write_all(b"X-Slow: 1\r\n");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            slow
+        })
+    };
+
+    // Every client socket is accepted, not left in the backlog.
+    let s = agent.scrape_until(
+        Duration::from_secs(4),
+        "every client connection accepted",
+        |s| {
+            s.value("gpu_pod_exporter_http_connections", &[])
+                .is_some_and(|n| n >= (IDLE + SLOWLORIS) as f64)
+        },
+    );
+    let open = s.value("gpu_pod_exporter_http_connections", &[]);
+
+    // While they are all held (the header timeout is 5 s), scrapes and probes are answered.
+    let mut latencies = Vec::new();
+    for _ in 0..10 {
+        for path in ["/metrics", "/healthz", "/readyz"] {
+            let (took, status) = timed_get(&agent, path);
+            assert_eq!(status, 200, "{path}");
+            latencies.push((took, path));
+        }
+    }
+    latencies.sort();
+    let (max, worst) = latencies[latencies.len() - 1];
+    let p50 = latencies[latencies.len() / 2].0;
+    println!(
+        "with {open:?} connections open: {} requests, p50 {p50:?}, max {max:?} ({worst})",
+        latencies.len()
+    );
+    // A functional bound, not a benchmark: a starved server took 10 s or never answered.
+    assert!(
+        max < Duration::from_secs(1),
+        "{worst} took {max:?}; agent log:\n{}",
+        agent.log_text()
+    );
+
+    // The header timeout closes them all, and each is counted.
+    stop.store(true, Ordering::Relaxed);
+    let slow = trickle.join().unwrap();
+    let s = agent.scrape_until(
+        Duration::from_secs(15),
+        "idle and slow clients closed by the header timeout",
+        |s| {
+            s.value(
+                "gpu_pod_exporter_http_rejected_total",
+                &[("reason", "header_timeout")],
+            )
+            .is_some_and(|n| n >= (IDLE + SLOWLORIS) as f64)
+        },
+    );
+    assert!(s.value("gpu_pod_exporter_http_connections", &[]).unwrap() < 10.0);
+    assert_eq!(
+        s.value(
+            "gpu_pod_exporter_http_rejected_total",
+            &[("reason", "connection_limit")]
+        ),
+        Some(0.0)
+    );
+    drop((idle, slow));
+    let _ = prom::parse(&agent.scrape());
+}
