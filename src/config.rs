@@ -195,11 +195,17 @@ impl Flags {
             });
         }
         if let Some(file) = &self.web_config_file {
-            if !file.is_file() {
+            let reason = match std::fs::metadata(file) {
+                Ok(m) if m.is_dir() => Some("is a directory, not a file".to_string()),
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file".into()),
+                Err(e) => Some(format!("cannot read it: {e}")),
+            };
+            if let Some(reason) = reason {
                 return Err(FlagError {
                     flag: "web.config.file",
                     value: file.display().to_string(),
-                    reason: "no such file".into(),
+                    reason,
                 });
             }
         }
@@ -210,11 +216,11 @@ impl Flags {
                 reason: "not a directory".into(),
             });
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+        if let Err(reason) = check_log_level(&self.log_level) {
             return Err(FlagError {
                 flag: "log.level",
                 value: self.log_level,
-                reason: "expected error, warn, info, debug or trace".into(),
+                reason,
             });
         }
         // Given explicitly (flag or environment), a health interval below the collection
@@ -250,6 +256,36 @@ impl Flags {
             log_level: self.log_level,
         })
     }
+}
+
+/// The level names `--log.level` takes (case-insensitive), as tracing spells them.
+const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+
+/// Checks `--log.level`: a level, or a tracing filter of comma-separated directives, each a
+/// level or `target=level`. A bare word that is not a level is refused: tracing would take
+/// `warning` as a target name and turn every other log line off.
+fn check_log_level(value: &str) -> Result<(), String> {
+    let expected = || {
+        format!(
+            "expected one of {} (or tracing directives such as info,gpu_pod_exporter=debug)",
+            LOG_LEVELS.join(", ")
+        )
+    };
+    let is_level = |s: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s.trim()));
+    if value.trim().is_empty() {
+        return Err(expected());
+    }
+    for directive in value.split(',') {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level,
+            None => directive,
+        };
+        if !is_level(level) {
+            return Err(format!("{:?} is not a level; {}", level.trim(), expected()));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(value).map_err(|e| format!("{e}; {}", expected()))?;
+    Ok(())
 }
 
 fn parse_listen_address(s: &str) -> Result<ListenAddress, String> {
@@ -299,9 +335,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// The longest interval accepted (a week): far beyond any use, and small enough that every
-/// deadline computed from it (`Instant + interval`, `interval * 6`) stays representable.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest interval accepted (10 minutes): Prometheus marks a series stale after 5 minutes
+/// without a new sample, and the kubelet's view is kept for six intervals, so a longer interval
+/// would serve stale pods. It also keeps every deadline computed from it representable.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
@@ -309,10 +346,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         return Err(format!("must be at least {}ms", MIN_INTERVAL.as_millis()));
     }
     if d > MAX_INTERVAL {
-        return Err(format!(
-            "must be at most {}h",
-            MAX_INTERVAL.as_secs() / 3600
-        ));
+        return Err(format!("must be at most {}m", MAX_INTERVAL.as_secs() / 60));
     }
     Ok(d)
 }
@@ -341,8 +375,10 @@ mod tests {
 
     #[test]
     fn interval_has_a_ceiling_and_absurd_values_do_not_panic() {
-        assert!(parse_interval("168h").is_ok());
-        assert!(parse_interval("169h").is_err());
+        assert!(parse_interval("10m").is_ok());
+        assert!(parse_interval("10m1s").is_err());
+        assert!(parse_interval("1000000h").is_err());
+        assert!(parse_interval("18446744073709551615s").is_err());
         assert!(parse_interval("99999999999999999999h").is_err());
         assert!(parse_interval("18446744073709551615h").is_err());
     }
@@ -378,7 +414,7 @@ mod tests {
             "fast",
             "",
             "-1s",
-            "169h",
+            "11m",
             "99999999999999999999999h",
         ] {
             let flag = format!("--collect.health-interval={bad}");
@@ -426,5 +462,46 @@ mod tests {
         assert!(!c.amd && !c.nvidia);
         let c = Flags::try_parse_from(["x"]).unwrap().resolve().unwrap();
         assert!(c.amd && c.nvidia);
+    }
+
+    /// Each bad value of a flag checked at resolve time, and a piece of the error it must give.
+    #[test]
+    fn bad_flags_fail_loudly() {
+        let dir = std::env::temp_dir();
+        let dir_flag = format!("--web.config.file={}", dir.display());
+        let cases: &[(&[&str], &str)] = &[
+            (&["--log.level=warning"], "\"warning\" is not a level"),
+            (&["--log.level=verbose"], "is not a level"),
+            (&["--log.level="], "expected one of error, warn"),
+            (
+                &["--log.level=info,gpu_pod_exporter=loud"],
+                "\"loud\" is not a level",
+            ),
+            (&["--collect.interval=11m"], "at most 10m"),
+            (&["--collect.interval=18446744073709551615s"], "at most 10m"),
+            (&["--collect.interval=1000000h"], "at most 10m"),
+            (&["--collect.health-interval=1h"], "at most 10m"),
+            (&[dir_flag.as_str()], "is a directory"),
+            (&["--web.config.file=/nonexistent/web.yml"], "no such file"),
+        ];
+        for (args, expected) in cases {
+            let err = resolve(args).unwrap_err();
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn log_levels_and_directives_are_taken() {
+        for good in [
+            "info",
+            "WARN",
+            "error",
+            "trace",
+            "off",
+            "info,gpu_pod_exporter=debug",
+            "warn,hyper=off",
+        ] {
+            assert!(check_log_level(good).is_ok(), "{good}");
+        }
     }
 }

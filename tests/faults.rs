@@ -272,6 +272,13 @@ fn bad_flags_are_one_line_naming_the_flag() {
             "--web.config.file",
         ),
         (vec!["--collector.nvidia=maybe"], "--collector.nvidia"),
+        (vec!["--log.level=warning"], "--log.level"),
+        (
+            vec!["--collect.interval=18446744073709551615s"],
+            "--collect.interval",
+        ),
+        (vec!["--collect.interval=11m"], "--collect.interval"),
+        (vec!["--web.config.file=/"], "is a directory"),
         (vec!["--no-such-flag"], "--no-such-flag"),
     ] {
         let (code, stderr) = run_with(&args);
