@@ -28,6 +28,9 @@ fn is_volatile(line: &str) -> bool {
     name.starts_with("process_")
         || name == "gpu_pod_exporter_collector_duration_seconds"
         || name == "gpu_pod_exporter_build_info"
+        || name == "gpu_pod_exporter_snapshot_age_seconds"
+        || name == "gpu_pod_exporter_attribution_duration_seconds"
+        || name == "gpu_pod_exporter_http_connections"
 }
 
 fn stable(text: &str) -> String {
