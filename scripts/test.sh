@@ -52,3 +52,7 @@ echo "==> cargo test --features rocm-smi"
 cargo test -p gpu-pod-exporter --features rocm-smi --locked --lib --test rocm_smi -- --test-threads="${TEST_THREADS:-4}"
 echo "==> cargo test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+# The debug agent and mock just built by the tests, under pod and device churn and HTTP abuse for
+# about 50 s: fails when fds, threads or RSS grow (scripts/soak.py; longer with --seconds).
+echo "==> soak"
+python3 scripts/soak.py --target "${CARGO_TARGET_DIR:-target}/debug"
