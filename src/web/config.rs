@@ -216,7 +216,17 @@ impl WebConfig {
             path: path.to_path_buf(),
             error,
         })?;
-        let raw = parse(path, &text)?;
+        WebConfig::from_text(path, &text)
+    }
+
+    /// Parses and checks `text` as the web config at `path` (which names it in errors, and
+    /// against whose directory relative file names resolve), reading the files it names.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebConfig::load`], but for reading the config file itself.
+    pub fn from_text(path: &Path, text: &str) -> Result<WebConfig, WebConfigError> {
+        let raw = parse(path, text)?;
         let ctx = Ctx {
             path,
             dir: path.parent().unwrap_or(Path::new("")),
