@@ -198,8 +198,10 @@ impl Attributor {
     fn apply(&mut self, snap: &mut Snapshot, cycles: BTreeMap<&'static str, u64>) {
         let kubelet = (self.kubelet)();
         let now = Instant::now();
-        // Before every collector has reported, allocations would find no devices to match.
-        if snap.ready && self.due(&cycles, kubelet.fetched_at, now) {
+        // Before every collector has reported, allocations would find no devices to match. A
+        // report, not a successful one: a failing collector must not hide the others' pods.
+        let reported = cycles.values().all(|n| *n > 0);
+        if reported && self.due(&cycles, kubelet.fetched_at, now) {
             self.last_kubelet = Some(kubelet.fetched_at);
             let names = NodeNames::read(&self.paths.pod_logs, &self.paths.container_logs);
             let (kubelet, unknown_claim_devices) = self.with_claims(&snap.devices, kubelet);
@@ -464,5 +466,24 @@ mod tests {
         std::thread::sleep(interval * 2);
         a.apply(&mut ready(), BTreeMap::from([("amd", 2), ("nvidia", 1)]));
         assert_eq!(a.passes, 2);
+    }
+
+    /// Readiness waits for a successful sample; attribution only for a report, so a failing
+    /// collector (NVML missing) does not hide the other collector's pods.
+    #[test]
+    fn attribution_does_not_wait_for_readiness() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = HostPaths::new(root.path(), None, None, None);
+        let view = Arc::new(KubeletView::default());
+        let mut a = Attributor::new(
+            paths,
+            Box::new(move || Arc::clone(&view)),
+            Duration::from_secs(1),
+        );
+        let mut unready = Snapshot::default();
+        a.apply(&mut unready, BTreeMap::from([("amd", 1), ("nvidia", 0)]));
+        assert_eq!(a.passes, 0, "a collector has not reported yet");
+        a.apply(&mut unready, BTreeMap::from([("amd", 1), ("nvidia", 1)]));
+        assert_eq!(a.passes, 1);
     }
 }
