@@ -10,8 +10,10 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,8 +27,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use std::net::SocketAddr;
-
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -85,7 +85,14 @@ pub struct App {
     pub limits: Limits,
     /// The in-flight request slots.
     in_flight: Arc<Semaphore>,
+    /// For the once-a-minute log of shed clients: seconds since `started` (plus one period)
+    /// at the last such line, 0 before the first.
+    started: Instant,
+    last_shed_log: AtomicU64,
 }
+
+/// How often, at most, reaching an HTTP limit is logged.
+const SHED_LOG_EVERY_S: u64 = 60;
 
 type Body = Full<Bytes>;
 
@@ -116,6 +123,8 @@ impl App {
             http,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             limits,
+            started: Instant::now(),
+            last_shed_log: AtomicU64::new(0),
         }
     }
 
@@ -135,7 +144,10 @@ impl App {
             if self.store.load().ready {
                 text(StatusCode::OK, "ready\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "no sample completed yet\n")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not every collector has completed a successful sample yet\n",
+                )
             }
         } else if !web
             .is_none_or(|w| w.authorized(req.headers.get(AUTHORIZATION).map(|v| v.as_bytes())))
@@ -157,6 +169,28 @@ impl App {
             }
         }
         resp
+    }
+
+    /// Counts a client turned away at a limit, and says so in the log at most once a minute:
+    /// reaching a limit means overload or abuse, worth an operator's look.
+    fn shed(&self, why: Rejection) {
+        self.http.reject(why);
+        let now = self.started.elapsed().as_secs() + SHED_LOG_EVERY_S;
+        let last = self.last_shed_log.load(Ordering::Relaxed);
+        if now >= last + SHED_LOG_EVERY_S
+            && self
+                .last_shed_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                reason = why.label(),
+                open_connections = self.http.open(),
+                max_connections = self.limits.max_connections,
+                max_in_flight = self.limits.max_in_flight,
+                "HTTP limit reached: answering 503 (counted in gpu_pod_exporter_http_rejected_total; logged at most once a minute)"
+            );
+        }
     }
 
     fn metrics(&self, req: &Parts) -> Response<Body> {
@@ -202,7 +236,7 @@ impl App {
              <h1>gpu-pod-exporter {}</h1>\n<p>Per-device and per-pod GPU metrics.</p>\n<ul>\n\
              <li><a href=\"{path}\">{path}</a>: metrics</li>\n\
              <li><a href=\"/healthz\">/healthz</a>: liveness</li>\n\
-             <li><a href=\"/readyz\">/readyz</a>: readiness (a first sample completed)</li>\n\
+             <li><a href=\"/readyz\">/readyz</a>: readiness (every collector has completed a successful sample)</li>\n\
              </ul>\n</body></html>\n",
             env!("CARGO_PKG_VERSION"),
             path = html_escape(&self.telemetry_path),
@@ -249,7 +283,7 @@ async fn respond(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         return app.handle(&parts, web.as_deref());
     }
     let Ok(slot) = Arc::clone(&app.in_flight).try_acquire_owned() else {
-        app.http.reject(Rejection::InFlightLimit);
+        app.shed(Rejection::InFlightLimit);
         return overloaded("too many requests in flight\n");
     };
     let resp = if web.as_ref().is_some_and(|w| w.auth.is_some()) {
@@ -369,7 +403,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let open = app.http.opened();
         let tls = app.web.as_ref().and_then(|w| w.current().tls.clone());
         if app.http.open() > app.limits.max_connections as u64 {
-            app.http.reject(Rejection::ConnectionLimit);
+            app.shed(Rejection::ConnectionLimit);
             tokio::spawn(async move {
                 refuse(stream, tls.is_some()).await;
                 drop(open);
