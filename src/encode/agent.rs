@@ -64,8 +64,14 @@ pub(super) fn encode(
         gauge_family(
             enc,
             "gpu_pod_exporter_snapshot_age_seconds",
-            "Seconds since the snapshot this scrape shows was built; it is rebuilt at least every quarter interval, so a growing value means the snapshot stage is stuck.",
+            "Seconds since the snapshot this scrape shows was built; it is rebuilt at every collector report, so a value well above the collection interval means the snapshot stage is stuck.",
             [(none, built.elapsed().as_secs_f64())],
+        )?;
+        gauge_family(
+            enc,
+            "gpu_pod_exporter_collect_interval_seconds",
+            "The collection interval (--collect.interval), in seconds.",
+            [(none, snap.interval.as_secs_f64())],
         )?;
     }
     if let Some(seconds) = snap.attribution_seconds {
