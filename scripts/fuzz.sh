@@ -27,6 +27,13 @@ for t in "${targets[@]}"; do
   mkdir -p "$scratch" "corpus/$t"
   dict=()
   [ -f "$t.dict" ] && dict=("-dict=$t.dict")
-  cargo "${toolchain[@]}" fuzz run "$t" "$scratch" "corpus/$t" -- \
-    -max_total_time="$seconds" "${dict[@]}" -print_final_stats=1 2>&1 | tail -n 4
+  log="target/fuzz-$t.log"
+  if cargo "${toolchain[@]}" fuzz run "$t" "$scratch" "corpus/$t" -- \
+    -max_total_time="$seconds" "${dict[@]}" >"$log" 2>&1; then
+    grep -E '^Done [0-9]+ runs' "$log" || tail -n 2 "$log"
+  else
+    tail -n 60 "$log"
+    echo "error: fuzz target $t failed (full output: fuzz/$log)" >&2
+    exit 1
+  fi
 done
