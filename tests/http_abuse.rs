@@ -39,11 +39,22 @@ fn raise_open_files_limit(need: u64) {
     }
 }
 
+/// The agent's resident memory, from its `/proc/<pid>/status`.
+fn rss_mib(agent: &Agent) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
 fn connect(port: u16) -> TcpStream {
     TcpStream::connect(("127.0.0.1", port)).unwrap()
 }
 
-/// GETs `path`, timing it; `None` when it was not answered with 200.
+/// GETs `path`, timing it: how long it took, and the status.
 fn timed_get(agent: &Agent, path: &str) -> (Duration, u16) {
     let start = Instant::now();
     let r = agent.get(path, &[]);
@@ -60,6 +71,7 @@ fn scrapes_and_probes_are_answered_beside_1000_idle_and_200_slowloris_clients() 
         a.get("/readyz", &[]).status == 200
     });
 
+    let rss_idle = rss_mib(&agent);
     let idle: Vec<TcpStream> = (0..IDLE).map(|_| connect(agent.port)).collect();
     let mut slow: Vec<TcpStream> = (0..SLOWLORIS).map(|_| connect(agent.port)).collect();
     for s in &mut slow {
@@ -91,6 +103,7 @@ fn scrapes_and_probes_are_answered_beside_1000_idle_and_200_slowloris_clients() 
         },
     );
     let open = s.value("gpu_pod_exporter_http_connections", &[]);
+    let rss_held = rss_mib(&agent);
 
     // While they are all held (the header timeout is 5 s), scrapes and probes are answered.
     let mut latencies = Vec::new();
@@ -105,7 +118,7 @@ fn scrapes_and_probes_are_answered_beside_1000_idle_and_200_slowloris_clients() 
     let (max, worst) = latencies[latencies.len() - 1];
     let p50 = latencies[latencies.len() / 2].0;
     println!(
-        "with {open:?} connections open: {} requests, p50 {p50:?}, max {max:?} ({worst})",
+        "with {open:?} connections open (agent RSS {rss_held:.1} MiB, {rss_idle:.1} MiB before): {} requests, p50 {p50:?}, max {max:?} ({worst})",
         latencies.len()
     );
     // A functional bound, not a benchmark: a starved server took 10 s or never answered.

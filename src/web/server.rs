@@ -45,6 +45,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// File descriptors kept back from connections for everything else the agent opens (procfs,
 /// sysfs, the NVML device files, the kubelet socket).
 const RESERVED_FDS: u64 = 256;
+/// The most connections open at once. Each costs about 14 KiB (hyper's read and write buffers,
+/// the task): 2048 is under 30 MiB, well inside the DaemonSet's 128 MiB memory limit.
+const MAX_CONNECTIONS: u64 = 2048;
 
 /// How many clients the server serves at once, and how long it waits for them.
 #[derive(Debug, Clone, Copy)]
@@ -61,12 +64,14 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits for a process allowed `open_files` file descriptors: up to 4096 connections,
-    /// fewer where the descriptor limit is low.
+    /// The limits for a process allowed `open_files` file descriptors: up to
+    /// [`MAX_CONNECTIONS`] connections, fewer where the descriptor limit is low.
     pub fn for_open_files(open_files: u64) -> Limits {
-        let connections = open_files.saturating_sub(RESERVED_FDS).clamp(64, 4096);
+        let connections = open_files
+            .saturating_sub(RESERVED_FDS)
+            .clamp(64, MAX_CONNECTIONS);
         Limits {
-            max_connections: usize::try_from(connections).unwrap_or(4096),
+            max_connections: usize::try_from(connections).unwrap_or(64),
             max_in_flight: 64,
             header_timeout: Duration::from_secs(5),
         }
@@ -575,7 +580,7 @@ mod tests {
     #[test]
     fn limits_follow_the_open_files_limit() {
         assert_eq!(Limits::for_open_files(1024).max_connections, 768);
-        assert_eq!(Limits::for_open_files(1 << 20).max_connections, 4096);
+        assert_eq!(Limits::for_open_files(1 << 20).max_connections, 2048);
         assert_eq!(Limits::for_open_files(100).max_connections, 64);
     }
 }
