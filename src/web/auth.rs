@@ -219,5 +219,18 @@ mod tests {
             );
             assert!(!auth.authorized(Some(&basic("mallory", "pw"))));
         }
+        // The figures, printed (`--nocapture`), not asserted: wrong passwords are never cached.
+        let auth = gate(&[("fast", "pw", 4), ("slow", "pw", 8)]);
+        let time = |user: &str| {
+            let start = std::time::Instant::now();
+            assert!(!auth.authorized(Some(&basic(user, "wrong"))));
+            start.elapsed()
+        };
+        println!(
+            "wrong password, cost 4 user: {:?}; cost 8 user: {:?}; unknown user: {:?}",
+            time("fast"),
+            time("slow"),
+            time("mallory")
+        );
     }
 }
