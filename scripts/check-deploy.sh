@@ -71,8 +71,11 @@ fi
 out=target/deploy-check
 rm -rf "$out"
 mkdir -p "$out/rendered"
-for overlay in daemonset/overlays/*/; do
+# Every overlay, and every example kustomization (as example-<name>): check_deploy.py knows what
+# each one must run, and fails on one it does not know.
+for overlay in daemonset/overlays/*/ daemonset/examples/*/; do
   name=$(basename "$overlay")
+  case "$overlay" in daemonset/examples/*) name=example-$name ;; esac
   if ! "$kubectl" kustomize "$overlay" >"$out/rendered/$name.yaml" 2>"$out/$name.err"; then
     echo "error: kubectl kustomize $overlay failed:" >&2
     cat "$out/$name.err" >&2
