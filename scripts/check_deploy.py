@@ -3,12 +3,12 @@
 
 Run by scripts/check-deploy.sh, which installs the tools and renders the kustomize overlays first:
 
-    check_deploy.py check --rendered DIR --promtool PATH
-    check_deploy.py sync-rules [--write]
+    check_deploy.py check --rendered DIR --promtool PATH   (the chart is rendered beside DIR)
+    check_deploy.py sync [--write]      the generated copies (PrometheusRule, the chart's files/)
     check_deploy.py expressions [--var NAME=VALUE ...]   every shipped PromQL expression, as JSON lines
 
-`check` needs PyYAML and kubernetes-validate (installed by check-deploy.sh into a venv under
-target/). Every failure is printed; the exit status is 1 if there was any.
+`check` needs PyYAML, kubernetes-validate and helm-python-sdk (installed by check-deploy.sh into a
+venv under target/). The object checks are in check_objects.py, the chart's in check_chart.py. Every failure is printed; the exit status is 1 if there was any.
 """
 
 import argparse
@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_chart  # noqa: E402
 import check_objects  # noqa: E402
 import promql_names  # noqa: E402
 
@@ -465,28 +466,6 @@ RENDERS = {
 }
 
 
-def check_renders(rep, rendered, kind, renders, image_prefix):
-    """Every render of `renders` (name -> (vendors, opt-ins)) exists, validates, has no colliding
-    objects, and its DaemonSets and Services keep the invariants. Returns the docs by render."""
-    out = {}
-    for name, (vendors, opt_ins) in renders.items():
-        path = rendered / f"{name}.yaml"
-        if not path.exists():
-            rep.fail(kind, f"{name} was not rendered")
-            continue
-        docs = out[name] = load_docs(path)
-        where = f"{kind} {name}"
-        check_objects.validate_objects(rep, docs, where)
-        check_objects.check_collisions(rep, docs, where)
-        found = {check_objects.check_daemonset(rep, where, ds, opt_ins, image_prefix)
-                 for ds in check_objects.by_kind(docs, "DaemonSet")}
-        if found != vendors or len(check_objects.by_kind(docs, "DaemonSet")) != len(vendors):
-            rep.fail(where, f"runs agents for {sorted(v or '?' for v in found)}, expected one each for {sorted(vendors)}")
-        if vendors:
-            check_objects.check_services(rep, docs, where)
-    return out
-
-
 def check(args):
     rep = Report()
     rendered = Path(args.rendered)
@@ -496,7 +475,7 @@ def check(args):
         rep.fail("overlays", f"rendered but not listed in check_deploy.RENDERS (what should they run?): {sorted(unknown)}")
     # The shipped placeholder, or the example's `images:` replacement.
     images = ("ghcr.io/gpu-pod-exporter/gpu-pod-exporter:", "registry.example.com/gpu-pod-exporter:")
-    docs = check_renders(rep, rendered, "overlay", RENDERS, images)
+    docs = check_objects.check_renders(rep, rendered, "overlay", RENDERS, images)
     if {"nvidia", "amd", "mixed", "prometheus-operator"} <= set(docs):
         # Applied side by side, the two vendor overlays share only identical objects (the Namespace).
         ids = {}
@@ -507,15 +486,15 @@ def check(args):
                     rep.fail("overlays nvidia + amd", f"both declare {key}, differently")
                 ids[key] = d
         rep.ok("overlays nvidia and amd applied side by side share only identical objects")
-        services = check_objects.by_kind(docs["mixed"], "Service")
         monitor = check_objects.by_kind(docs["prometheus-operator"], "ServiceMonitor")
         if len(monitor) != 1 or not check_objects.by_kind(docs["prometheus-operator"], "PrometheusRule"):
             rep.fail("overlay prometheus-operator", "needs one ServiceMonitor and a PrometheusRule")
         else:
-            check_objects.check_monitor(rep, monitor[0], services, "overlays prometheus-operator + mixed")
+            check_objects.check_monitor(rep, monitor[0], docs["mixed"], "overlays prometheus-operator + mixed")
         nvidia = check_objects.by_kind(docs["nvidia"], "DaemonSet")
         if nvidia:
             check_dockerfile(rep, nvidia[0]["spec"]["template"]["spec"], nvidia[0]["spec"]["template"]["spec"]["containers"][0]["image"])
+    check_chart.check(rep, rendered.parent / "chart")
     check_scrape_config(rep, args.promtool)
     records = check_rules(rep, args.promtool)
     check_autoscaling(rep)
@@ -563,11 +542,14 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("--rendered", required=True, help="folder of rendered overlays, <overlay>.yaml each")
     c.add_argument("--promtool", required=True)
-    s = sub.add_parser("sync-rules")
+    s = sub.add_parser("sync", help="the generated copies: the PrometheusRule, the chart's rules and dashboards")
     s.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    if args.cmd == "sync-rules":
-        return sync_rules(args.write)
+    if args.cmd == "sync":
+        stale = check_chart.sync(args.write)
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is not a copy of its source: run scripts/check-deploy.sh --fix", file=sys.stderr)
+        return max(sync_rules(args.write), 1 if stale else 0)
     if args.cmd == "expressions":
         return expressions(args)
     return check(args)

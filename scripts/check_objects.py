@@ -13,6 +13,9 @@ Used by scripts/check_deploy.py. Each render (one YAML stream) is checked for:
 """
 
 import json
+from pathlib import Path
+
+import yaml
 
 # Kubernetes versions the built-in kinds must validate against: the oldest we support (the
 # kubelet's pod-resources List/GetAllocatableResources went GA in 1.28) and the newest schema
@@ -59,6 +62,10 @@ NODE_TERMS = {
 }
 
 VENDOR_OF_COMPONENT = {"nvidia-agent": "nvidia", "amd-agent": "amd"}
+
+
+def load_docs(path):
+    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
 
 
 def by_kind(docs, kind):
@@ -234,20 +241,52 @@ def check_services(rep, docs, where):
     rep.ok(f"{where}: every agent is behind one headless Service on metrics/9445, job label gpu-pod-exporter")
 
 
-def check_monitor(rep, monitor, services, where):
-    """A ServiceMonitor that selects every agent Service, with honorLabels and job gpu-pod-exporter."""
+def check_monitor(rep, monitor, docs, where):
+    """A ServiceMonitor (over the agents' Services) or PodMonitor (over their pods) that selects
+    every agent, with honorLabels and job gpu-pod-exporter."""
+    kind = monitor["kind"]
     sm = monitor["spec"]
+    if kind == "ServiceMonitor":
+        targets = [(s["metadata"]["name"], s["metadata"].get("namespace"), s["metadata"].get("labels", {}))
+                   for s in by_kind(docs, "Service")]
+        endpoints = sm.get("endpoints", [])
+    else:
+        targets = [(d["metadata"]["name"], d["metadata"].get("namespace"), d["spec"]["template"]["metadata"]["labels"])
+                   for d in by_kind(docs, "DaemonSet")]
+        endpoints = sm.get("podMetricsEndpoints", [])
     sel = sm.get("selector", {}).get("matchLabels", {})
-    for svc in services:
-        if not selects(sel, svc["metadata"].get("labels", {})):
-            rep.fail(where, f"ServiceMonitor does not select Service {svc['metadata']['name']}")
-        job = svc["metadata"]["labels"].get(sm.get("jobLabel", ""), svc["metadata"]["name"])
-        if job != "gpu-pod-exporter":
-            rep.fail(where, f"ServiceMonitor: the job label of {svc['metadata']['name']} would be {job!r}, the alerts expect gpu-pod-exporter")
     ns = sm.get("namespaceSelector", {}).get("matchNames")
-    if ns is not None and any(s["metadata"].get("namespace") not in ns for s in services):
-        rep.fail(where, f"ServiceMonitor: namespaceSelector {ns} leaves out an agent Service")
-    ep = sm["endpoints"]
-    if len(ep) != 1 or ep[0].get("port") != "metrics" or ep[0].get("honorLabels") is not True:
-        rep.fail(where, "ServiceMonitor needs one endpoint on port metrics with honorLabels: true")
-    rep.ok(f"{where}: ServiceMonitor selects {len(services)} agent Service(s), honorLabels, job=gpu-pod-exporter")
+    for name, namespace, labels in targets:
+        if not selects(sel, labels) or (ns is not None and namespace not in ns):
+            rep.fail(where, f"{kind} does not select {name}")
+        job = labels.get(sm.get("jobLabel", ""), name)
+        if job != "gpu-pod-exporter":
+            rep.fail(where, f"{kind}: the job label of {name} would be {job!r}, the alerts expect gpu-pod-exporter")
+    if len(endpoints) != 1 or endpoints[0].get("port") != "metrics" or endpoints[0].get("honorLabels") is not True:
+        rep.fail(where, f"{kind} needs one endpoint on port metrics with honorLabels: true")
+    elif endpoints[0].get("relabelings", [{}])[0].get("targetLabel") != "node":
+        rep.fail(where, f"{kind}: the first relabeling does not set the node label the dashboards use")
+    rep.ok(f"{where}: {kind} selects {len(targets)} agent target(s), honorLabels, job=gpu-pod-exporter")
+    return endpoints[0] if endpoints else {}
+
+
+def check_renders(rep, rendered, kind, renders, image_prefix):
+    """Every render of `renders` (name -> (vendors, opt-ins)) exists, validates, has no colliding
+    objects, and its DaemonSets and Services keep the invariants. Returns the docs by render."""
+    out = {}
+    for name, (vendors, opt_ins) in renders.items():
+        path = rendered / f"{name}.yaml"
+        if not path.exists():
+            rep.fail(kind, f"{name} was not rendered")
+            continue
+        docs = out[name] = load_docs(path)
+        where = f"{kind} {name}"
+        validate_objects(rep, docs, where)
+        check_collisions(rep, docs, where)
+        found = {check_daemonset(rep, where, ds, opt_ins, image_prefix)
+                 for ds in by_kind(docs, "DaemonSet")}
+        if found != vendors or len(by_kind(docs, "DaemonSet")) != len(vendors):
+            rep.fail(where, f"runs agents for {sorted(v or '?' for v in found)}, expected one each for {sorted(vendors)}")
+        if vendors:
+            check_services(rep, docs, where)
+    return out
