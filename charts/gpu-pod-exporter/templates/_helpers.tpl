@@ -65,7 +65,7 @@ interval: {{ $m.interval }}
 scrapeTimeout: {{ $m.scrapeTimeout }}
 # Required: the agent's per-pod series carry the GPU users' own namespace, pod and container
 # labels; without honorLabels Prometheus renames them exported_* and every pod series claims the
-# agent's pod (daemonset/README.md, "Hardened Prometheus", for Prometheus setups that override it).
+# agent's pod (docs/operations.md, "Hardened Prometheus", for Prometheus setups that override it).
 honorLabels: true
 {{- with $m.tlsConfig }}
 tlsConfig:
