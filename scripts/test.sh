@@ -41,7 +41,7 @@ done
 [ -e /usr/lib/librocm_smi64.so ] || { echo "error: librocm-smi-dev is required and could not be installed" >&2; exit 1; }
 have_libclang || { echo "error: libclang-dev is required and could not be installed" >&2; exit 1; }
 
-echo "==> deployment artifacts (kustomize overlays, rules, dashboards)"
+echo "==> deployment artifacts (kustomize overlays, Helm chart, rules, dashboards)"
 scripts/check-deploy.sh
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
