@@ -6,7 +6,8 @@ time; fails when its open fds, threads or RSS grow, or its scrape p99 blows up.
     soak.py --seconds 600                     a longer soak
 
 Every 200 ms a pod goes and a new one comes (its processes, cgroup files and log folders, and
-the scenario's process lists), and every tenth round a GPU goes or comes back (re-enumeration).
+the scenario's process lists), and every `--device-churn` rounds (default: every round) a GPU goes
+or comes back (re-enumeration).
 Meanwhile, two scrapers scrape /metrics every 100 ms, and an abuser keeps opening idle sockets
 and slowloris clients (100 of each, dropped and reopened every second).
 
@@ -73,10 +74,10 @@ class Node:
             f.write('\n'.join(out) + '\n')
         os.replace(tmp, self.scenario)
 
-    def churn(self, round_):
+    def churn(self, round_, device_every):
         self.remove_pod()
         self.add_pod()
-        if round_ % 10 == 0:
+        if round_ % device_every == 0:
             self.present = self.gpus - 1 if self.present == self.gpus else self.gpus
         self.write_scenario()
 
@@ -192,6 +193,8 @@ def main():
     ap.add_argument('--gpus', type=int, default=4)
     ap.add_argument('--pods', type=int, default=16)
     ap.add_argument('--churn-ms', type=int, default=200)
+    ap.add_argument('--device-churn', type=int, default=1,
+                    help='a GPU goes or comes back every this many churn rounds')
     ap.add_argument('--interval', default='200ms', help='the agent\'s --collect.interval')
     a = ap.parse_args()
 
@@ -219,7 +222,7 @@ def main():
             while not stop.is_set():
                 if churning.is_set():
                     r += 1
-                    node.churn(r)
+                    node.churn(r, a.device_churn)
                 time.sleep(a.churn_ms / 1000)
         churner = threading.Thread(target=churn, daemon=True)
         churner.start()
@@ -245,7 +248,7 @@ def main():
         last = sorted(l for t, l in scrapers.lat if t1 - third <= t <= t1)
         start['p99_ms'], end['p99_ms'] = q(first, 0.99), q(last, 0.99)
         print(f'soak: {a.seconds:.0f} s of pod churn every {a.churn_ms} ms, a GPU gone or back every '
-              f'{a.churn_ms * 10} ms, {len(scrapers.lat)} scrapes, 200 abusive clients a second')
+              f'{a.churn_ms * a.device_churn} ms, {len(scrapers.lat)} scrapes, 200 abusive clients a second')
         print(f'{"":8}{"fds":>6}{"threads":>9}{"RSS MiB":>9}{"p99 ms":>9}')
         for name, f in (('start', start), ('end', end)):
             print(f'{name:8}{f["fds"]:>6}{f["threads"]:>9}{f["rss_mib"]:>9.1f}{f["p99_ms"]:>9.2f}')
