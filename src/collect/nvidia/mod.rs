@@ -243,7 +243,12 @@ impl Loaded {
                 health: spawn_health(nvml, index),
                 health_last: None,
                 first_health_asked: false,
-                schedule: HealthSchedule::new(self.interval, self.health_interval),
+                schedule: HealthSchedule::staggered(
+                    self.interval,
+                    self.health_interval,
+                    index as usize,
+                    count as usize,
+                ),
             });
         }
         self.reenumerate = false;
