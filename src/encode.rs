@@ -8,7 +8,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::attribute::{PodGpm, PodSample};
+use crate::pod::{PodGpm, PodSample};
 use crate::sample::{DeviceHealth, DeviceMetrics, DeviceSample, THROTTLE_REASONS};
 use crate::snapshot::{Snapshot, SnapshotStore};
 

@@ -15,6 +15,8 @@ pub mod collect;
 pub mod config;
 pub mod encode;
 pub mod paths;
+pub mod pci;
+pub mod pod;
 pub mod sample;
 pub mod selfstats;
 pub mod snapshot;

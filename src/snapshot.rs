@@ -7,11 +7,12 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::attribute;
 use crate::attribute::names::NodeNames;
 use crate::attribute::podresources::KubeletView;
-use crate::attribute::{self, Failure, PodSample, Unattributed};
 use crate::collect::{CollectorState, Hub};
 use crate::paths::HostPaths;
+use crate::pod::{Failure, PodSample, Unattributed};
 use crate::sample::{CallError, DeviceDown, DeviceSample};
 use crate::selfstats::{self, SelfStats};
 

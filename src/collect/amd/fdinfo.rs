@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::attribute::deviceid::PciAddress;
+use crate::pci::PciAddress;
 
 /// Device memory of one client, bytes, by the key it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::read::{self, Bad};
-use crate::attribute::deviceid::PciAddress;
+use crate::pci::PciAddress;
 use crate::sample::CallError;
 
 const CALL: &str = "kfd";

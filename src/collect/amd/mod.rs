@@ -23,8 +23,8 @@ use self::engines::{EngineTracker, Stamp};
 use self::sysfs::Identity;
 use super::worker::Worker;
 use super::Backend;
-use crate::attribute::deviceid::PciAddress;
 use crate::paths::HostPaths;
+use crate::pci::PciAddress;
 use crate::sample::{
     CallError, DeviceDown, DeviceIdentity, DeviceSample, GpuProcess, Vendor, VendorReport,
 };

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use super::fdinfo::{self, DrmFdinfo};
 use super::read::io_error_name;
-use crate::attribute::deviceid::PciAddress;
+use crate::pci::PciAddress;
 use crate::sample::CallError;
 
 /// How a client is told apart from others on its device.

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::sysfs::{self, Card, Reading};
-use crate::attribute::deviceid::PciAddress;
 use crate::collect::worker::Worker;
+use crate::pci::PciAddress;
 use crate::sample::CallError;
 
 /// What a card's reader gave this cycle.

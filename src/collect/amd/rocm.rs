@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use rocm_smi_lib as rsmi;
 
-use crate::attribute::deviceid::PciAddress;
 use crate::collect::worker::Worker;
+use crate::pci::PciAddress;
 use crate::sample::{CallError, DeviceHealth, DeviceMetrics};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);

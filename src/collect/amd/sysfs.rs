@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::read::{self, Bad};
-use crate::attribute::deviceid::PciAddress;
+use crate::pci::PciAddress;
 use crate::sample::{CallError, DeviceMetrics};
 
 const CALL: &str = "sysfs";
