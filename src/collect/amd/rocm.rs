@@ -8,7 +8,7 @@
 //!
 //! ROCm SMI's device indices are joined to sysfs cards by PCI address. Initialisation is
 //! retried with backoff (1 s to 30 s) while it fails, and again when a card appears that ROCm
-//! SMI did not enumerate. Every call runs on one thread of its own (`RocmThread`), asked at
+//! SMI did not enumerate. Every call runs on one thread of its own (`RocmSource`), asked at
 //! the start of each cycle and waited for until the cycle's deadline, so that a call blocked on
 //! a GPU in reset holds up neither sysfs's readings nor the cycle.
 
@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use rocm_smi_lib as rsmi;
 
-use crate::collect::worker::Worker;
+use crate::collect::worker::{Asked, CycleWorker, Reply, Waited};
 use crate::pci::PciAddress;
-use crate::sample::{CallError, DeviceHealth, DeviceMetrics};
+use crate::sample::{CallError, DeviceHealth, DeviceMetrics, ErrorLabel};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -36,7 +36,7 @@ const MAX_MICROWATTS: u64 = 10_000_000_000;
 const MILLIDEGREES: (i64, i64) = (-273_000, 200_000);
 
 /// The name of a status, as the `error` label spells it (`PERMISSION`, `NOT_SUPPORTED`).
-pub fn status_name(code: u32) -> String {
+pub fn status_label(code: u32) -> ErrorLabel {
     const NAMES: [&str; 20] = [
         "SUCCESS",
         "INVALID_ARGS",
@@ -60,9 +60,9 @@ pub fn status_name(code: u32) -> String {
         "AMDGPU_RESTART_ERR",
     ];
     match usize::try_from(code).ok().and_then(|i| NAMES.get(i)) {
-        Some(name) => (*name).to_string(),
-        None if code == u32::MAX => "UNKNOWN_ERROR".to_string(),
-        None => format!("STATUS_{code}"),
+        Some(name) => ErrorLabel::Driver(name),
+        None if code == u32::MAX => ErrorLabel::Driver("UNKNOWN_ERROR"),
+        None => ErrorLabel::Status(code),
     }
 }
 
@@ -143,10 +143,7 @@ impl Drop for RocmSmi {
 
 /// One call's failure, as the collector counts it.
 fn failure(call: &'static str, code: u32) -> CallError {
-    CallError {
-        call,
-        error: status_name(code),
-    }
+    CallError::new(call, status_label(code))
 }
 
 /// A value of a call: `Ok(Some)` on success, `Ok(None)` when not supported, else the status.
@@ -182,7 +179,7 @@ impl RocmSmi {
         if code != SUCCESS {
             if last != Some(code) {
                 tracing::warn!(
-                    status = %status_name(code),
+                    status = %status_label(code),
                     "ROCm SMI cannot initialise; the amd collector reads sysfs only, and retries with backoff"
                 );
             }
@@ -260,7 +257,7 @@ impl RocmSmi {
                     errors.push(failure("rsmi_dev_pci_id_get", NOT_FOUND));
                     continue;
                 };
-                let mut reader = Reader {
+                let mut reader = DeviceCalls {
                     dv: *dv,
                     errors,
                     lost: false,
@@ -294,66 +291,47 @@ impl RocmSmi {
     }
 }
 
-/// What the ROCm SMI thread answers for one request.
-type Answer = (HashMap<PciAddress, Supplement>, Vec<CallError>);
-
-/// ROCm SMI on a thread of its own: the collector asks at the start of a cycle and takes the
-/// answer at its end. While a request is unanswered no other is sent; the collector uses the
-/// last answer meanwhile and counts `call="rsmi", error="TIMEOUT"` each cycle.
-pub struct RocmThread {
-    worker: Worker<Vec<(PciAddress, bool)>, Answer>,
-    last: HashMap<PciAddress, Supplement>,
+/// ROCm SMI on a thread of its own (every library call is made on it): the collector asks at
+/// the start of a cycle and takes the answer at its end. While a request is unanswered no
+/// other is sent; the collector uses the last answer meanwhile and counts
+/// `call="rsmi", error="TIMEOUT"` each cycle.
+pub struct RocmSource {
+    worker: CycleWorker<Vec<(PciAddress, bool)>, HashMap<PciAddress, Supplement>>,
     logged_late: bool,
 }
 
-impl RocmThread {
-    /// Starts the thread (every library call is made on it); `None` (logged) when it cannot be
-    /// spawned.
-    pub fn start() -> Option<Self> {
-        let mut rocm = RocmSmi::default();
-        let worker = Worker::spawn(
-            "amd-rocm-smi".into(),
+impl RocmSource {
+    /// The source; its thread starts at the first ask, with a library session of its own (a
+    /// fresh one after a panic).
+    pub fn new() -> Self {
+        let worker = CycleWorker::new("amd-rocm-smi".into(), || {
+            let mut rocm = RocmSmi::default();
             move |cards: Vec<(PciAddress, bool)>| {
                 let mut errors = Vec::new();
-                let out = rocm.supplement(&cards, &mut errors);
-                (out, errors)
-            },
-        );
-        match worker {
-            Ok(worker) => Some(RocmThread {
-                worker,
-                last: HashMap::new(),
-                logged_late: false,
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the ROCm SMI thread; the amd collector reads sysfs only");
-                None
+                let value = rocm.supplement(&cards, &mut errors);
+                Reply { value, errors }
             }
+        });
+        RocmSource {
+            worker,
+            logged_late: false,
         }
     }
+}
 
-    fn accept(&mut self, (out, errors): Answer, into: &mut Vec<CallError>) {
-        self.last = out;
-        into.extend(errors);
-        if self.logged_late {
-            tracing::info!("ROCm SMI answers again");
-            self.logged_late = false;
-        }
+impl Default for RocmSource {
+    fn default() -> Self {
+        RocmSource::new()
     }
+}
 
+impl RocmSource {
     /// Asks for this cycle's readings of `cards` (PCI address, whether it wants a name),
-    /// unless the last request is still running. A late answer that came meanwhile is taken.
+    /// unless the last request is still running.
     pub fn ask(&mut self, cards: Vec<(PciAddress, bool)>, errors: &mut Vec<CallError>) {
-        if let Some(answer) = self.worker.late_answer() {
-            self.accept(answer, errors);
+        if let Asked::NoThread = self.worker.ask(cards, errors) {
+            errors.push(CallError::new("rsmi", ErrorLabel::NoThread));
         }
-        if self.worker.dead() {
-            // Its thread ended (a bug; logged): a new one, with a new library session.
-            if let Some(new) = RocmThread::start() {
-                self.worker = new.worker;
-            }
-        }
-        self.worker.ask(cards);
     }
 
     /// This cycle's answer, waited for until `deadline`; the last one if it does not come.
@@ -362,33 +340,32 @@ impl RocmThread {
         deadline: Instant,
         errors: &mut Vec<CallError>,
     ) -> HashMap<PciAddress, Supplement> {
-        match self.worker.wait(deadline) {
-            Some(answer) => self.accept(answer, errors),
-            None if self.worker.busy() => {
-                if !self.logged_late {
-                    tracing::warn!("ROCm SMI did not answer within the cycle; its last values stand until it does");
-                    self.logged_late = true;
-                }
-                errors.push(CallError {
-                    call: "rsmi",
-                    error: "TIMEOUT".into(),
-                });
+        let waited = self.worker.wait(deadline, errors);
+        let late = matches!(waited, Waited::Late(_));
+        let out = waited.value().cloned().unwrap_or_default();
+        if late {
+            if !self.logged_late {
+                tracing::warn!("ROCm SMI did not answer within the cycle; its last values stand until it does");
+                self.logged_late = true;
             }
-            None => {}
+            errors.push(CallError::new("rsmi", ErrorLabel::Timeout));
+        } else if self.logged_late && self.worker.last().is_some() && !self.worker.busy() {
+            tracing::info!("ROCm SMI answers again");
+            self.logged_late = false;
         }
-        self.last.clone()
+        out
     }
 }
 
 /// The calls for one device, counting failures.
-struct Reader<'a> {
+struct DeviceCalls<'a> {
     dv: u32,
     errors: &'a mut Vec<CallError>,
     /// The library answered `INIT_ERROR`: its session is gone.
     lost: bool,
 }
 
-impl Reader<'_> {
+impl DeviceCalls<'_> {
     /// One call's value, or `None` (not supported, or failed and counted).
     fn get<T>(&mut self, call: &'static str, result: (u32, T)) -> Option<T> {
         match answer(result.0, result.1) {
@@ -412,10 +389,7 @@ impl Reader<'_> {
         if range.contains(&v) {
             Some(v)
         } else {
-            self.errors.push(CallError {
-                call,
-                error: "OUT_OF_RANGE".into(),
-            });
+            self.errors.push(CallError::new(call, ErrorLabel::OutOfRange));
             None
         }
     }
@@ -508,10 +482,8 @@ impl Reader<'_> {
                 // The counter counts `resolution` microjoules.
                 health.energy_joules = Some(counter as f64 * f64::from(resolution) / 1e6);
             } else {
-                self.errors.push(CallError {
-                    call: "rsmi_dev_energy_count_get",
-                    error: "OUT_OF_RANGE".into(),
-                });
+                self.errors
+                    .push(CallError::new("rsmi_dev_energy_count_get", ErrorLabel::OutOfRange));
             }
         }
         let mut replays = 0u64;
@@ -581,7 +553,6 @@ impl Reader<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -603,10 +574,10 @@ mod tests {
 
     #[test]
     fn statuses_have_names() {
-        assert_eq!(status_name(0), "SUCCESS");
-        assert_eq!(status_name(4), "PERMISSION");
-        assert_eq!(status_name(u32::MAX), "UNKNOWN_ERROR");
-        assert_eq!(status_name(77), "STATUS_77");
+        assert_eq!(status_label(0).to_string(), "SUCCESS");
+        assert_eq!(status_label(4).to_string(), "PERMISSION");
+        assert_eq!(status_label(u32::MAX).to_string(), "UNKNOWN_ERROR");
+        assert_eq!(status_label(77).to_string(), "STATUS_77");
         assert_eq!(answer(2, 5u32), Ok(None));
         assert_eq!(answer(0, 5u32), Ok(Some(5)));
         assert_eq!(answer(4, 5u32), Err(4));
