@@ -61,8 +61,17 @@ def node_layout(gpus, pods_per_gpu, procs_per_pod, first_pid=100000):
     return layout
 
 
+# The driver's buffer of per-process utilization samples (the mock's
+# `process_utilization_buffer`): a sample every 1/6 s, the shortest utilization sample period
+# nvidia-smi documents, and 100 kept (~17 s). NVML documents no depth (one user reports 4,096
+# samples); 100 is the cautious side. A reader that waits longer than the buffer between
+# two reads loses samples, and the mock says so on stderr: the comparison counts those lines.
+SAMPLE_BUFFER = 'process_utilization_buffer: {period_ms: 167, samples: 100}'
+LOST = 'sample buffer before this read'
+
+
 def scenario(gpus, layout, costs, health=True):
-    out = [f'costs: {costs}', 'driver_version: "580.159.04"', 'devices:']
+    out = [f'costs: {costs}', SAMPLE_BUFFER, 'driver_version: "580.159.04"', 'devices:']
     for g in range(gpus):
         procs = [(pid, 80 // max(1, len(pids) * sum(1 for x in layout if x[0] == g)))
                  for (gg, _, pids) in layout if gg == g for pid in pids]
@@ -240,17 +249,19 @@ def compare(a):
             env = dict(os.environ, MOCK_NVML_SCENARIO=sc)
             aport, pport = free_port(), free_port()
             t0 = time.time()
+            res = {}
+            logs = {who: open(os.path.join(d, f'{who}.log'), 'w+') for who in ('agent', 'peer')}
             agent = subprocess.Popen([
                 binary, f'--web.listen-address=127.0.0.1:{aport}', f'--nvml.library={lib}',
                 f'--path.rootfs={root}', f'--collect.interval={a.interval_s:g}s', '--log.level=warn',
-            ], env=env, stderr=subprocess.DEVNULL)
+            ], env=env, stderr=logs['agent'])
             try:
                 agent_ready = wait_until(agent, aport, '/readyz', lambda s, b: s == 200, 'the agent', t0)
                 t1 = time.time()
                 peer = subprocess.Popen([
                     a.peer_python, peer_script, f'--nvml-library={lib}', f'--rootfs={root}',
                     '--address=127.0.0.1', f'--port={pport}', f'--interval={a.interval_s:g}',
-                ], env=env, stderr=subprocess.DEVNULL)
+                ], env=env, stderr=logs['peer'])
                 try:
                     peer_ready = wait_until(peer, pport, '/metrics',
                                             lambda s, b: s == 200 and 'peer_gpu_utilization_ratio{' in b, 'the peer', t1)
@@ -260,7 +271,6 @@ def compare(a):
                     time.sleep(a.seconds)
                     c1 = {p.pid: cpu_ns(p.pid) for p in (agent, peer)}
                     window = time.time() - w0
-                    res = {}
                     for who, p, port, own in (('agent', agent, aport, agent_series),
                                                ('peer', peer, pport, lambda l: l.startswith('peer_'))):
                         cpu = (c1[p.pid] - c0[p.pid]) / 1e9 / window * 100
@@ -275,6 +285,11 @@ def compare(a):
                     peer.terminate(); peer.wait()
             finally:
                 agent.terminate(); agent.wait()
+            for who, log in logs.items():
+                log.seek(0)
+                if who in res:
+                    res[who]['lost'] = sum(1 for line in log if LOST in line)
+                log.close()
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
@@ -295,6 +310,7 @@ def compare(a):
             row(f'/metrics p50, burst of {a.clients} (ms)', q(ag['burst'], 0.5), q(pe['burst'], 0.5), '{:.2f}')
             row(f'/metrics p99, burst of {a.clients} (ms)', q(ag['burst'], 0.99), q(pe['burst'], 0.99), '{:.2f}')
         row('start to ready (ms)', agent_ready * 1000, peer_ready * 1000, '{:.0f}', ratio=False)
+        row('reads that lost buffered samples', ag['lost'], pe['lost'], '{:d}', ratio=False)
         short = name.split(':')[0]
         checks.append((f'{short}: agent CPU {ag["cpu"]:.3f} % <= {cpu_target} % of a core', ag['cpu'] <= cpu_target))
         if rss_target:
@@ -304,6 +320,8 @@ def compare(a):
         checks.append((f'{short}: agent serves more GPU series ({ag["own"]}) than the peer ({pe["own"]})', ag['own'] > pe['own']))
         checks.append((f'{short}: agent /metrics p99 {q(ag["lat"], 0.99):.2f} ms < 2 ms with {a.clients} scrapers',
                        q(ag['lat'], 0.99) < 2.0))
+        checks.append((f'{short}: agent lost no per-process utilization sample ({ag["lost"]} reads lost some)',
+                       ag['lost'] == 0))
         checks.append((f'{short}: agent ready in {agent_ready * 1000:.0f} ms < 150 ms', agent_ready < 0.150))
     print()
     print('targets (issue 13, item 5):')

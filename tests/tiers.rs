@@ -193,3 +193,49 @@ fn per_process_utilization_is_asked_only_while_the_device_is_shared() {
         s.value("pod_gpu_utilization_ratio", &pod) == Some(0.87)
     });
 }
+
+/// The shared device of [`shared_scenario`] with two processes, and the driver's sample buffer
+/// (the mock's `process_utilization_buffer`): a sample every 100 ms, the last `samples` kept.
+fn buffered_scenario(samples: u32) -> String {
+    let two = "      - {pid: 4242, used_memory_bytes: 30000000000, sm_util_percent: 80, mem_util_percent: 40}
+      - {pid: 4243, used_memory_bytes: 10000000000, sm_util_percent: 7, mem_util_percent: 5}\n";
+    format!(
+        "process_utilization_buffer: {{period_ms: 100, samples: {samples}}}\n{}",
+        shared_scenario(two)
+    )
+}
+
+/// Runs the agent at 1 s on [`buffered_scenario`] for five cycles after the first per-process
+/// figure, and returns how many lines the mock wrote about samples lost from its buffer.
+fn lost_sample_reports(samples: u32) -> usize {
+    let pod = [("pod", "vllm-0"), ("gpu", "0")];
+    let agent = Agent::with_scenario(&buffered_scenario(samples))
+        .rootfs(common::fixture("nodes/golden"))
+        .interval("1s")
+        .start();
+    agent.scrape_until(WAIT, "the per-process figure", |s| {
+        s.value("pod_gpu_utilization_ratio", &pod) == Some(0.8)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    // Every cycle in between kept the figure (a held answer is the last read's).
+    let s = prom::parse(&agent.scrape());
+    assert_eq!(s.value("pod_gpu_utilization_ratio", &pod), Some(0.8));
+    agent
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("left the") && l.contains("sample buffer"))
+        .count()
+}
+
+#[test]
+fn reading_every_other_cycle_loses_no_sample_the_driver_keeps() {
+    // A buffer of 3 s: reads 2 s apart, each continuing from the last, lose nothing.
+    assert_eq!(lost_sample_reports(30), 0);
+}
+
+#[test]
+fn a_buffer_shorter_than_two_cycles_would_lose_samples() {
+    // The control: a buffer of 1.5 s would do for a read every cycle (1 s), not for one every
+    // other cycle; the mock reports the loss, so the test above can fail.
+    assert!(lost_sample_reports(15) > 0);
+}

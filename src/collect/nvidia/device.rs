@@ -268,12 +268,18 @@ impl DeviceState {
             pids.as_ref().map(Vec::len),
             supported,
         ) {
-            let interval = self.interval;
-            calls
-                .take("process_utilization", || {
-                    self.procutil.poll(nvml, dev, interval)
-                })
-                .flatten()
+            let held = pids.as_deref().and_then(|p| self.procutil.held(p));
+            match held {
+                Some(answer) => Some(answer),
+                None => {
+                    let interval = self.interval;
+                    calls
+                        .take("process_utilization", || {
+                            self.procutil.poll(nvml, dev, interval, pids.as_deref())
+                        })
+                        .flatten()
+                }
+            }
         } else {
             self.procutil.skipped();
             // One process: the device's utilization is its own (not asked, not guessed).

@@ -37,8 +37,14 @@ enum Source {
 pub(super) struct ProcessUtilization {
     source: Source,
     last_seen: u64,
-    /// Whether the previous cycle asked (see `tiers::window_start`).
+    /// Whether the previous cycle asked, or held the answer before it (see
+    /// `tiers::window_start`): then the next read continues from `last_seen`.
     asked_last_cycle: bool,
+    /// The last answer and the distinct pids it was read for, held for the cycles that do
+    /// not read (see [`ProcessUtilization::held`]).
+    last_answer: Option<(Vec<u32>, HashMap<u32, f64>)>,
+    /// Cycles since the last read that held its answer.
+    cycles_held: u32,
     /// Whether a source has answered (samples or `NOT_FOUND`).
     answered: bool,
     /// Samples the legacy call's buffer holds: sized from the last answer, so that one call
@@ -53,6 +59,8 @@ impl ProcessUtilization {
             source: Source::Legacy,
             last_seen: 0,
             asked_last_cycle: false,
+            last_answer: None,
+            cycles_held: 0,
             answered: false,
             capacity: INITIAL_CAPACITY,
         }
@@ -70,17 +78,38 @@ impl ProcessUtilization {
     /// Notes a cycle that did not ask (the answer was not needed).
     pub fn skipped(&mut self) {
         self.asked_last_cycle = false;
+        self.last_answer = None;
+        self.cycles_held = 0;
+    }
+
+    /// The last answer again, for a cycle that need not read (`tiers::holds_process_utilization`
+    /// decides): the same processes (`pids`, distinct and sorted) as when it was read. The next
+    /// read then starts where that one ended, so it covers the held cycles' samples too: none
+    /// is lost, as long as the driver's buffer spans the cycles between two reads.
+    pub fn held(&mut self, pids: &[u32]) -> Option<HashMap<u32, f64>> {
+        let (read_for, answer) = self.last_answer.as_ref()?;
+        if read_for.as_slice() != pids || !super::tiers::holds_process_utilization(self.cycles_held)
+        {
+            return None;
+        }
+        self.cycles_held += 1;
+        Some(answer.clone())
     }
 
     /// Mean SM utilization (0..1) per pid since the last poll, or over the last `interval` after
     /// a cycle that did not poll. `Ok(None)`: the device reports no per-process utilization at
     /// all. An empty map: no process ran since the last poll.
+    /// `pids`: the distinct, sorted pids of the compute list the answer is for (`None` when
+    /// it could not be read; such an answer is never held).
     pub fn poll(
         &mut self,
         nvml: &Nvml,
         device: &Device<'_>,
         interval: Duration,
+        pids: Option<&[u32]>,
     ) -> Result<Option<HashMap<u32, f64>>, NvmlError> {
+        self.cycles_held = 0;
+        self.last_answer = None;
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
@@ -100,14 +129,10 @@ impl ProcessUtilization {
                 Ok(samples) => {
                     let (ratios, last_seen) = aggregate(&samples, self.last_seen);
                     self.last_seen = last_seen;
-                    self.answered = true;
-                    return Ok(Some(ratios));
+                    return Ok(Some(self.answer(ratios, pids)));
                 }
                 // NOT_FOUND: no sample newer than last_seen, i.e. nothing ran. Not an error.
-                Err(NvmlError::NotFound) => {
-                    self.answered = true;
-                    return Ok(Some(HashMap::new()));
-                }
+                Err(NvmlError::NotFound) => return Ok(Some(self.answer(HashMap::new(), pids))),
                 // Older drivers lack the newer symbol: the same as not supported.
                 Err(NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_)) => {
                     self.source = match self.source {
@@ -118,6 +143,15 @@ impl ProcessUtilization {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl ProcessUtilization {
+    /// Keeps an answer (read for `pids`) to hold, and returns it.
+    fn answer(&mut self, ratios: HashMap<u32, f64>, pids: Option<&[u32]>) -> HashMap<u32, f64> {
+        self.answered = true;
+        self.last_answer = pids.map(|p| (p.to_vec(), ratios.clone()));
+        ratios
     }
 }
 
@@ -241,6 +275,28 @@ mod tests {
             timestamp,
             sm_util_percent: sm,
         }
+    }
+
+    #[test]
+    fn an_answer_is_held_one_cycle_and_only_for_the_same_processes() {
+        let mut u = ProcessUtilization::new();
+        // Nothing read yet: nothing to hold.
+        assert_eq!(u.held(&[1, 2]), None);
+        let answer = HashMap::from([(1, 0.5), (2, 0.25)]);
+        assert_eq!(u.answer(answer.clone(), Some(&[1, 2])), answer);
+        // Another process came or went: read at once.
+        assert_eq!(u.held(&[1, 2, 3]), None);
+        assert_eq!(u.held(&[1]), None);
+        // The same processes: held for one cycle, then read again.
+        assert_eq!(u.held(&[1, 2]), Some(answer.clone()));
+        assert_eq!(u.held(&[1, 2]), None);
+        // A cycle that did not need it forgets it.
+        u.answer(answer.clone(), Some(&[1, 2]));
+        u.skipped();
+        assert_eq!(u.held(&[1, 2]), None);
+        // An answer read while the compute list failed is never held.
+        u.answer(answer, None);
+        assert_eq!(u.held(&[1, 2]), None);
     }
 
     #[test]

@@ -84,7 +84,8 @@ fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn complain(message: &str) {
+/// One line on stderr, prefixed `nvml-mock:`.
+pub(crate) fn complain(message: &str) {
     // Never panic on a closed stderr, as `eprintln!` would.
     let _ = writeln!(std::io::stderr(), "nvml-mock: {message}");
 }

@@ -6,9 +6,11 @@
 //! `computeInstanceId`. Per-process utilization is `NOT_SUPPORTED` on a MIG device.
 //!
 //! Utilization samples are synthesized: every call makes one sample per scenario process,
-//! stamped with the current time (microseconds since the Unix epoch), and returns them only
-//! if that stamp is newer than the caller's `lastSeenTimeStamp`; otherwise `NOT_FOUND`, which
-//! is also the answer for a device without processes.
+//! stamped with the current time (microseconds since the Unix epoch), or with the newest
+//! sample of the scenario's `process_utilization_buffer` (the driver's buffer, see
+//! [`crate::scenario::SampleBuffer`]), and returns them only if that stamp is newer than the
+//! caller's `lastSeenTimeStamp`; otherwise `NOT_FOUND`, which is also the answer for a device
+//! without processes.
 //!
 //! Under MPS (a device's `mps_server`), as NVML answered on an H200 (FIELD-NOTES "MPS"): the
 //! compute list holds the server, then its clients (`processes`); the MPS list holds the
@@ -225,11 +227,24 @@ pub unsafe extern "C" fn nvmlDeviceGetProcessesUtilizationInfo(
     })
 }
 
-/// The samples a call returns: one per process, all stamped now, or `NOT_FOUND` when there
-/// are none newer than `last_seen`. Under MPS, one sample: the server's, with its clients'
-/// summed utilization.
+/// The samples a call returns: one per process, stamped with the newest sample of the
+/// scenario's `process_utilization_buffer` (else now), or `NOT_FOUND` when there are none
+/// newer than `last_seen`. Under MPS, one sample: the server's, with its clients' summed
+/// utilization.
 fn samples(d: &Device, last_seen: u64) -> NvmlResult<(u64, Vec<Process>)> {
-    let stamp = sample_stamp();
+    let stamp = match d.sample_buffer {
+        None => sample_stamp(),
+        Some(buffer) => {
+            let read = buffer.read(now_us(), last_seen);
+            if read.lost > 0 && !d.processes.is_empty() {
+                crate::state::complain(&format!(
+                    "{}: {} per-process utilization samples newer than lastSeenTimeStamp {last_seen} left the {}-sample buffer before this read",
+                    d.uuid, read.lost, buffer.samples
+                ));
+            }
+            read.newest.unwrap_or(0)
+        }
+    };
     if d.processes.is_empty() || stamp <= last_seen {
         return Err(NOT_FOUND);
     }
@@ -251,9 +266,7 @@ fn samples(d: &Device, last_seen: u64) -> NvmlResult<(u64, Vec<Process>)> {
 /// same microsecond still yield samples newer than each other's.
 fn sample_stamp() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let now = now_us();
     let previous = LAST.fetch_max(now, Ordering::Relaxed);
     if previous >= now {
         // Another call already used this microsecond (or the clock stepped back).
@@ -261,4 +274,11 @@ fn sample_stamp() -> u64 {
     } else {
         now
     }
+}
+
+/// Microseconds since the Unix epoch (NVML's sample clock).
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

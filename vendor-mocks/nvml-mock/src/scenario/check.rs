@@ -28,12 +28,16 @@ impl Scenario {
             true,
         )?;
         self.costs.validate()?;
+        if let Some(buffer) = &self.process_utilization_buffer {
+            buffer.validate()?;
+        }
 
         let mut uuids = BTreeSet::new();
         for (index, device) in self.devices.iter_mut().enumerate() {
             device
                 .validate()
                 .map_err(|e| format!("devices[{index}] ({}): {e}", device.uuid))?;
+            device.sample_buffer = self.process_utilization_buffer;
             let mig_uuids = device.mig.iter().flatten().map(|m| &m.uuid);
             for uuid in std::iter::once(&device.uuid).chain(mig_uuids) {
                 if !uuids.insert(uuid.clone()) {

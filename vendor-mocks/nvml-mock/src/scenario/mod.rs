@@ -2,10 +2,12 @@
 //! and parsing. `check` holds the checks that turn a typo into a clear error instead of a
 //! silently different node; `pci` the PCI address format.
 
+mod buffer;
 mod check;
 mod costs;
 mod pci;
 
+pub use buffer::{Read as BufferRead, SampleBuffer};
 pub use costs::{Cost, CostKey, Costs, Preset, H200, MAX_COST_US};
 pub use pci::PciAddress;
 
@@ -145,6 +147,10 @@ pub struct Scenario {
     /// H200 table, a map per family on top (see [`costs`]).
     #[serde(default)]
     pub costs: Costs,
+    /// Mock extension: the driver's buffer of per-process utilization samples (see
+    /// [`buffer`]); absent, each call makes one sample stamped with its own time.
+    #[serde(default)]
+    pub process_utilization_buffer: Option<SampleBuffer>,
     #[serde(default)]
     pub devices: Vec<Device>,
 }
@@ -172,6 +178,9 @@ pub struct Device {
     pub sm_clock_mhz: u32,
     #[serde(default)]
     pub process_utilization: ProcessUtilization,
+    /// The scenario's `process_utilization_buffer`; filled in by [`Scenario::parse`].
+    #[serde(skip)]
+    pub sample_buffer: Option<SampleBuffer>,
     #[serde(default)]
     pub gpm: Option<Gpm>,
     #[serde(default)]
@@ -524,6 +533,36 @@ mod tests {
         assert!(rejected("init_error: DRIVER_NOT_LOADE").contains("DRIVER_NOT_LOADE"));
         // A missing required field.
         assert!(rejected("devices: [{uuid: GPU-1}]").contains("name"));
+    }
+
+    #[test]
+    fn the_sample_buffer_reaches_every_device_and_bad_ones_say_why() {
+        let text = format!(
+            "process_utilization_buffer: {{period_ms: 167, samples: 100}}\n{}",
+            with_device("")
+        );
+        let s = Scenario::parse(&text).unwrap();
+        let buffer = SampleBuffer {
+            period_ms: 167,
+            samples: 100,
+        };
+        assert_eq!(s.process_utilization_buffer, Some(buffer));
+        assert_eq!(s.devices[0].sample_buffer, Some(buffer));
+        assert_eq!(
+            Scenario::parse("devices: []")
+                .unwrap()
+                .process_utilization_buffer,
+            None
+        );
+        assert!(
+            rejected("process_utilization_buffer: {period_ms: 0, samples: 1}")
+                .contains("period_ms")
+        );
+        assert!(rejected("process_utilization_buffer: {period_ms: 10}").contains("samples"));
+        assert!(
+            rejected("process_utilization_buffer: {period_ms: 10, samples: 5, depth: 1}")
+                .contains("depth")
+        );
     }
 
     #[test]
