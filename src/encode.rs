@@ -1,5 +1,6 @@
 //! Encoding: turns the current snapshot into Prometheus text or OpenMetrics. Never samples.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -520,9 +521,9 @@ fn encode_self(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::
         snap.call_errors.iter().map(|(c, e, n)| {
             (
                 [
-                    ("collector", *c),
-                    ("call", e.call),
-                    ("error", e.error.as_str()),
+                    ("collector", Cow::Borrowed(*c)),
+                    ("call", Cow::Borrowed(e.call)),
+                    ("error", e.error.label()),
                 ],
                 *n as f64,
             )

@@ -11,6 +11,7 @@
 //! `selfstats` reads the agent's own CPU time and memory from `/proc/self`.
 
 pub mod attribute;
+pub mod backoff;
 pub mod collect;
 pub mod config;
 pub mod encode;

@@ -260,7 +260,11 @@ mod tests {
         assert_eq!(ErrorLabel::Driver("TIMEOUT"), ErrorLabel::Timeout);
         assert_eq!(ErrorLabel::Io("MALFORMED"), ErrorLabel::Malformed);
         let mut counts = BTreeMap::new();
-        for e in [ErrorLabel::Timeout, ErrorLabel::Driver("TIMEOUT"), ErrorLabel::NoThread] {
+        for e in [
+            ErrorLabel::Timeout,
+            ErrorLabel::Driver("TIMEOUT"),
+            ErrorLabel::NoThread,
+        ] {
             *counts.entry(CallError::new("rsmi", e)).or_insert(0) += 1;
         }
         assert_eq!(counts.len(), 2);

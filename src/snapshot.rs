@@ -241,11 +241,11 @@ pub fn spawn_publisher(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::VendorReport;
+    use crate::sample::{ErrorLabel, VendorReport};
 
     fn state_with(dev_up: bool, running_since: Option<Instant>) -> CollectorState {
         let dev = DeviceSample {
-            down: (!dev_up).then_some(DeviceDown::Failed("GPU_IS_LOST".into())),
+            down: (!dev_up).then_some(DeviceDown::Failed(ErrorLabel::Driver("GPU_IS_LOST"))),
             ..DeviceSample::default()
         };
         CollectorState {

@@ -211,7 +211,6 @@ fn excerpt(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     fn r(pod_uid: &str, container_id: &str) -> Option<ContainerRef> {

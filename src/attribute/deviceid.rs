@@ -93,7 +93,6 @@ impl DeviceRef {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const U: &str = "GPU-0b7f3c2e-1a4d-4c55-9e1e-6b1f0c2d3e4f";

@@ -414,7 +414,6 @@ fn nvidia_minors(dir: &Path) -> HashMap<u32, PciAddress> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::sample::{DeviceIdentity, MigIdentity};
     use std::fs;

@@ -324,10 +324,9 @@ fn vendor_fits(dref: &DeviceRef, vendor: Option<Vendor>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::podresources::ContainerDevices;
     use super::*;
-    use crate::sample::{DeviceIdentity, DeviceMetrics, GpuProcess};
+    use crate::sample::{DeviceIdentity, DeviceMetrics, ErrorLabel, GpuProcess};
     use std::fs;
 
     const UUID0: &str = "GPU-0b7f3c2e-1a4d-4c55-9e1e-6b1f0c2d3e4f";
@@ -590,7 +589,7 @@ mod tests {
             ..KubeletView::default()
         };
         let mut d = device("0", UUID0, 0.5, true, &[]);
-        d.down = Some(DeviceDown::Failed("GPU_IS_LOST".into()));
+        d.down = Some(DeviceDown::Failed(ErrorLabel::Driver("GPU_IS_LOST")));
         let a = attribute(&[d], &dir.path().join("proc"), &names, &kubelet);
         let p = find(&a, "p", 0).unwrap();
         assert_eq!(
@@ -666,7 +665,7 @@ mod tests {
         };
         let failed = {
             let mut d = with_gpm(device("0", UUID0, 0.5, true, &[]), MID);
-            d.down = Some(DeviceDown::Failed("GPU_IS_LOST".into()));
+            d.down = Some(DeviceDown::Failed(ErrorLabel::Driver("GPU_IS_LOST")));
             d
         };
         let timed_out = {

@@ -277,7 +277,10 @@ mod tests {
         let short = Instant::now() + Duration::from_millis(10);
         assert_eq!(w.wait(short, &mut errors), Waited::Late(Some(&0)));
         assert!(w.busy());
-        assert!(matches!(w.ask(1, &mut errors), Asked::Busy), "no second request while one runs");
+        assert!(
+            matches!(w.ask(1, &mut errors), Asked::Busy),
+            "no second request while one runs"
+        );
         let until = soon();
         let mut late = None;
         while late.is_none() && Instant::now() < until {
@@ -286,15 +289,22 @@ mod tests {
         }
         assert_eq!(late, Some(300));
         assert_eq!(w.last(), Some(&300));
-        assert_eq!(errors.len(), 2, "the late answer's errors are counted when it is taken");
+        assert_eq!(
+            errors.len(),
+            2,
+            "the late answer's errors are counted when it is taken"
+        );
         assert!(matches!(w.ask(2, &mut errors), Asked::Sent));
         assert_eq!(w.wait(soon(), &mut errors), Waited::Fresh(&2));
-        assert_eq!(w.wait(soon(), &mut errors), Waited::Idle(Some(&2)), "nothing asked");
+        assert_eq!(
+            w.wait(soon(), &mut errors),
+            Waited::Idle(Some(&2)),
+            "nothing asked"
+        );
     }
 
     #[test]
     fn work_that_panics_costs_one_answer_and_the_next_ask_starts_fresh_state() {
-        #![allow(clippy::panic)]
         // The state (a count of requests) lives in the thread's work: a fresh thread starts at 0.
         let mut w = CycleWorker::new("test-panic".into(), || {
             let mut seen = 0;
@@ -314,12 +324,15 @@ mod tests {
         assert_eq!(w.wait(soon(), &mut errors), Waited::Panicked(Some(&1)));
         assert!(!w.busy());
         assert!(matches!(w.ask(false, &mut errors), Asked::Sent));
-        assert_eq!(w.wait(soon(), &mut errors), Waited::Fresh(&1), "a fresh thread, fresh state");
+        assert_eq!(
+            w.wait(soon(), &mut errors),
+            Waited::Fresh(&1),
+            "a fresh thread, fresh state"
+        );
     }
 
     #[test]
     fn a_late_panic_is_noticed_at_the_next_ask() {
-        #![allow(clippy::panic)]
         let mut w = CycleWorker::new("test-late-panic".into(), || {
             |ms: u64| {
                 std::thread::sleep(Duration::from_millis(ms));
@@ -335,7 +348,10 @@ mod tests {
         // Once the thread has panicked, the next ask starts a fresh one instead of waiting.
         let until = soon();
         while !matches!(w.ask(0, &mut errors), Asked::Sent) {
-            assert!(Instant::now() < until, "the panicked thread was never noticed");
+            assert!(
+                Instant::now() < until,
+                "the panicked thread was never noticed"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(w.wait(soon(), &mut errors), Waited::Fresh(&0));

@@ -170,7 +170,6 @@ pub fn busy_ratio(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::super::fdinfo::DrmFdinfo;
     use super::super::procscan::Client;
     use super::*;

@@ -174,7 +174,6 @@ pub fn parse_size(value: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn pci(s: &str) -> Option<PciAddress> {

@@ -93,7 +93,9 @@ pub(crate) fn parse_u64(s: &str) -> Result<u64, Unreadable> {
     match parsed {
         Ok(v) => Ok(v),
         // "-5": a number, but not one a counter or a size can be.
-        Err(_) if s.starts_with('-') && s[1..].parse::<u64>().is_ok() => Err(Unreadable::OutOfRange),
+        Err(_) if s.starts_with('-') && s[1..].parse::<u64>().is_ok() => {
+            Err(Unreadable::OutOfRange)
+        }
         Err(_) => Err(Unreadable::Malformed),
     }
 }
@@ -151,7 +153,6 @@ pub(crate) fn first_value<T>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -5,12 +5,12 @@
 //! pass over every process's fdinfo and one over KFD's process folders. A node without amdgpu
 //! devices costs one directory listing per cycle.
 
+mod card_readers;
 mod engines;
 pub mod fdinfo;
+mod files;
 mod kfd;
 pub mod procscan;
-mod files;
-mod card_readers;
 #[cfg(feature = "rocm-smi")]
 pub mod rocm;
 mod sysfs;
@@ -147,7 +147,9 @@ impl AmdBackend {
                 errors.push(CallError::new("processes", ErrorLabel::Timeout));
                 (last.cloned().unwrap_or_default(), false)
             }
-            Waited::Panicked(last) | Waited::Idle(last) => (last.cloned().unwrap_or_default(), false),
+            Waited::Panicked(last) | Waited::Idle(last) => {
+                (last.cloned().unwrap_or_default(), false)
+            }
         }
     }
 
@@ -290,11 +292,7 @@ impl ProcessScan {
     }
 
     /// The processes on each present device, from this cycle's fdinfo and KFD reads.
-    fn processes(
-        &mut self,
-        present: &[PciAddress],
-        errors: &mut Vec<CallError>,
-    ) -> Processes {
+    fn processes(&mut self, present: &[PciAddress], errors: &mut Vec<CallError>) -> Processes {
         let now = self.stamp(errors);
         let scan = procscan::scan(&self.procfs, self.own_pid, errors);
         let ratios = self.engines.update(now, &scan.processes);

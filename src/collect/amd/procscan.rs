@@ -228,7 +228,6 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::fs;
 
@@ -336,8 +335,10 @@ mod tests {
         write(r, "40/stat", "not a stat line");
         let mut errors = Vec::new();
         let s = scan(r, 0, &mut errors);
-        let mut names: Vec<(&str, String)> =
-            errors.iter().map(|e| (e.call, e.error.to_string())).collect();
+        let mut names: Vec<(&str, String)> = errors
+            .iter()
+            .map(|e| (e.call, e.error.to_string()))
+            .collect();
         names.sort();
         assert_eq!(
             names,

@@ -18,12 +18,10 @@ use std::time::{Duration, Instant};
 
 use rocm_smi_lib as rsmi;
 
+use crate::backoff::Backoff;
 use crate::collect::worker::{Asked, CycleWorker, Reply, Waited};
 use crate::pci::PciAddress;
 use crate::sample::{CallError, DeviceHealth, DeviceMetrics, ErrorLabel};
-
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// `rsmi_status_t` codes this module tells apart.
 const SUCCESS: u32 = 0;
@@ -91,7 +89,7 @@ pub struct Supplement {
 enum State {
     Down {
         retry_at: Instant,
-        delay: Duration,
+        backoff: Backoff,
         /// The status of the last failed init, logged once per change.
         last: Option<u32>,
     },
@@ -100,16 +98,16 @@ enum State {
         index: HashMap<PciAddress, u32>,
         /// Earliest time to re-enumerate for a card ROCm SMI does not know.
         recheck_at: Instant,
-        delay: Duration,
+        backoff: Backoff,
     },
 }
 
 impl State {
-    /// Down after a failed start: the next try `delay` from now, the one after twice as late.
-    fn retry(now: Instant, delay: Duration, code: u32) -> State {
+    /// Down after a failed start: the next try after the backoff's wait.
+    fn retry(now: Instant, mut backoff: Backoff, code: u32) -> State {
         State::Down {
-            retry_at: now + delay,
-            delay: (delay * 2).min(MAX_RETRY),
+            retry_at: now + backoff.failed(),
+            backoff,
             last: Some(code),
         }
     }
@@ -125,7 +123,7 @@ impl Default for RocmSmi {
         RocmSmi {
             state: State::Down {
                 retry_at: Instant::now(),
-                delay: FIRST_RETRY,
+                backoff: Backoff::new(),
                 last: None,
             },
         }
@@ -165,12 +163,13 @@ impl RocmSmi {
     fn ensure_up(&mut self, now: Instant, errors: &mut Vec<CallError>) {
         let State::Down {
             retry_at,
-            delay,
+            ref backoff,
             last,
         } = self.state
         else {
             return;
         };
+        let backoff = backoff.clone();
         if now < retry_at {
             return;
         }
@@ -184,7 +183,7 @@ impl RocmSmi {
                 );
             }
             errors.push(failure("rsmi_init", code));
-            self.state = State::retry(now, delay, code);
+            self.state = State::retry(now, backoff, code);
             return;
         }
         let mut count = 0u32;
@@ -194,7 +193,7 @@ impl RocmSmi {
             errors.push(failure("rsmi_num_monitor_devices", code));
             // SAFETY: balances the rsmi_init above.
             unsafe { rsmi::rsmi_shut_down() };
-            self.state = State::retry(now, delay, code);
+            self.state = State::retry(now, backoff, code);
             return;
         }
         let mut index = HashMap::new();
@@ -211,21 +210,21 @@ impl RocmSmi {
         tracing::info!(devices = index.len(), "ROCm SMI initialised");
         self.state = State::Up {
             index,
-            recheck_at: now + delay,
-            delay,
+            recheck_at: now + backoff.peek(),
+            backoff,
         };
     }
 
     /// Ends the session (after the library forgot it, or to re-enumerate): the next init is
-    /// tried `retry_in` from now, with `delay` as the backoff after that.
-    fn restart(&mut self, now: Instant, retry_in: Duration, delay: Duration) {
+    /// tried `retry_in` from now, with `backoff` after that.
+    fn restart(&mut self, now: Instant, retry_in: Duration, backoff: Backoff) {
         if self.up() {
             // SAFETY: no pointers; balances the successful rsmi_init.
             unsafe { rsmi::rsmi_shut_down() };
         }
         self.state = State::Down {
             retry_at: now + retry_in,
-            delay,
+            backoff,
             last: None,
         };
     }
@@ -267,24 +266,25 @@ impl RocmSmi {
             }
         }
         if let State::Up {
-            recheck_at, delay, ..
+            recheck_at,
+            ref backoff,
+            ..
         } = self.state
         {
-            let next = (delay * 2).min(MAX_RETRY);
+            let mut backoff = backoff.clone();
             if lost {
                 // The library forgot its session (a driver reload): initialise it again, the
                 // first time at the next cycle, then less and less often if it keeps happening.
                 tracing::warn!("ROCm SMI answered INIT_ERROR; initialising it again");
-                let retry_in = if delay == FIRST_RETRY {
-                    Duration::ZERO
-                } else {
-                    delay
-                };
-                self.restart(now, retry_in, next);
+                let first = backoff.peek() == Backoff::FIRST;
+                let wait = backoff.failed();
+                let retry_in = if first { Duration::ZERO } else { wait };
+                self.restart(now, retry_in, backoff);
             } else if unknown && now >= recheck_at {
                 // A card appeared after ROCm SMI enumerated: enumerate again, less and less
                 // often while it stays unknown.
-                self.restart(now, Duration::ZERO, next);
+                backoff.failed();
+                self.restart(now, Duration::ZERO, backoff);
             }
         }
         out
@@ -345,7 +345,9 @@ impl RocmSource {
         let out = waited.value().cloned().unwrap_or_default();
         if late {
             if !self.logged_late {
-                tracing::warn!("ROCm SMI did not answer within the cycle; its last values stand until it does");
+                tracing::warn!(
+                    "ROCm SMI did not answer within the cycle; its last values stand until it does"
+                );
                 self.logged_late = true;
             }
             errors.push(CallError::new("rsmi", ErrorLabel::Timeout));
@@ -389,7 +391,8 @@ impl DeviceCalls<'_> {
         if range.contains(&v) {
             Some(v)
         } else {
-            self.errors.push(CallError::new(call, ErrorLabel::OutOfRange));
+            self.errors
+                .push(CallError::new(call, ErrorLabel::OutOfRange));
             None
         }
     }
@@ -482,8 +485,10 @@ impl DeviceCalls<'_> {
                 // The counter counts `resolution` microjoules.
                 health.energy_joules = Some(counter as f64 * f64::from(resolution) / 1e6);
             } else {
-                self.errors
-                    .push(CallError::new("rsmi_dev_energy_count_get", ErrorLabel::OutOfRange));
+                self.errors.push(CallError::new(
+                    "rsmi_dev_energy_count_get",
+                    ErrorLabel::OutOfRange,
+                ));
             }
         }
         let mut replays = 0u64;

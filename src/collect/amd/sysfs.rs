@@ -294,7 +294,6 @@ pub fn driver_version(sysfs: &Path, procfs: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
