@@ -1,5 +1,5 @@
 //! Pod attribution: which pod and container a GPU process and a kubelet allocation belong to,
-//! and the per-pod series that follow from CONTRACT §3's rules.
+//! and the per-pod series that follow from the rules of docs/attribution.md.
 //!
 //! Runs once per collector report, from scratch: nothing is carried from one sample to the
 //! next, so a container whose processes and allocations are gone has no series in the next
@@ -149,7 +149,7 @@ struct Share {
     allocated: bool,
 }
 
-/// Applies CONTRACT §3's attribution rules to the devices of one snapshot.
+/// Applies the attribution rules (docs/attribution.md) to the devices of one snapshot.
 pub fn attribute(
     devices: &[DeviceSample],
     procfs: &Path,
