@@ -208,8 +208,11 @@ impl Attributor {
     }
 }
 
-/// Rebuilds the snapshot whenever a collector reports, and at least every `interval / 4` so that
-/// a hung collector is noticed, until the hub stops nudging.
+/// Rebuilds the snapshot whenever a collector reports, and every `interval / 4` while a
+/// collector's cycle runs past `interval` (so that a hung collector is noticed within a quarter
+/// interval), until the hub stops nudging. A tick that finds every collector on time changes
+/// nothing and costs a lock, not a rebuild: on a quiet node the rebuilds were most of the
+/// stage's CPU (docs/benchmarks.md).
 pub fn spawn_publisher(
     hub: Arc<Hub>,
     nudges: Receiver<()>,
@@ -222,18 +225,28 @@ pub fn spawn_publisher(
     let mut attributor = Attributor::new(paths, kubelet);
     thread::Builder::new()
         .name("snapshot".into())
-        .spawn(move || loop {
-            let view = hub.view();
-            let cycles = view.values().map(|c| c.cycles).sum();
-            let mut snap = Snapshot::build(&view, Instant::now(), interval, selfstats::read());
-            attributor.apply(&mut snap, cycles);
-            store.store(snap);
-            match nudges.recv_timeout(tick) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {
-                    // Coalesce a burst of nudges into one rebuild.
-                    while nudges.try_recv().is_ok() {}
+        .spawn(move || {
+            let mut rebuild = true;
+            loop {
+                if rebuild {
+                    let view = hub.view();
+                    let cycles = view.values().map(|c| c.cycles).sum();
+                    let mut snap =
+                        Snapshot::build(&view, Instant::now(), interval, selfstats::read());
+                    attributor.apply(&mut snap, cycles);
+                    store.store(snap);
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+                match nudges.recv_timeout(tick) {
+                    Ok(()) => {
+                        // Coalesce a burst of nudges into one rebuild.
+                        while nudges.try_recv().is_ok() {}
+                        rebuild = true;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        rebuild = hub.running_past(Instant::now(), interval);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
             }
         })
 }

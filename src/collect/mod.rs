@@ -102,6 +102,15 @@ impl Hub {
         self.nudge();
     }
 
+    /// Whether a collector's current cycle has run longer than `interval` at `now` (it is
+    /// hung, and the snapshot says so): a cheap look, without copying the reports.
+    pub fn running_past(&self, now: Instant, interval: Duration) -> bool {
+        self.lock().values().any(|c| {
+            c.running_since
+                .is_some_and(|since| now.saturating_duration_since(since) > interval)
+        })
+    }
+
     /// A copy of every collector's state, by name.
     pub fn view(&self) -> BTreeMap<&'static str, CollectorState> {
         self.lock().clone()

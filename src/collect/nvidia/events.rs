@@ -12,8 +12,11 @@ use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::{EventSet, Nvml};
 
-/// How long one wait may block before the thread looks at its re-arm requests.
-const WAIT_MS: u32 = 500;
+/// How long one wait may block before the thread looks at its re-arm requests: devices of a
+/// new enumeration are watched within this long. An event ends a wait at once; a shorter
+/// timeout only wakes an idle thread more often (at 500 ms, a fifth of the agent's own CPU on
+/// a quiet node, docs/benchmarks.md).
+const WAIT_MS: u32 = 5_000;
 /// Devices that could not be registered are tried again this often.
 const RETRY_REGISTRATION: Duration = Duration::from_secs(60);
 
