@@ -299,14 +299,10 @@ impl Loaded {
                 }
                 samples.clone()
             }
-            Waited::Late(last) => {
-                // Not answered in time: the last values, marked down.
-                let mut last = last.cloned().unwrap_or_else(placeholder);
-                for s in &mut last {
-                    s.down = Some(DeviceDown::TimedOut);
-                }
-                last
-            }
+            // Not answered in time: the last values, marked down.
+            Waited::Late(last) => timed_out(last.cloned().unwrap_or_else(placeholder)),
+            // No thread could be started (logged): likewise, once the device has answered.
+            Waited::Idle(last) => timed_out(last?.clone()),
             Waited::Panicked(last) => {
                 // Logged by the worker; a fresh thread (fresh state) answers from the next cycle.
                 let mut down = last.cloned().unwrap_or_else(placeholder);
@@ -322,7 +318,6 @@ impl Loaded {
                 gpu.known.was_down = true;
                 down
             }
-            Waited::Idle(last) => last?.clone(),
         };
         Some(samples)
     }
@@ -388,6 +383,14 @@ impl Backend for NvidiaBackend {
     }
 }
 
+/// A device's samples, marked down for not answering in time.
+fn timed_out(mut samples: Vec<DeviceSample>) -> Vec<DeviceSample> {
+    for s in &mut samples {
+        s.down = Some(DeviceDown::TimedOut);
+    }
+    samples
+}
+
 /// Puts the last health read into a device's sample (the worker's own clock event reasons
 /// kept). A device that failed reports no values at all, as before the tiers; one that did not
 /// answer in time keeps its last values, health included.
@@ -448,5 +451,44 @@ mod tests {
         };
         merge_health(&mut late, Some(&health(5.0)));
         assert_eq!(late.health.energy_joules, Some(5.0));
+    }
+
+    fn answer(uuid: &str, down: Option<DeviceDown>) -> Vec<DeviceSample> {
+        vec![DeviceSample {
+            identity: DeviceIdentity {
+                uuid: uuid.into(),
+                ..DeviceIdentity::default()
+            },
+            down,
+            ..DeviceSample::default()
+        }]
+    }
+
+    #[test]
+    fn answers_note_a_changed_uuid_and_a_device_that_came_back() {
+        let mut facts = GpuFacts::default();
+        let noted = facts.accept(0, &answer("GPU-a", None));
+        assert!(!noted.reenumerate && !noted.rearm);
+        let lost = Some(DeviceDown::Failed(ErrorLabel::Driver("GPU_IS_LOST")));
+        let noted = facts.accept(0, &answer("", lost));
+        assert!(!noted.reenumerate && !noted.rearm);
+        let noted = facts.accept(0, &answer("GPU-a", None));
+        assert!(
+            noted.rearm,
+            "back after failing: registered for events again"
+        );
+        assert!(facts.accept(0, &answer("GPU-b", None)).reenumerate);
+        let read = HealthRead {
+            health: None,
+            uuid: Some("GPU-c".into()),
+        };
+        assert!(
+            facts.accept_health(0, &read),
+            "a swap seen on the health tier"
+        );
+        assert_eq!(
+            facts.health_last, None,
+            "a failed read leaves the last one standing"
+        );
     }
 }
