@@ -341,7 +341,10 @@ impl RocmSource {
         errors: &mut Vec<CallError>,
     ) -> HashMap<PciAddress, Supplement> {
         let waited = self.worker.wait(deadline, errors);
-        let late = matches!(waited, Waited::Late(_));
+        let (late, fresh) = (
+            matches!(waited, Waited::Late(_)),
+            matches!(waited, Waited::Fresh(_)),
+        );
         let out = waited.value().cloned().unwrap_or_default();
         if late {
             if !self.logged_late {
@@ -351,7 +354,7 @@ impl RocmSource {
                 self.logged_late = true;
             }
             errors.push(CallError::new("rsmi", ErrorLabel::Timeout));
-        } else if self.logged_late && self.worker.last().is_some() && !self.worker.busy() {
+        } else if self.logged_late && fresh {
             tracing::info!("ROCm SMI answers again");
             self.logged_late = false;
         }
