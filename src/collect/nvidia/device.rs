@@ -209,9 +209,11 @@ impl DeviceState {
             throttled: health::throttled(&mut calls, dev),
             ..DeviceHealth::default()
         };
-        // MPS clients (rule 7): asked where processes run. In MIG mode the parent's processes
-        // are its instances', attributed there.
-        let mps_clients = if !in_mig_mode && running.as_ref().is_some_and(|r| !r.is_empty()) {
+        // MPS clients (rule 7): asked where two or more processes run. Under MPS the compute
+        // list holds the server and every client (FIELD-NOTES "MPS"), so a device with one
+        // process has no MPS client to find (the list is two calls, count then entries). In
+        // MIG mode the parent's processes are its instances', attributed there.
+        let mps_clients = if !in_mig_mode && pids.as_ref().is_some_and(|p| p.len() >= 2) {
             calls.take("mps", || self.mps.poll(nvml, dev)).flatten()
         } else {
             None

@@ -5,33 +5,68 @@
 //! (`CLOCK_THREAD_CPUTIME_ID`), so a caller's CPU accounting (`/proc/<pid>/task/*/schedstat`,
 //! `getrusage`) sees what a real driver call would cost it, however busy the machine is. The
 //! wall time left after that is slept: a real driver waits in the kernel without using a CPU.
+//!
+//! Both are counted from the moment the exported function was entered ([`enter`], called by
+//! `ffi_guard`), so that the mock's own work in a call (finding the scenario, checking the
+//! file, resolving the handle) is part of the price rather than on top of it: a measured call
+//! on a real driver includes all of its work too.
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::scenario::Cost;
 
-/// Burns `times` x `cost.cpu_us` of this thread's CPU, then sleeps until at least
-/// `times` x `cost.wall_us` have passed since the call began. Free costs return at once.
+/// Whether the scenario in force prices any call: only then is the entry of every call
+/// timed (a free scenario, the tests' default, pays nothing for the clock reads).
+static COSTLY: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// The thread CPU time and wall time at which the current exported call began.
+    static ENTRY: Cell<Option<(Duration, Instant)>> = const { Cell::new(None) };
+}
+
+/// Notes whether the scenario now in force prices any call.
+pub fn set_costly(costly: bool) {
+    COSTLY.store(costly, Ordering::Relaxed);
+}
+
+/// Marks the start of an exported call on this thread (see the module's note).
+pub fn enter() {
+    let entry = if COSTLY.load(Ordering::Relaxed) {
+        thread_cpu().map(|cpu| (cpu, Instant::now()))
+    } else {
+        None
+    };
+    ENTRY.with(|e| e.set(entry));
+}
+
+/// Burns `times` x `cost.cpu_us` of this thread's CPU and sleeps until at least `times` x
+/// `cost.wall_us` have passed, both counted from the call's [`enter`] (or from now, outside
+/// one). Free costs return at once.
 pub fn pay(cost: Cost, times: u32) {
     if cost.is_free() || times == 0 {
         return;
     }
-    let start = Instant::now();
+    let (cpu_begin, wall_begin) = match ENTRY.with(Cell::get) {
+        Some((cpu, wall)) => (Some(cpu), wall),
+        None => (thread_cpu(), Instant::now()),
+    };
     let cpu = Duration::from_micros(cost.cpu_us.saturating_mul(u64::from(times)));
     let wall = Duration::from_micros(cost.wall_us.saturating_mul(u64::from(times)));
-    burn(cpu);
-    if let Some(rest) = wall.checked_sub(start.elapsed()) {
+    burn(cpu, cpu_begin);
+    if let Some(rest) = wall.checked_sub(wall_begin.elapsed()) {
         std::thread::sleep(rest);
     }
 }
 
-/// Spins until this thread has used `cpu` more CPU time. Without a thread CPU clock (it
-/// always exists on Linux), spins for that much wall time instead.
-fn burn(cpu: Duration) {
+/// Spins until this thread has used `cpu` of CPU time since `begin`. Without a thread CPU
+/// clock (it always exists on Linux), spins for that much wall time instead.
+fn burn(cpu: Duration, begin: Option<Duration>) {
     if cpu.is_zero() {
         return;
     }
-    match thread_cpu() {
+    match begin {
         Some(begin) => {
             while thread_cpu().is_some_and(|now| now.saturating_sub(begin) < cpu) {
                 std::hint::spin_loop();

@@ -3,8 +3,9 @@
 //! The exported functions live in [`api`]; each one is a thin `extern "C"` shell that runs its
 //! body inside `ffi_guard`, so a bug in the mock can never unwind into the caller.
 //! [`scenario`] owns the file format, [`state`] the loaded scenario, init refcount and reload,
-//! [`handle`] the encoding of device handles, [`codes`] NVML's return codes and [`cost`] the
-//! CPU and wall time a call is made to cost.
+//! [`handle`] the encoding of device handles, [`codes`] NVML's return codes, [`cost`] the
+//! CPU and wall time a call is made to cost, and [`watch`] the inotify watch that tells event
+//! waits of a changed scenario file.
 //!
 //! Every export follows the safety contract of the NVML C function it mocks: pointers are
 //! checked for NULL and otherwise trusted to point at the caller's memory of the documented
@@ -18,6 +19,7 @@ pub mod cost;
 pub mod handle;
 pub mod scenario;
 pub mod state;
+pub mod watch;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -30,6 +32,7 @@ use crate::codes::{NvmlResult, SUCCESS, UNKNOWN};
 /// A panic is caught here and reported as `NVML_ERROR_UNKNOWN`: unwinding across the C ABI
 /// would abort the caller (or worse).
 pub(crate) fn ffi_guard(body: impl FnOnce() -> NvmlResult) -> nvmlReturn_t {
+    cost::enter();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => SUCCESS,
         Ok(Err(code)) => code,

@@ -116,6 +116,7 @@ pub fn load_for_init() -> NvmlResult<Arc<Scenario>> {
     };
     let path = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(path));
     let source = Source::load(path)?;
+    crate::watch::watch(&source.path);
     let scenario = Arc::clone(&source.scenario);
     state.source = Some(source);
     Ok(scenario)
@@ -142,6 +143,20 @@ pub fn shutdown() -> NvmlResult {
     drop(state);
     changed();
     Ok(())
+}
+
+/// Looks at the file again (the folder watch saw a change), and wakes the event waits if the
+/// scenario changed. Nothing while NVML is not initialized.
+pub fn poke() {
+    let mut state = lock();
+    if state.refcount == 0 {
+        return;
+    }
+    let reloaded = state.source.as_mut().is_some_and(Source::refresh);
+    drop(state);
+    if reloaded {
+        changed();
+    }
 }
 
 /// The current scenario, re-read first if the file changed. `UNINITIALIZED` outside
@@ -182,7 +197,10 @@ impl Source {
         match Scenario::parse(&text) {
             Ok(scenario) => Ok(Self {
                 path,
-                scenario: Arc::new(scenario),
+                scenario: {
+                    crate::cost::set_costly(!scenario.costs.is_free());
+                    Arc::new(scenario)
+                },
                 text,
                 stamp: stamp.settled(),
                 last_complaint: None,
@@ -223,6 +241,7 @@ impl Source {
             Ok((stamp, text)) => {
                 match Scenario::parse(&text) {
                     Ok(scenario) => {
+                        crate::cost::set_costly(!scenario.costs.is_free());
                         self.scenario = Arc::new(scenario);
                         self.text = text;
                         self.last_complaint = None;

@@ -246,8 +246,9 @@ fn a_reload_that_adds_events_delivers_them() {
     assert!(is_timeout(set.wait(100)));
 }
 
-/// With no other call to re-read the file, a wait looks at it itself when it wakes: at the
-/// latest `RELOAD_CHECK` (1 s) after it began to sleep.
+/// With no other call to re-read the file, the folder watch (inotify) wakes the wait; without
+/// one, the wait looks at the file itself at the latest `RELOAD_CHECK` (1 s) after it began to
+/// sleep. Either way well before the 10 s timeout (the watched fallback is 60 s).
 #[test]
 fn a_reload_reaches_a_lone_wait() {
     let mock = Mock::new(&node("[]"));

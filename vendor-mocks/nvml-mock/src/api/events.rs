@@ -14,9 +14,10 @@
 //! passes, a device is registered on the set, the set is freed, or the scenario changes or
 //! NVML shuts down. An idle wait costs nothing, as a real driver's wait sleeps in the kernel:
 //! it does not poll. A changed scenario file is seen at once when any other call re-reads it
-//! (every call does: [`state`] then wakes the waits), and otherwise by the wait itself when it
-//! wakes, at the latest [`RELOAD_CHECK`] after it began sleeping: a test that changes the file
-//! while only a wait runs still sees the change, for one `stat` a second.
+//! (every call does: [`state`] then wakes the waits), or when the folder watch
+//! ([`crate::watch`], inotify) sees it; without a watch, by the wait itself when it wakes, at
+//! the latest [`RELOAD_CHECK`] after it began sleeping (with one, [`RELOAD_CHECK_WATCHED`]):
+//! a test that changes the file while only a wait runs still sees the change.
 //!
 //! Set handles are opaque numbers checked against a registry, never dereferenced, so a stale,
 //! foreign or double-freed set is `INVALID_ARGUMENT`.
@@ -41,8 +42,12 @@ use crate::state;
 pub const XID_EVENT: u64 = nvmlEventTypeXidCriticalError as u64;
 
 /// The longest a waiting `nvmlEventSetWait_v2` sleeps before it looks at the scenario file
-/// itself, when no other call re-read it meanwhile.
+/// itself, when no other call re-read it meanwhile and the folder is not watched
+/// ([`crate::watch`]).
 pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
+/// The same while the folder is watched: a change wakes the waits at once, so the wait looks
+/// for itself only as a safety net.
+pub const RELOAD_CHECK_WATCHED: Duration = Duration::from_secs(60);
 
 /// Set handles are `SET_BASE + id * SET_STRIDE`, never dereferenced.
 const SET_BASE: usize = 0x5e7_0000_0000;
@@ -250,7 +255,12 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
             if state::generation() != generation {
                 continue;
             }
-            let mut wake_at = deadline.min(now + RELOAD_CHECK);
+            let check = if crate::watch::active() {
+                RELOAD_CHECK_WATCHED
+            } else {
+                RELOAD_CHECK
+            };
+            let mut wake_at = deadline.min(now + check);
             if let Some(next) = next {
                 wake_at = wake_at.min(next.due);
             }
