@@ -212,7 +212,12 @@ impl Loaded {
                 health: health::health_worker(self.nvml, index),
                 known: GpuFacts::default(),
                 first_health_asked: false,
-                schedule: HealthSchedule::new(self.interval, self.health_interval),
+                schedule: HealthSchedule::staggered(
+                    self.interval,
+                    self.health_interval,
+                    index as usize,
+                    count as usize,
+                ),
             });
         }
         self.reenumerate = false;

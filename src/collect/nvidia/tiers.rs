@@ -38,19 +38,42 @@ pub(super) struct Intervals {
 /// health interval is kept to the nearest cycle: a read is due once less than half an
 /// interval remains before the health interval has passed (a cycle that starts a millisecond
 /// early does not push the read a whole interval later).
+///
+/// The devices of a node are staggered ([`HealthSchedule::staggered`]): every device reads on
+/// the first cycle (the first sample waits for it), then device `slot` of `slots` reads
+/// `slot / slots` of a health interval later than the first, so that the health reads (6 ms of
+/// CPU per H200, FIELD-NOTES) spread over the cycles of a health interval rather than all
+/// landing on one cycle, where eight of them kept two cores busy for ~25 ms and scrapes of
+/// that cycle waited (docs/benchmarks.md).
 #[derive(Debug, Clone)]
 pub(super) struct HealthSchedule {
     interval: Duration,
     health_interval: Duration,
     last: Option<Instant>,
+    /// How much later than the health interval the second read comes.
+    stagger: Duration,
 }
 
 impl HealthSchedule {
     pub fn new(interval: Duration, health_interval: Duration) -> Self {
+        Self::staggered(interval, health_interval, 0, 1)
+    }
+
+    /// The schedule of device `slot` (0-based) of `slots`.
+    pub fn staggered(
+        interval: Duration,
+        health_interval: Duration,
+        slot: usize,
+        slots: usize,
+    ) -> Self {
+        let health_interval = health_interval.max(interval);
+        let slots = u32::try_from(slots.max(1)).unwrap_or(u32::MAX);
+        let slot = u32::try_from(slot).unwrap_or(0) % slots;
         HealthSchedule {
             interval,
-            health_interval: health_interval.max(interval),
+            health_interval,
             last: None,
+            stagger: health_interval / slots * slot,
         }
     }
 
@@ -64,9 +87,13 @@ impl HealthSchedule {
         }
     }
 
-    /// Notes that a health read was asked at `now`.
+    /// Notes that a health read was asked at `now`. After the first, the next is due one
+    /// health interval plus this device's stagger later.
     pub fn asked(&mut self, now: Instant) {
-        self.last = Some(now);
+        self.last = Some(match self.last {
+            None => now + self.stagger,
+            Some(_) => now,
+        });
     }
 }
 
@@ -185,6 +212,45 @@ mod tests {
         assert_eq!(health_cycles(S, S, 4), [0, 1, 2, 3]);
         // Not a multiple: the nearest cycle (12s at 5s -> every 15s, never every 10s).
         assert_eq!(health_cycles(5 * S, 12 * S, 7), [0, 2, 4, 6]);
+    }
+
+    /// The cycles on which each of `slots` devices reads its health tier.
+    fn staggered_cycles(interval: Duration, health: Duration, slots: usize) -> Vec<Vec<u32>> {
+        let t0 = Instant::now();
+        (0..slots)
+            .map(|slot| {
+                let mut s = HealthSchedule::staggered(interval, health, slot, slots);
+                (0..19)
+                    .filter(|n| {
+                        let now = t0 + interval * *n;
+                        let due = s.due(now);
+                        if due {
+                            s.asked(now);
+                        }
+                        due
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_devices_health_reads_are_spread_over_the_health_interval() {
+        // The defaults, 8 GPUs: all on the first cycle, then at most two a cycle, each device
+        // every 6 cycles.
+        let cycles = staggered_cycles(5 * S, 30 * S, 8);
+        for c in &cycles {
+            assert_eq!(c[0], 0);
+            assert!(c.windows(2).skip(1).all(|w| w[1] - w[0] == 6), "{c:?}");
+        }
+        for n in 1..19 {
+            let reading = cycles.iter().filter(|c| c.contains(&n)).count();
+            assert!(reading <= 2, "{reading} devices on cycle {n}: {cycles:?}");
+        }
+        assert_eq!(cycles[0], [0, 6, 12, 18]);
+        assert_eq!(cycles[4], [0, 9, 15]);
+        // One device: as unstaggered.
+        assert_eq!(staggered_cycles(5 * S, 30 * S, 1), [vec![0, 6, 12, 18]]);
     }
 
     #[test]
