@@ -13,7 +13,7 @@ CPU time is read from /proc/<pid>/task/*/schedstat (nanoseconds on CPU, every th
 includes everything a process does: with `costs: h200` the mock burns each NVML call's CPU in
 the calling thread, as the real driver does (vendor-mocks/nvml-mock/README.md, "Costs").
 """
-import argparse, http.client, os, random, shutil, socket, subprocess, sys, tempfile, threading, time
+import argparse, http.client, os, random, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 # --- the fake node ----------------------------------------------------------------------
 
@@ -68,6 +68,9 @@ def node_layout(gpus, pods_per_gpu, procs_per_pod, first_pid=100000):
 # two reads loses samples, and the mock says so on stderr: the comparison counts those lines.
 SAMPLE_BUFFER = 'process_utilization_buffer: {period_ms: 167, samples: 100}'
 LOST = 'sample buffer before this read'
+# The agent runs as the NVIDIA DaemonSet runs it (daemonset/agents/nvidia: the AMD collector
+# off on NVIDIA nodes).
+AGENT_ARGS = ['--no-collector.amd', '--log.level=warn']
 
 
 def scenario(gpus, layout, costs, health=True):
@@ -249,11 +252,11 @@ def compare(a):
             env = dict(os.environ, MOCK_NVML_SCENARIO=sc)
             aport, pport = free_port(), free_port()
             t0 = time.time()
-            res = {}
+            res, log_end = {}, {}
             logs = {who: open(os.path.join(d, f'{who}.log'), 'w+') for who in ('agent', 'peer')}
             agent = subprocess.Popen([
                 binary, f'--web.listen-address=127.0.0.1:{aport}', f'--nvml.library={lib}',
-                f'--path.rootfs={root}', f'--collect.interval={a.interval_s:g}s', '--log.level=warn',
+                f'--path.rootfs={root}', f'--collect.interval={a.interval_s:g}s', *AGENT_ARGS,
             ], env=env, stderr=logs['agent'])
             try:
                 agent_ready = wait_until(agent, aport, '/readyz', lambda s, b: s == 200, 'the agent', t0)
@@ -271,16 +274,27 @@ def compare(a):
                     time.sleep(a.seconds)
                     c1 = {p.pid: cpu_ns(p.pid) for p in (agent, peer)}
                     window = time.time() - w0
-                    for who, p, port, own in (('agent', agent, aport, agent_series),
-                                               ('peer', peer, pport, lambda l: l.startswith('peer_'))):
+                    # Lost samples are counted over the CPU window: the latency phase below stops
+                    # each process for a while, which no real node does.
+                    log_end = {who: os.fstat(log.fileno()).st_size for who, log in logs.items()}
+                    for who, p, port, own, other in (
+                            ('agent', agent, aport, agent_series, peer),
+                            ('peer', peer, pport, lambda l: l.startswith('peer_'), agent)):
                         cpu = (c1[p.pid] - c0[p.pid]) / 1e9 / window * 100
                         rss = rss_kib(p.pid) / 1024
                         _, body = get(port, '/metrics')
                         total, own_n = series(body, own)
-                        lat = scrapers(port, a.clients, a.scrape_period, a.scrape_seconds)
+                        # Latency is each exporter's alone, as on a node that runs one of them:
+                        # the other is stopped meanwhile (its sampling bursts would otherwise
+                        # land in the window by chance on this 2-core machine).
+                        os.kill(other.pid, signal.SIGSTOP)
+                        try:
+                            lat = scrapers(port, a.clients, a.scrape_period, a.scrape_seconds)
+                            bur = burst(port, a.clients, a.burst)
+                        finally:
+                            os.kill(other.pid, signal.SIGCONT)
                         res[who] = dict(cpu=cpu, rss=rss, total=total, own=own_n, lat=lat,
-                                        burst=burst(port, a.clients, a.burst),
-                                        per_cycle=cpu / 100 * a.interval_s * 1000)
+                                        burst=bur, per_cycle=cpu / 100 * a.interval_s * 1000)
                 finally:
                     peer.terminate(); peer.wait()
             finally:
@@ -288,7 +302,8 @@ def compare(a):
             for who, log in logs.items():
                 log.seek(0)
                 if who in res:
-                    res[who]['lost'] = sum(1 for line in log if LOST in line)
+                    text = log.read(log_end.get(who, 0))
+                    res[who]['lost'] = sum(1 for line in text.splitlines() if LOST in line)
                 log.close()
         finally:
             shutil.rmtree(d, ignore_errors=True)
@@ -345,7 +360,7 @@ def core(a):
         os.path.join(a.target, 'gpu-pod-exporter'),
         f'--web.listen-address=127.0.0.1:{port}',
         f'--nvml.library={os.path.join(a.target, "libnvidia_ml_mock.so")}',
-        f'--path.rootfs={root}', f'--collect.interval={a.interval_ms}ms', '--log.level=warn',
+        f'--path.rootfs={root}', f'--collect.interval={a.interval_ms}ms', *AGENT_ARGS,
     ], env=env, stderr=subprocess.DEVNULL)
     try:
         startup = wait_until(agent, port, '/readyz', lambda s, b: s == 200, 'the agent', start)
@@ -397,7 +412,10 @@ def main():
     c.add_argument('--seconds', type=float, default=60,
                    help='CPU window per node; keep it a multiple of the interval and of the agent\'s '
                         'health interval (30 s), so that it holds a whole number of both cycles')
-    c.add_argument('--warmup', type=float, default=3)
+    c.add_argument('--warmup', type=float, default=30,
+                   help='seconds between both being ready and the CPU window: the agent staggers its '
+                        'GPUs\' health reads, each device\'s second read coming up to one health interval '
+                        'late, so a window that starts within the first health interval holds too few')
     c.add_argument('--interval-s', type=float, default=5)
     c.add_argument('--costs', default='h200')
     c.add_argument('--clients', type=int, default=20, help='concurrent scrapers')

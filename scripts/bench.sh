@@ -6,7 +6,7 @@
 #                                    the H200 cost model, on the reference node (8 GPUs, 64
 #                                    processes in 32 pods) and on 8 GPUs with one pod each, at
 #                                    5 s; prints both side by side, the ratios, and PASS/FAIL
-#                                    against the targets of issue 13 (about 3 minutes)
+#                                    against the targets of issue 13 (about 4 minutes)
 #   scripts/bench.sh compare --seconds 120
 #   scripts/bench.sh core            the agent alone, free mock: 8 GPUs x 64 processes at 200 ms
 #   scripts/bench.sh core --gpus 16 --processes 128 --costs h200

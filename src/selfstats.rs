@@ -19,9 +19,14 @@ pub struct SelfStats {
 pub fn read() -> Option<SelfStats> {
     let dir = HostPaths::own_process();
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
-    let boot_time = fs::read_to_string(HostPaths::own_proc_stat())
-        .ok()
-        .and_then(|s| parse_boot_time(&s));
+    // The boot time never changes: `/proc/stat` (its `intr` line alone holds a number per
+    // interrupt source) is read once, not on every snapshot.
+    static BOOT_TIME: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    let boot_time = *BOOT_TIME.get_or_init(|| {
+        fs::read_to_string(HostPaths::own_proc_stat())
+            .ok()
+            .and_then(|s| parse_boot_time(&s))
+    });
     let open_fds = fs::read_dir(dir.join("fd")).map(|d| d.count()).unwrap_or(0);
     parse_stat(
         &stat,
