@@ -145,20 +145,6 @@ pub fn shutdown() -> NvmlResult {
     Ok(())
 }
 
-/// Looks at the file again (the folder watch saw a change), and wakes the event waits if the
-/// scenario changed. Nothing while NVML is not initialized.
-pub fn poke() {
-    let mut state = lock();
-    if state.refcount == 0 {
-        return;
-    }
-    let reloaded = state.source.as_mut().is_some_and(Source::refresh);
-    drop(state);
-    if reloaded {
-        changed();
-    }
-}
-
 /// The current scenario, re-read first if the file changed. `UNINITIALIZED` outside
 /// `nvmlInit` .. `nvmlShutdown`.
 pub fn snapshot() -> NvmlResult<Arc<Scenario>> {

@@ -3,9 +3,11 @@
 //! polling the file: an idle wait then costs nothing, as a real driver's sleeps in the kernel.
 //!
 //! One thread per process blocks in `read(2)` on one inotify descriptor and, on every event in
-//! a watched folder, asks [`state`](crate::state) to look at the file again. Where inotify is
-//! not available (or a watch cannot be added), the waits fall back to looking at the file
-//! themselves every [`crate::api::events::RELOAD_CHECK`].
+//! a watched folder, wakes the event waits, which look at the file themselves as every call
+//! does. The thread never reads the file: a read of its own, running beside a caller that
+//! rewrites the file in place, could catch it truncated (an empty file is a valid scenario
+//! without devices). Where inotify is not available (or a watch cannot be added), the waits
+//! fall back to looking at the file every [`crate::api::events::RELOAD_CHECK`].
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
@@ -79,6 +81,6 @@ fn run(fd: i32) {
             ACTIVE.store(false, Ordering::Relaxed);
             return;
         }
-        crate::state::poke();
+        crate::api::events::wake_waiters();
     }
 }
