@@ -38,7 +38,7 @@ ADAPTER_VALUES = AUTOSCALING / "prometheus-adapter-values.yaml"
 DASHBOARDS = ROOT / "dashboards"
 DOCKERFILE = ROOT / "Dockerfile"
 
-# The agent's series (CONTRACT.md section 3; fixed). docs/metrics.md and the golden files add to
+# The agent's series (fixed names). docs/metrics.md and the golden files add to
 # this list whatever else the agent documents or emits (process_*, driver call errors, ...).
 AGENT_METRICS = {
     "gpu_info", "gpu_up", "gpu_utilization_ratio", "gpu_memory_bandwidth_utilization_ratio",

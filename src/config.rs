@@ -1,7 +1,7 @@
 //! The command line: what the user typed (`Flags`, clap) and what it resolves to (`Config`).
 //!
 //! Every flag also reads `GPU_POD_EXPORTER_<FLAG>` (upper case, `.` and `-` as `_`), as
-//! CONTRACT §2 fixes. A bad value is one line naming the flag, and a non-zero exit.
+//! README.md's flag table says. A bad value is one line naming the flag, and a non-zero exit.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use crate::paths::HostPaths;
 /// GPM needs two samples at least 100 ms apart.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The health tier's interval when `--collect.health-interval` is not given (CONTRACT §2); never
+/// The health tier's interval when `--collect.health-interval` is not given (README.md, flags); never
 /// below the collection interval.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -353,7 +353,6 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -8,7 +8,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::attribute::{PodGpm, PodSample};
+use crate::pod::{PodGpm, PodSample};
 use crate::sample::{DeviceHealth, DeviceMetrics, DeviceSample, THROTTLE_REASONS};
 use crate::selfstats::HttpStats;
 use crate::snapshot::{Snapshot, SnapshotStore};
@@ -80,7 +80,7 @@ impl Collector for SnapshotCollector {
 
 type Getter = fn(&DeviceMetrics) -> Option<f64>;
 
-/// The device gauges of CONTRACT §3: name, help, value.
+/// The device gauges (docs/metrics.md, "Device series"): name, help, value.
 const DEVICE_GAUGES: &[(&str, &str, Getter)] = &[
     (
         "gpu_utilization_ratio",
@@ -244,7 +244,7 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
 
 type HealthGetter = fn(&DeviceHealth) -> Option<f64>;
 
-/// Health gauges (CONTRACT §3): name, help, value.
+/// Health gauges (docs/metrics.md, "Health and long-tail series"): name, help, value.
 const HEALTH_GAUGES: &[(&str, &str, HealthGetter)] = &[
     (
         "gpu_pcie_transmit_bytes_per_second",
@@ -380,7 +380,7 @@ fn pod_labels<'a>(snap: &'a Snapshot, p: &'a PodSample) -> Option<[(&'static str
 
 type PodGpmGetter = fn(&PodGpm) -> Option<f64>;
 
-/// The per-pod GPM gauges (CONTRACT §3): name, help, value. Present only for a container that
+/// The per-pod GPM gauges (docs/metrics.md, "GPM per pod"): name, help, value. Present only for a container that
 /// holds its device (or MIG instance) alone.
 const POD_GPM_GAUGES: &[(&str, &str, PodGpmGetter)] = &[
     (
@@ -444,7 +444,7 @@ fn encode_pods(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::
     Ok(())
 }
 
-/// `gpu_unattributed_*` (CONTRACT §3): per device that answered, what no pod series carries.
+/// `gpu_unattributed_*` (docs/metrics.md, "Unattributed use"): per device that answered, what no pod series carries.
 fn encode_unattributed(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     let live = || {
         snap.unattributed.iter().filter_map(|u| {

@@ -11,10 +11,13 @@
 //! `selfstats` reads the agent's own CPU time and memory from `/proc/self`.
 
 pub mod attribute;
+pub mod backoff;
 pub mod collect;
 pub mod config;
 pub mod encode;
 pub mod paths;
+pub mod pci;
+pub mod pod;
 pub mod sample;
 pub mod selfstats;
 pub mod snapshot;

@@ -110,8 +110,9 @@ pub struct GpuProcess {
 pub enum DeviceDown {
     /// A call did not return within the collection interval; values are the last ones seen.
     TimedOut,
-    /// The driver said the device is gone or unusable (e.g. NVML `GPU_IS_LOST`).
-    Failed(String),
+    /// The driver said the device is gone or unusable (e.g. NVML `GPU_IS_LOST`), or the agent
+    /// could not read it at all (`NO_HANDLE`, `PANIC`, `DEVICE_GONE`).
+    Failed(ErrorLabel),
 }
 
 /// Everything one device reported in one sample.
@@ -139,8 +140,101 @@ impl DeviceSample {
 pub struct CallError {
     /// The call family (`power`, `processes`, ...).
     pub call: &'static str,
-    /// The driver's error name (`UNKNOWN`, `NO_PERMISSION`, ...).
-    pub error: String,
+    /// Why it failed: the `error` label.
+    pub error: ErrorLabel,
+}
+
+impl CallError {
+    pub fn new(call: &'static str, error: ErrorLabel) -> CallError {
+        CallError { call, error }
+    }
+}
+
+/// Why a call failed or a device is down, as the `error` label of
+/// `gpu_pod_exporter_driver_call_errors_total` spells it. The agent's own reasons are variants,
+/// so a typo does not compile; a driver's own names come from one table per library.
+///
+/// Two values are the same label when they render the same (NVML's `TIMEOUT` is the agent's
+/// `TIMEOUT`): equality, order and hash go by the rendered label, so a count is never split.
+#[derive(Debug, Clone)]
+pub enum ErrorLabel {
+    /// Did not answer within the cycle (`TIMEOUT`).
+    Timeout,
+    /// Its thread could not be started (`NO_THREAD`).
+    NoThread,
+    /// The device's folder is gone: unplugged, unbound, fallen off the bus (`DEVICE_GONE`).
+    DeviceGone,
+    /// A process names a device that is not on this node (`UNKNOWN_DEVICE`).
+    UnknownDevice,
+    /// An fdinfo file names no PCI device (`NO_PDEV`).
+    NoPdev,
+    /// The content is not what the kernel or the library writes there (`MALFORMED`).
+    Malformed,
+    /// A value outside anything the hardware can report (`OUT_OF_RANGE`).
+    OutOfRange,
+    /// No handle for the device could be had (`NO_HANDLE`).
+    NoHandle,
+    /// Reading the device panicked (a bug; `PANIC`).
+    Panic,
+    /// An I/O error on a kernel file, by errno class (`NO_DEVICE`, `IO_ERROR`, `PERMISSION_DENIED`).
+    Io(&'static str),
+    /// A driver library's own error name: NVML's without `NVML_ERROR_` (`GPU_IS_LOST`), ROCm
+    /// SMI's without `RSMI_STATUS_` (`PERMISSION`).
+    Driver(&'static str),
+    /// A library status with no name (`STATUS_<code>`).
+    Status(u32),
+}
+
+impl ErrorLabel {
+    /// The label value.
+    pub fn label(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::Borrowed;
+        match self {
+            ErrorLabel::Timeout => Borrowed("TIMEOUT"),
+            ErrorLabel::NoThread => Borrowed("NO_THREAD"),
+            ErrorLabel::DeviceGone => Borrowed("DEVICE_GONE"),
+            ErrorLabel::UnknownDevice => Borrowed("UNKNOWN_DEVICE"),
+            ErrorLabel::NoPdev => Borrowed("NO_PDEV"),
+            ErrorLabel::Malformed => Borrowed("MALFORMED"),
+            ErrorLabel::OutOfRange => Borrowed("OUT_OF_RANGE"),
+            ErrorLabel::NoHandle => Borrowed("NO_HANDLE"),
+            ErrorLabel::Panic => Borrowed("PANIC"),
+            ErrorLabel::Io(name) | ErrorLabel::Driver(name) => Borrowed(name),
+            ErrorLabel::Status(code) => format!("STATUS_{code}").into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl PartialEq for ErrorLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.label() == other.label()
+    }
+}
+
+impl Eq for ErrorLabel {}
+
+impl PartialOrd for ErrorLabel {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ErrorLabel {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.label().cmp(&other.label())
+    }
+}
+
+impl std::hash::Hash for ErrorLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.label().hash(state);
+    }
 }
 
 /// What one backend reports after one collection cycle.
@@ -152,4 +246,31 @@ pub struct VendorReport {
     pub devices: Vec<DeviceSample>,
     /// Failed calls of this cycle, one entry per failure.
     pub call_errors: Vec<CallError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn error_labels_are_one_label_however_they_were_made() {
+        assert_eq!(ErrorLabel::Timeout.to_string(), "TIMEOUT");
+        assert_eq!(ErrorLabel::Status(77).to_string(), "STATUS_77");
+        assert_eq!(ErrorLabel::Driver("TIMEOUT"), ErrorLabel::Timeout);
+        assert_eq!(ErrorLabel::Io("MALFORMED"), ErrorLabel::Malformed);
+        let mut counts = BTreeMap::new();
+        for e in [
+            ErrorLabel::Timeout,
+            ErrorLabel::Driver("TIMEOUT"),
+            ErrorLabel::NoThread,
+        ] {
+            *counts.entry(CallError::new("rsmi", e)).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts[&CallError::new("rsmi", ErrorLabel::Timeout)], 2);
+        // Ordered as the labels are, as /metrics lists them.
+        let order: Vec<String> = counts.keys().map(|c| c.error.to_string()).collect();
+        assert_eq!(order, ["NO_THREAD", "TIMEOUT"]);
+    }
 }

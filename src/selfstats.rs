@@ -169,7 +169,6 @@ impl Drop for OpenConnection {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -7,11 +7,12 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::attribute;
 use crate::attribute::names::NodeNames;
 use crate::attribute::podresources::KubeletView;
-use crate::attribute::{self, Failure, PodSample, Unattributed};
 use crate::collect::{CollectorState, Hub};
 use crate::paths::HostPaths;
+use crate::pod::{Failure, PodSample, Unattributed};
 use crate::sample::{CallError, DeviceDown, DeviceSample};
 use crate::selfstats::{self, SelfStats};
 
@@ -369,11 +370,11 @@ pub fn spawn_publisher(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::sample::VendorReport;
+    use crate::sample::{ErrorLabel, VendorReport};
 
     fn state_with(dev_up: bool, running_since: Option<Instant>) -> CollectorState {
         let dev = DeviceSample {
-            down: (!dev_up).then_some(DeviceDown::Failed("GPU_IS_LOST".into())),
+            down: (!dev_up).then_some(DeviceDown::Failed(ErrorLabel::Driver("GPU_IS_LOST"))),
             ..DeviceSample::default()
         };
         CollectorState {

@@ -1,4 +1,4 @@
-//! MPS end to end (CONTRACT §3 rule 7): the real binary, the mock's `mps_server` (NVML as
+//! MPS end to end (docs/attribution.md, rule 7): the real binary, the mock's `mps_server` (NVML as
 //! measured on an H200 under MPS: the server and its clients in the compute list, the clients
 //! in the MPS list, every utilization sample on the server's pid), and a fake node with the
 //! server on the host or in the NVIDIA device plugin's MPS control daemon pod.

@@ -137,7 +137,6 @@ impl<'de> Deserialize<'de> for Milli {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

@@ -519,7 +519,6 @@ fn step_pod(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn server() -> Server {

@@ -457,7 +457,6 @@ fn validate_rules(path: &str, r: &ScalingRules, errs: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn spec(yaml: &str) -> HpaSpec {

@@ -310,7 +310,6 @@ fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn rows(v: &[(f64, f64)]) -> Vec<(usize, f64, f64)> {

@@ -402,7 +402,6 @@ pub fn best_per_candidate(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

@@ -1,4 +1,4 @@
-//! Parses `/proc/<pid>/cgroup` into a process's pod UID and container ID (CONTRACT §3, rule 1).
+//! Parses `/proc/<pid>/cgroup` into a process's pod UID and container ID (docs/attribution.md, rule 1).
 //!
 //! Each line is `hierarchy-id:controllers:path`: one line (`0::/…`) on cgroup v2, one per
 //! hierarchy on v1. The path is read component by component, never by its prefix, because the
@@ -211,7 +211,6 @@ fn excerpt(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     fn r(pod_uid: &str, container_id: &str) -> Option<ContainerRef> {

@@ -1,5 +1,6 @@
 //! Device IDs as device plugins hand them to the kubelet, and matching them to our devices.
 
+use crate::pci::PciAddress;
 use crate::sample::DeviceIdentity;
 
 /// A device ID from the kubelet's pod-resources API, understood.
@@ -21,29 +22,6 @@ pub enum DeviceRef {
     },
     /// AMD device plugin: the PCI address, `0000:19:00.0`.
     Pci(PciAddress),
-}
-
-/// A PCI address, comparable whatever the domain's width (`0000:19:00.0` vs NVML's `00000000:19:00.0`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PciAddress {
-    pub domain: u32,
-    pub bus: u8,
-    pub device: u8,
-    pub function: u8,
-}
-
-impl PciAddress {
-    pub fn parse(s: &str) -> Option<PciAddress> {
-        let (domain, rest) = s.split_once(':')?;
-        let (bus, rest) = rest.split_once(':')?;
-        let (device, function) = rest.split_once('.')?;
-        Some(PciAddress {
-            domain: u32::from_str_radix(domain, 16).ok()?,
-            bus: u8::from_str_radix(bus, 16).ok()?,
-            device: u8::from_str_radix(device, 16).ok()?,
-            function: u8::from_str_radix(function, 16).ok()?,
-        })
-    }
 }
 
 impl DeviceRef {
@@ -115,7 +93,6 @@ impl DeviceRef {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const U: &str = "GPU-0b7f3c2e-1a4d-4c55-9e1e-6b1f0c2d3e4f";

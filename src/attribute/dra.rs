@@ -50,8 +50,9 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use super::deviceid::{DeviceRef, PciAddress};
+use super::deviceid::DeviceRef;
 use super::podresources::{ClaimDevice, ContainerClaim, ContainerDevices};
+use crate::pci::PciAddress;
 use crate::sample::{DeviceSample, Vendor};
 
 /// The NVIDIA DRA driver's name (its CDI vendor is `k8s.` + this).
@@ -413,7 +414,6 @@ fn nvidia_minors(dir: &Path) -> HashMap<u32, PciAddress> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::sample::{DeviceIdentity, MigIdentity};
     use std::fs;

@@ -1,4 +1,4 @@
-//! Telling the MPS server among a device's processes (CONTRACT §3 rule 7): by its command name
+//! Telling the MPS server among a device's processes (docs/attribution.md, rule 7): by its command name
 //! in `<procfs>/<pid>/comm`, and, where that cannot be read, by NVML's MPS client list.
 
 use std::io::Read;
@@ -53,7 +53,6 @@ impl Comm {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -131,7 +131,6 @@ fn is_uid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const ID: &str = "acb62391578595ec849d87d8556369cee7f935f0425097fd5f870df0e8aabd3c";

@@ -27,6 +27,7 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use self::api::pod_resources_lister_client::PodResourcesListerClient;
+use crate::backoff::Backoff;
 
 /// The generated pod-resources v1 messages, client and server, from
 /// `proto/podresources/v1/api.proto`. The server half is what the fake kubelet in `tests/`
@@ -43,10 +44,9 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// pods that each hold several devices and CPUs.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// First wait after a failure; doubles up to [`BACKOFF_MAX`], and resets on success.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest wait between two attempts while the kubelet does not answer.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// First wait after a failure ([`Backoff::FIRST`]): doubles up to [`Backoff::MAX`], and resets
+/// on success.
+pub const BACKOFF_MIN: Duration = Backoff::FIRST;
 
 /// Polling faster than this would only load the kubelet (which rate-limits this API).
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -155,7 +155,7 @@ impl PodResources {
     /// list is empty).
     ///
     /// Never fails: a missing socket is logged at debug once per state change and retried with
-    /// backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`], reset on success). Called outside a
+    /// backoff ([`Backoff`]: 1 s doubling to 30 s, reset on success). Called outside a
     /// tokio runtime, it logs an error and returns a handle whose view stays unavailable.
     pub fn spawn(
         socket: PathBuf,
@@ -248,7 +248,7 @@ impl Poller {
     async fn run(self) {
         let mut client: Option<Client> = None;
         let mut link = Link::Starting;
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new();
         loop {
             let result = self.poll(&mut client).await;
             let Some(shared) = self.shared.upgrade() else {
@@ -261,7 +261,7 @@ impl Poller {
                         link = Link::Connected;
                     }
                     shared.publish(view);
-                    backoff = BACKOFF_MIN;
+                    backoff.succeeded();
                     self.interval
                 }
                 Err(e) => {
@@ -286,9 +286,7 @@ impl Poller {
                         }
                         link = now;
                     }
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    wait
+                    backoff.failed()
                 }
             };
             drop(shared);

@@ -1,6 +1,7 @@
 //! The agent's own series: build info, collector health, driver call and attribution failures,
 //! snapshot age, attribution time, HTTP connections and rejections, and the `process_*` figures.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use prometheus_client::encoding::DescriptorEncoder;
@@ -43,9 +44,9 @@ pub(super) fn encode(
         snap.call_errors.iter().map(|(c, e, n)| {
             (
                 [
-                    ("collector", *c),
-                    ("call", e.call),
-                    ("error", e.error.as_str()),
+                    ("collector", Cow::Borrowed(*c)),
+                    ("call", Cow::Borrowed(e.call)),
+                    ("error", e.error.label()),
                 ],
                 *n as f64,
             )

@@ -66,22 +66,61 @@ pub fn assert_golden(name: &str, actual: &str) {
     let expected = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
     if expected != actual {
-        let diff: Vec<String> = expected
-            .lines()
-            .filter(|l| !actual.lines().any(|a| a == *l))
-            .map(|l| format!("- {l}"))
-            .chain(
-                actual
-                    .lines()
-                    .filter(|l| !expected.lines().any(|e| e == *l))
-                    .map(|l| format!("+ {l}")),
-            )
-            .collect();
         panic!(
-            "{name} differs from the golden file (UPDATE_GOLDEN=1 to accept):\n{}",
-            diff.join("\n")
+            "{name} differs from the golden file (UPDATE_GOLDEN=1 to accept); - golden, + actual:\n{}",
+            line_diff(&expected, actual)
         );
     }
+}
+
+/// A line diff of `old` and `new` (their longest common subsequence): each change as `-`
+/// and `+` lines in place, with its line numbers and two lines of context on either side.
+pub fn line_diff(old: &str, new: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    // The edit script: (' ' | '-' | '+', old line number, new line number, text).
+    let (mut i, mut j, mut script) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            script.push((' ', i, j, a[i]));
+            (i, j) = (i + 1, j + 1);
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            script.push(('-', i, j, a[i]));
+            i += 1;
+        } else {
+            script.push(('+', i, j, b[j]));
+            j += 1;
+        }
+    }
+    const CONTEXT: usize = 2;
+    let changed: Vec<usize> = (0..script.len()).filter(|k| script[*k].0 != ' ').collect();
+    let near = |k: usize| changed.iter().any(|c| c.abs_diff(k) <= CONTEXT);
+    let mut out = Vec::new();
+    let mut last_shown = None;
+    for (k, (op, i, j, text)) in script.iter().enumerate() {
+        if !near(k) {
+            continue;
+        }
+        if last_shown.is_none_or(|l: usize| l + 1 != k) {
+            out.push(format!("@@ golden line {}, actual line {}", i + 1, j + 1));
+        }
+        out.push(format!("{op} {text}"));
+        last_shown = Some(k);
+    }
+    if a.len() != b.len() || out.is_empty() {
+        out.push(format!("({} golden lines, {} actual)", a.len(), b.len()));
+    }
+    out.join("\n")
 }
 
 /// A free loopback port (bound, then released for the agent to take).

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use super::procscan::{ClientId, ProcessClients};
-use crate::attribute::deviceid::PciAddress;
+use crate::pci::PciAddress;
 
 /// The engines whose busy time counts as the device's compute.
 pub const COMPUTE_ENGINES: [&str; 2] = ["gfx", "compute"];
@@ -170,7 +170,6 @@ pub fn busy_ratio(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::super::fdinfo::DrmFdinfo;
     use super::super::procscan::Client;
     use super::*;

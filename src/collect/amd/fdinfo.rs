@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::attribute::deviceid::PciAddress;
+use crate::pci::PciAddress;
 
 /// Device memory of one client, bytes, by the key it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -174,7 +174,6 @@ pub fn parse_size(value: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn pci(s: &str) -> Option<PciAddress> {

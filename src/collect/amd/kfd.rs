@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::read::{self, Bad};
-use crate::attribute::deviceid::PciAddress;
+use super::files::{self, Unreadable};
+use crate::pci::PciAddress;
 use crate::sample::CallError;
 
 const CALL: &str = "kfd";
@@ -82,14 +82,14 @@ pub fn topology(sysfs: &Path, errors: &mut Vec<CallError>) -> Vec<KfdNode> {
     for e in entries.filter_map(Result::ok) {
         let path = e.path();
         let mut gone = false;
-        let gpu_id = read::value(&path.join("gpu_id"), CALL, errors, &mut gone, |s| {
-            read::parse_u64(s).and_then(|v| u32::try_from(v).map_err(|_| Bad::OutOfRange))
+        let gpu_id = files::value(&path.join("gpu_id"), CALL, errors, &mut gone, |s| {
+            files::parse_u64(s).and_then(|v| u32::try_from(v).map_err(|_| Unreadable::OutOfRange))
         });
         // CPU nodes have gpu_id 0.
         let Some(gpu_id) = gpu_id.filter(|id| *id != 0) else {
             continue;
         };
-        let text = match read::text(&path.join("properties")) {
+        let text = match files::text(&path.join("properties")) {
             Ok(Some(t)) => t,
             Ok(None) => continue,
             Err(bad) => {
@@ -99,7 +99,7 @@ pub fn topology(sysfs: &Path, errors: &mut Vec<CallError>) -> Vec<KfdNode> {
         };
         let props = parse_properties(&text);
         let Some(pci) = node_pci(&props) else {
-            errors.push(Bad::Malformed.to_call_error(CALL));
+            errors.push(Unreadable::Malformed.to_call_error(CALL));
             continue;
         };
         let compute_units = match (props.get("simd_count"), props.get("simd_per_cu")) {
@@ -142,21 +142,21 @@ pub fn processes(
         let dir = e.path();
         for node in nodes {
             let mut gone = false;
-            let Some(vram) = read::value(
+            let Some(vram) = files::value(
                 &dir.join(format!("vram_{}", node.gpu_id)),
                 CALL,
                 errors,
                 &mut gone,
-                read::parse_u64,
+                files::parse_u64,
             ) else {
                 continue; // not a GPU of this process, or it just exited
             };
-            let busy = read::value(
+            let busy = files::value(
                 &dir.join(format!("stats_{}/cu_occupancy", node.gpu_id)),
                 CALL,
                 errors,
                 &mut gone,
-                read::parse_u64,
+                files::parse_u64,
             );
             if vram == 0 && busy.unwrap_or(0) == 0 {
                 continue;
@@ -176,7 +176,6 @@ pub fn processes(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::fs;
 
@@ -239,6 +238,6 @@ mod tests {
         let u = procs[&(3020, PciAddress::parse("0000:19:00.0").unwrap())];
         assert_eq!(u.vram_bytes, 17179869184);
         assert_eq!(u.ratio(), Some(0.25));
-        assert_eq!(errors, [Bad::Malformed.to_call_error("kfd")]);
+        assert_eq!(errors, [Unreadable::Malformed.to_call_error("kfd")]);
     }
 }

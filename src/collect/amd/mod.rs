@@ -5,12 +5,12 @@
 //! pass over every process's fdinfo and one over KFD's process folders. A node without amdgpu
 //! devices costs one directory listing per cycle.
 
+mod card_readers;
 mod engines;
 pub mod fdinfo;
+mod files;
 mod kfd;
 pub mod procscan;
-mod read;
-mod readers;
 #[cfg(feature = "rocm-smi")]
 pub mod rocm;
 mod sysfs;
@@ -19,24 +19,29 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use self::card_readers::{CardReaders, Outcome};
 use self::engines::{EngineTracker, Stamp};
-use self::sysfs::Identity;
-use super::worker::Worker;
+use self::sysfs::{Card, Identity};
+use super::worker::{Asked, CycleWorker, Reply, Waited};
 use super::Backend;
-use crate::attribute::deviceid::PciAddress;
 use crate::paths::HostPaths;
+use crate::pci::PciAddress;
 use crate::sample::{
-    CallError, DeviceDown, DeviceIdentity, DeviceSample, GpuProcess, Vendor, VendorReport,
+    CallError, DeviceDown, DeviceIdentity, DeviceSample, ErrorLabel, GpuProcess, Vendor,
+    VendorReport,
 };
 
 /// A device seen at some point since the agent started.
 #[derive(Debug, Clone)]
-struct Known {
+struct SeenDevice {
     /// Its card number when last seen; orders the devices (the `gpu` label).
     card: u32,
     pci_bus_id: String,
     identity: Identity,
 }
+
+/// The processes on each device.
+type Processes = HashMap<PciAddress, Vec<GpuProcess>>;
 
 /// The fdinfo and KFD pass over every process, and the engine counters it keeps.
 struct ProcessScan {
@@ -46,96 +51,21 @@ struct ProcessScan {
     engines: EngineTracker,
 }
 
-/// What one pass finds: the processes on each device, and what went wrong.
-type ScanAnswer = (HashMap<PciAddress, Vec<GpuProcess>>, Vec<CallError>);
-
-/// The process pass, on a thread of its own: a read of a GPU in reset can block.
-struct Scanner {
-    sysfs: PathBuf,
-    procfs: PathBuf,
-    /// `None` until the first pass, or after the thread could not be started.
-    worker: Option<Worker<Vec<PciAddress>, ScanAnswer>>,
-}
-
-impl Scanner {
-    fn new(sysfs: PathBuf, procfs: PathBuf) -> Scanner {
-        Scanner {
-            sysfs,
-            procfs,
-            worker: None,
-        }
-    }
-
-    /// A pass that finished after the last cycle's deadline, if one has.
-    fn late_answer(&mut self) -> Option<ScanAnswer> {
-        self.worker.as_mut()?.late_answer()
-    }
-
-    /// Starts a pass over the processes of `present` devices, unless one is still running,
-    /// starting the thread first where there is none (the first pass, or its work panicked).
-    /// A thread that cannot be started is counted (`processes`, `NO_THREAD`) and tried again
-    /// at the next cycle.
-    fn ask(&mut self, present: Vec<PciAddress>, errors: &mut Vec<CallError>) {
-        if self.worker.as_ref().is_none_or(Worker::dead) {
-            let mut scan = ProcessScan {
-                sysfs: self.sysfs.clone(),
-                procfs: self.procfs.clone(),
-                own_pid: std::process::id(),
-                engines: EngineTracker::default(),
-            };
-            let spawned = Worker::spawn("amd-processes".into(), move |present: Vec<PciAddress>| {
-                let mut errors = Vec::new();
-                let out = scan.processes(&present, &mut errors);
-                (out, errors)
-            });
-            self.worker = match spawned {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the process-scan thread; trying again next cycle");
-                    errors.push(CallError {
-                        call: "processes",
-                        error: "NO_THREAD".into(),
-                    });
-                    None
-                }
-            };
-        }
-        if let Some(w) = self.worker.as_mut() {
-            w.ask(present);
-        }
-    }
-
-    /// The pass's processes, by `deadline`; `None` if it is still running or did not start.
-    fn answer(
-        &mut self,
-        deadline: Instant,
-        errors: &mut Vec<CallError>,
-    ) -> Option<HashMap<PciAddress, Vec<GpuProcess>>> {
-        let (out, errs) = self.worker.as_mut()?.wait(deadline)?;
-        errors.extend(errs);
-        Some(out)
-    }
-
-    fn busy(&self) -> bool {
-        self.worker.as_ref().is_some_and(Worker::busy)
-    }
-}
-
 /// The AMD collector.
 pub struct AmdBackend {
     sysfs: PathBuf,
     procfs: PathBuf,
     /// Every device seen, by PCI address. One that disappears stays, reported down.
-    known: HashMap<PciAddress, Known>,
+    seen: HashMap<PciAddress, SeenDevice>,
     /// A sysfs reader thread per card.
-    readers: readers::Readers,
-    scanner: Scanner,
-    /// The last finished pass, which stands while a pass runs late.
-    last_processes: HashMap<PciAddress, Vec<GpuProcess>>,
+    readers: CardReaders,
+    /// The process pass, on a thread of its own (a read of a GPU in reset can block); its last
+    /// answer stands while a pass runs late.
+    scan: CycleWorker<Vec<PciAddress>, Processes>,
     logged_none: bool,
     /// ROCm SMI, where the binary has it and `--amd.rocm-smi` leaves it on.
     #[cfg(feature = "rocm-smi")]
-    rocm: Option<rocm::RocmThread>,
+    rocm: Option<rocm::RocmSource>,
 }
 
 impl AmdBackend {
@@ -146,29 +76,93 @@ impl AmdBackend {
         if rocm_smi {
             tracing::warn!("--amd.rocm-smi is on, but this binary was built without the rocm-smi feature: the amd collector reads sysfs only");
         }
+        let (sysfs, procfs) = (paths.sysfs.clone(), paths.procfs.clone());
+        let scan = CycleWorker::new("amd-processes".into(), move || {
+            // A fresh thread (the first, or after a panic) starts its engine counters anew.
+            let mut scan = ProcessScan {
+                sysfs: sysfs.clone(),
+                procfs: procfs.clone(),
+                own_pid: std::process::id(),
+                engines: EngineTracker::default(),
+            };
+            move |present: Vec<PciAddress>| {
+                let mut errors = Vec::new();
+                let value = scan.processes(&present, &mut errors);
+                Reply { value, errors }
+            }
+        });
         AmdBackend {
             sysfs: paths.sysfs.clone(),
             procfs: paths.procfs.clone(),
-            known: HashMap::new(),
-            readers: readers::Readers::default(),
-            scanner: Scanner::new(paths.sysfs.clone(), paths.procfs.clone()),
-            last_processes: HashMap::new(),
+            seen: HashMap::new(),
+            readers: CardReaders::default(),
+            scan,
             logged_none: false,
             #[cfg(feature = "rocm-smi")]
-            rocm: rocm_smi.then(rocm::RocmThread::start).flatten(),
+            rocm: rocm_smi.then(rocm::RocmSource::new),
+        }
+    }
+
+    /// The amdgpu cards now, and whether they could be listed.
+    fn list_cards(&self, errors: &mut Vec<CallError>) -> (Vec<Card>, bool) {
+        match sysfs::list_cards(&self.sysfs, errors) {
+            Ok(c) => (c, true),
+            Err(bad) => {
+                errors.push(bad.to_call_error("sysfs"));
+                (Vec::new(), false)
+            }
+        }
+    }
+
+    /// Notes each card's number, reading the identity of a card not seen before.
+    fn note_cards(&mut self, cards: &[Card], errors: &mut Vec<CallError>) {
+        for card in cards {
+            let seen = self.seen.entry(card.pci).or_insert_with(|| {
+                let identity = sysfs::identity(card, errors);
+                tracing::info!(card = card.number, pci = %card.pci_bus_id, uuid = %identity.uuid, model = %identity.model, "amdgpu device found");
+                SeenDevice {
+                    card: card.number,
+                    pci_bus_id: card.pci_bus_id.clone(),
+                    identity,
+                }
+            });
+            seen.card = card.number;
+        }
+    }
+
+    /// This cycle's processes, by `deadline`, and whether they are this cycle's: a pass that
+    /// has not finished (a read blocked, counted `processes`/`TIMEOUT`) or could not start
+    /// leaves the last pass's processes standing.
+    fn processes(
+        &mut self,
+        cards: &[Card],
+        deadline: Instant,
+        errors: &mut Vec<CallError>,
+    ) -> (Processes, bool) {
+        let waited = self.scan.wait(deadline, errors);
+        match waited {
+            Waited::Fresh(p) => (p.clone(), true),
+            _ if cards.is_empty() => (HashMap::new(), true),
+            Waited::Late(last) => {
+                errors.push(CallError::new("processes", ErrorLabel::Timeout));
+                (last.cloned().unwrap_or_default(), false)
+            }
+            Waited::Panicked(last) | Waited::Idle(last) => {
+                (last.cloned().unwrap_or_default(), false)
+            }
         }
     }
 
     /// Asks ROCm SMI (on its thread) for this cycle's readings of `cards`.
     #[cfg(feature = "rocm-smi")]
-    fn ask_rocm(&mut self, cards: &[sysfs::Card], errors: &mut Vec<CallError>) {
+    fn ask_rocm(&mut self, cards: &[Card], errors: &mut Vec<CallError>) {
         let Some(rocm) = self.rocm.as_mut() else {
             return;
         };
         let wanted = cards
             .iter()
             .map(|c| {
-                let unnamed = self.known.get(&c.pci).is_some_and(|k| k.identity.unnamed);
+                let unnamed = self.seen.get(&c.pci).is_some_and(|k| k.identity.unnamed);
                 (c.pci, unnamed)
             })
             .collect();
@@ -189,7 +183,7 @@ impl AmdBackend {
     }
 
     #[cfg(not(feature = "rocm-smi"))]
-    fn ask_rocm(&mut self, _cards: &[sysfs::Card], _errors: &mut [CallError]) {}
+    fn ask_rocm(&mut self, _cards: &[Card], _errors: &mut [CallError]) {}
 
     #[cfg(not(feature = "rocm-smi"))]
     fn rocm_answer(
@@ -199,13 +193,84 @@ impl AmdBackend {
     ) -> HashMap<PciAddress, Supplement> {
         HashMap::new()
     }
+
+    /// Names a device sysfs could not name from what ROCm SMI says.
+    fn name_from(&mut self, supplements: &mut HashMap<PciAddress, Supplement>) {
+        for (pci, s) in supplements {
+            if let (Some(name), Some(seen)) = (s.name.take(), self.seen.get_mut(pci)) {
+                if seen.identity.unnamed {
+                    tracing::info!(pci = %seen.pci_bus_id, model = %name, "ROCm SMI names the device");
+                    seen.identity.model = name;
+                    seen.identity.unnamed = false;
+                }
+            }
+        }
+    }
+
+    /// One sample per device seen, in card order, from this cycle's readings.
+    fn samples(&self, mut cycle: Cycle, errors: &mut Vec<CallError>) -> Vec<DeviceSample> {
+        let driver_version = sysfs::driver_version(&self.sysfs, &self.procfs);
+        let mut order: Vec<(&PciAddress, &SeenDevice)> = self.seen.iter().collect();
+        order.sort_by(|(_, a), (_, b)| (a.card, &a.pci_bus_id).cmp(&(b.card, &b.pci_bus_id)));
+        let mut devices = Vec::with_capacity(order.len());
+        for (index, (pci, seen)) in order.into_iter().enumerate() {
+            let mut sample = DeviceSample {
+                vendor: Some(Vendor::Amd),
+                identity: DeviceIdentity {
+                    gpu: index.to_string(),
+                    uuid: seen.identity.uuid.clone(),
+                    model: seen.identity.model.clone(),
+                    pci_bus_id: seen.pci_bus_id.clone(),
+                    driver_version: driver_version.clone(),
+                    mig: None,
+                },
+                ..DeviceSample::default()
+            };
+            let processes = cycle.processes.remove(pci).unwrap_or_default();
+            match cycle.readings.remove(pci) {
+                Some(Outcome::Fresh(reading)) if !reading.gone => {
+                    sample.metrics = reading.metrics;
+                    if let Some(s) = cycle.supplements.remove(pci) {
+                        fill(&mut sample.metrics, s.metrics);
+                        sample.health = s.health;
+                    }
+                    set_processes(&mut sample, processes);
+                }
+                Some(Outcome::Fresh(_)) => {
+                    sample.down = Some(DeviceDown::Failed(files::NO_DEVICE));
+                }
+                Some(Outcome::Late(last)) => {
+                    // Its reads did not return in time: the last values, marked down.
+                    if let Some(last) = last {
+                        sample.metrics = last.metrics;
+                    }
+                    set_processes(&mut sample, processes);
+                    sample.down = Some(DeviceDown::TimedOut);
+                }
+                None => {
+                    // Its card folder is gone: unplugged, unbound, or fallen off the bus.
+                    errors.push(CallError::new("sysfs", ErrorLabel::DeviceGone));
+                    sample.down = Some(DeviceDown::Failed(ErrorLabel::DeviceGone));
+                }
+            }
+            devices.push(sample);
+        }
+        devices
+    }
+}
+
+/// What one cycle read, by device, before it becomes samples.
+struct Cycle {
+    readings: HashMap<PciAddress, Outcome>,
+    supplements: HashMap<PciAddress, Supplement>,
+    processes: Processes,
 }
 
 impl ProcessScan {
     /// The clock the fdinfo counters are read against.
     fn stamp(&self, errors: &mut Vec<CallError>) -> Stamp {
         let mono = Instant::now();
-        let uptime = match read::text(&self.procfs.join("uptime")) {
+        let uptime = match files::text(&self.procfs.join("uptime")) {
             Ok(Some(t)) => {
                 let v = t
                     .split_whitespace()
@@ -213,7 +278,7 @@ impl ProcessScan {
                     .and_then(|v| v.parse::<f64>().ok());
                 let v = v.filter(|v| v.is_finite() && *v >= 0.0);
                 if v.is_none() {
-                    errors.push(read::Bad::Malformed.to_call_error("procfs"));
+                    errors.push(files::Unreadable::Malformed.to_call_error("procfs"));
                 }
                 v
             }
@@ -227,11 +292,7 @@ impl ProcessScan {
     }
 
     /// The processes on each present device, from this cycle's fdinfo and KFD reads.
-    fn processes(
-        &mut self,
-        present: &[PciAddress],
-        errors: &mut Vec<CallError>,
-    ) -> HashMap<PciAddress, Vec<GpuProcess>> {
+    fn processes(&mut self, present: &[PciAddress], errors: &mut Vec<CallError>) -> Processes {
         let now = self.stamp(errors);
         let scan = procscan::scan(&self.procfs, self.own_pid, errors);
         let ratios = self.engines.update(now, &scan.processes);
@@ -239,15 +300,12 @@ impl ProcessScan {
         let kfd = kfd::processes(&self.sysfs, &nodes, self.own_pid, errors);
 
         // (device, pid) -> what fdinfo and KFD say.
-        let mut uses: HashMap<(PciAddress, u32), Use> = HashMap::new();
+        let mut uses: HashMap<(PciAddress, u32), ProcessUse> = HashMap::new();
         for p in &scan.processes {
             for c in &p.clients {
                 let Some(dev) = device_of(c.pdev, present) else {
                     // A client of an amdgpu device that is not (or no longer) on this node.
-                    errors.push(CallError {
-                        call: "fdinfo",
-                        error: "UNKNOWN_DEVICE".into(),
-                    });
+                    errors.push(CallError::new("fdinfo", ErrorLabel::UnknownDevice));
                     continue;
                 };
                 let u = uses.entry((dev, p.pid)).or_default();
@@ -269,7 +327,7 @@ impl ProcessScan {
                 u.kfd_ratio = k.ratio();
             }
         }
-        let mut out: HashMap<PciAddress, Vec<GpuProcess>> = HashMap::new();
+        let mut out: Processes = HashMap::new();
         for ((dev, pid), u) in uses {
             out.entry(dev).or_default().push(GpuProcess {
                 pid,
@@ -327,7 +385,7 @@ fn fill(into: &mut crate::sample::DeviceMetrics, from: crate::sample::DeviceMetr
 
 /// One process's use of one device, from both sources.
 #[derive(Debug, Default)]
-struct Use {
+struct ProcessUse {
     fdinfo_vram: Option<u64>,
     fdinfo_ratio: Option<f64>,
     kfd_vram: Option<u64>,
@@ -364,145 +422,42 @@ impl Backend for AmdBackend {
 
     fn collect(&mut self, deadline: Instant) -> VendorReport {
         let mut errors = Vec::new();
-        let mut success = true;
-        let cards = match sysfs::list_cards(&self.sysfs, &mut errors) {
-            Ok(c) => c,
-            Err(bad) => {
-                errors.push(bad.to_call_error("sysfs"));
-                success = false;
-                Vec::new()
-            }
-        };
-        if cards.is_empty() && self.known.is_empty() {
+        let (cards, listed) = self.list_cards(&mut errors);
+        if cards.is_empty() && self.seen.is_empty() {
             if !self.logged_none {
                 tracing::info!(sysfs = %self.sysfs.display(), "no amdgpu devices; the amd collector reports none");
                 self.logged_none = true;
             }
             return VendorReport {
-                success,
+                success: listed,
                 call_errors: errors,
                 ..VendorReport::default()
             };
         }
+        self.note_cards(&cards, &mut errors);
 
-        let driver_version = sysfs::driver_version(&self.sysfs, &self.procfs);
-        for card in &cards {
-            let known = self.known.entry(card.pci).or_insert_with(|| {
-                let identity = sysfs::identity(card, &mut errors);
-                tracing::info!(card = card.number, pci = %card.pci_bus_id, uuid = %identity.uuid, model = %identity.model, "amdgpu device found");
-                Known {
-                    card: card.number,
-                    pci_bus_id: card.pci_bus_id.clone(),
-                    identity,
-                }
-            });
-            known.card = card.number;
-        }
         // The process pass, ROCm SMI and each card's sysfs reads on threads of their own: one
         // whose reads block is reported late, not the cycle.
-        if let Some((out, errs)) = self.scanner.late_answer() {
-            errors.extend(errs);
-            self.last_processes = out;
-        }
-        if !cards.is_empty() {
-            self.scanner
-                .ask(cards.iter().map(|c| c.pci).collect(), &mut errors);
+        let present: Vec<PciAddress> = cards.iter().map(|c| c.pci).collect();
+        if !present.is_empty() {
+            if let Asked::NoThread = self.scan.ask(present, &mut errors) {
+                errors.push(CallError::new("processes", ErrorLabel::NoThread));
+            }
         }
         self.ask_rocm(&cards, &mut errors);
-        let mut readings: HashMap<PciAddress, sysfs::Reading> = HashMap::new();
-        let mut late: HashMap<PciAddress, Option<sysfs::Reading>> = HashMap::new();
-        for (pci, outcome) in self.readers.read(&cards, deadline, &mut errors) {
-            match outcome {
-                readers::Outcome::Fresh(r) => {
-                    readings.insert(pci, r);
-                }
-                readers::Outcome::Late(last) => {
-                    late.insert(pci, last);
-                }
-            }
-        }
-
+        let readings = self.readers.read(&cards, deadline, &mut errors);
         let mut supplements = self.rocm_answer(deadline, &mut errors);
-        for (pci, s) in &mut supplements {
-            if let (Some(name), Some(known)) = (s.name.take(), self.known.get_mut(pci)) {
-                if known.identity.unnamed {
-                    tracing::info!(pci = %known.pci_bus_id, model = %name, "ROCm SMI names the device");
-                    known.identity.model = name;
-                    known.identity.unnamed = false;
-                }
-            }
-        }
+        self.name_from(&mut supplements);
+        let (processes, processes_fresh) = self.processes(&cards, deadline, &mut errors);
 
-        let mut processes = match self.scanner.answer(deadline, &mut errors) {
-            Some(p) => {
-                self.last_processes.clone_from(&p);
-                p
-            }
-            None if cards.is_empty() => HashMap::new(),
-            None => {
-                // The pass has not finished (a read blocked) or could not start: the last
-                // one's processes stand.
-                if self.scanner.busy() {
-                    errors.push(CallError {
-                        call: "processes",
-                        error: "TIMEOUT".into(),
-                    });
-                }
-                success = false;
-                self.last_processes.clone()
-            }
+        let cycle = Cycle {
+            readings,
+            supplements,
+            processes,
         };
-
-        let mut order: Vec<(&PciAddress, &Known)> = self.known.iter().collect();
-        order.sort_by(|(_, a), (_, b)| (a.card, &a.pci_bus_id).cmp(&(b.card, &b.pci_bus_id)));
-        let mut devices = Vec::with_capacity(order.len());
-        for (index, (pci, known)) in order.into_iter().enumerate() {
-            let mut sample = DeviceSample {
-                vendor: Some(Vendor::Amd),
-                identity: DeviceIdentity {
-                    gpu: index.to_string(),
-                    uuid: known.identity.uuid.clone(),
-                    model: known.identity.model.clone(),
-                    pci_bus_id: known.pci_bus_id.clone(),
-                    driver_version: driver_version.clone(),
-                    mig: None,
-                },
-                ..DeviceSample::default()
-            };
-            match readings.remove(pci) {
-                Some(reading) if !reading.gone => {
-                    sample.metrics = reading.metrics;
-                    if let Some(s) = supplements.remove(pci) {
-                        fill(&mut sample.metrics, s.metrics);
-                        sample.health = s.health;
-                    }
-                    set_processes(&mut sample, processes.remove(pci).unwrap_or_default());
-                }
-                Some(_) => {
-                    sample.down = Some(DeviceDown::Failed("NO_DEVICE".into()));
-                }
-                None if late.contains_key(pci) => {
-                    // Its reads did not return in time: the last values, marked down.
-                    if let Some(Some(last)) = late.remove(pci) {
-                        sample.metrics = last.metrics;
-                    }
-                    set_processes(&mut sample, processes.remove(pci).unwrap_or_default());
-                    sample.down = Some(DeviceDown::TimedOut);
-                }
-                None => {
-                    // Its card folder is gone: unplugged, unbound, or fallen off the bus.
-                    errors.push(CallError {
-                        call: "sysfs",
-                        error: "DEVICE_GONE".into(),
-                    });
-                    sample.down = Some(DeviceDown::Failed("DEVICE_GONE".into()));
-                }
-            }
-            success &= sample.up();
-            devices.push(sample);
-        }
+        let devices = self.samples(cycle, &mut errors);
         VendorReport {
-            success,
+            success: listed && processes_fresh && devices.iter().all(DeviceSample::up),
             duration: Default::default(),
             devices,
             call_errors: errors,
@@ -512,7 +467,6 @@ impl Backend for AmdBackend {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

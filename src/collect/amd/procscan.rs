@@ -12,9 +12,9 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use super::fdinfo::{self, DrmFdinfo};
-use super::read::io_error_name;
-use crate::attribute::deviceid::PciAddress;
-use crate::sample::CallError;
+use super::files::io_error_label;
+use crate::pci::PciAddress;
+use crate::sample::{CallError, ErrorLabel};
 
 /// How a client is told apart from others on its device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,7 +67,7 @@ pub fn scan(procfs: &Path, skip_pid: u32, errors: &mut Vec<CallError>) -> Scan {
         Err(e) => {
             errors.push(CallError {
                 call: "procfs",
-                error: io_error_name(&e).to_string(),
+                error: io_error_label(&e),
             });
             return out;
         }
@@ -110,7 +110,7 @@ fn process_clients(
             if !vanished(&e) {
                 errors.push(CallError {
                     call: "fdinfo",
-                    error: io_error_name(&e).to_string(),
+                    error: io_error_label(&e),
                 });
             }
             return Vec::new();
@@ -138,7 +138,7 @@ fn process_clients(
                 if !vanished(&e) {
                     errors.push(CallError {
                         call: "fdinfo",
-                        error: io_error_name(&e).to_string(),
+                        error: io_error_label(&e),
                     });
                 }
                 continue;
@@ -157,14 +157,14 @@ fn process_clients(
         for _ in 0..info.malformed {
             errors.push(CallError {
                 call: "fdinfo",
-                error: "MALFORMED".into(),
+                error: ErrorLabel::Malformed,
             });
         }
         let Some(pdev) = info.pdev else {
             // An amdgpu client that does not say which device: nothing to attribute it to.
             errors.push(CallError {
                 call: "fdinfo",
-                error: "NO_PDEV".into(),
+                error: ErrorLabel::NoPdev,
             });
             continue;
         };
@@ -201,7 +201,7 @@ fn start_time(dir: &Path, errors: &mut Vec<CallError>) -> Option<u64> {
             if parsed.is_none() {
                 errors.push(CallError {
                     call: "procfs",
-                    error: "MALFORMED".into(),
+                    error: ErrorLabel::Malformed,
                 });
             }
             parsed
@@ -210,7 +210,7 @@ fn start_time(dir: &Path, errors: &mut Vec<CallError>) -> Option<u64> {
             if !vanished(&e) {
                 errors.push(CallError {
                     call: "procfs",
-                    error: io_error_name(&e).to_string(),
+                    error: io_error_label(&e),
                 });
             }
             None
@@ -228,7 +228,6 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::fs;
 
@@ -336,16 +335,18 @@ mod tests {
         write(r, "40/stat", "not a stat line");
         let mut errors = Vec::new();
         let s = scan(r, 0, &mut errors);
-        let mut names: Vec<(&str, &str)> =
-            errors.iter().map(|e| (e.call, e.error.as_str())).collect();
+        let mut names: Vec<(&str, String)> = errors
+            .iter()
+            .map(|e| (e.call, e.error.to_string()))
+            .collect();
         names.sort();
         assert_eq!(
             names,
             [
-                ("fdinfo", "IS_A_DIRECTORY"),
-                ("fdinfo", "MALFORMED"),
-                ("fdinfo", "NO_PDEV"),
-                ("procfs", "MALFORMED")
+                ("fdinfo", "IS_A_DIRECTORY".to_string()),
+                ("fdinfo", "MALFORMED".to_string()),
+                ("fdinfo", "NO_PDEV".to_string()),
+                ("procfs", "MALFORMED".to_string())
             ]
         );
         // The client without an id is kept, keyed by its fd; the process without a start time too.

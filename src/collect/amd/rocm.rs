@@ -8,7 +8,7 @@
 //!
 //! ROCm SMI's device indices are joined to sysfs cards by PCI address. Initialisation is
 //! retried with backoff (1 s to 30 s) while it fails, and again when a card appears that ROCm
-//! SMI did not enumerate. Every call runs on one thread of its own (`RocmThread`), asked at
+//! SMI did not enumerate. Every call runs on one thread of its own (`RocmSource`), asked at
 //! the start of each cycle and waited for until the cycle's deadline, so that a call blocked on
 //! a GPU in reset holds up neither sysfs's readings nor the cycle.
 
@@ -18,12 +18,10 @@ use std::time::{Duration, Instant};
 
 use rocm_smi_lib as rsmi;
 
-use crate::attribute::deviceid::PciAddress;
-use crate::collect::worker::Worker;
-use crate::sample::{CallError, DeviceHealth, DeviceMetrics};
-
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(30);
+use crate::backoff::Backoff;
+use crate::collect::worker::{Asked, CycleWorker, Reply, Waited};
+use crate::pci::PciAddress;
+use crate::sample::{CallError, DeviceHealth, DeviceMetrics, ErrorLabel};
 
 /// `rsmi_status_t` codes this module tells apart.
 const SUCCESS: u32 = 0;
@@ -36,7 +34,7 @@ const MAX_MICROWATTS: u64 = 10_000_000_000;
 const MILLIDEGREES: (i64, i64) = (-273_000, 200_000);
 
 /// The name of a status, as the `error` label spells it (`PERMISSION`, `NOT_SUPPORTED`).
-pub fn status_name(code: u32) -> String {
+pub fn status_label(code: u32) -> ErrorLabel {
     const NAMES: [&str; 20] = [
         "SUCCESS",
         "INVALID_ARGS",
@@ -60,9 +58,9 @@ pub fn status_name(code: u32) -> String {
         "AMDGPU_RESTART_ERR",
     ];
     match usize::try_from(code).ok().and_then(|i| NAMES.get(i)) {
-        Some(name) => (*name).to_string(),
-        None if code == u32::MAX => "UNKNOWN_ERROR".to_string(),
-        None => format!("STATUS_{code}"),
+        Some(name) => ErrorLabel::Driver(name),
+        None if code == u32::MAX => ErrorLabel::Driver("UNKNOWN_ERROR"),
+        None => ErrorLabel::Status(code),
     }
 }
 
@@ -91,7 +89,7 @@ pub struct Supplement {
 enum State {
     Down {
         retry_at: Instant,
-        delay: Duration,
+        backoff: Backoff,
         /// The status of the last failed init, logged once per change.
         last: Option<u32>,
     },
@@ -100,16 +98,16 @@ enum State {
         index: HashMap<PciAddress, u32>,
         /// Earliest time to re-enumerate for a card ROCm SMI does not know.
         recheck_at: Instant,
-        delay: Duration,
+        backoff: Backoff,
     },
 }
 
 impl State {
-    /// Down after a failed start: the next try `delay` from now, the one after twice as late.
-    fn retry(now: Instant, delay: Duration, code: u32) -> State {
+    /// Down after a failed start: the next try after the backoff's wait.
+    fn retry(now: Instant, mut backoff: Backoff, code: u32) -> State {
         State::Down {
-            retry_at: now + delay,
-            delay: (delay * 2).min(MAX_RETRY),
+            retry_at: now + backoff.failed(),
+            backoff,
             last: Some(code),
         }
     }
@@ -125,7 +123,7 @@ impl Default for RocmSmi {
         RocmSmi {
             state: State::Down {
                 retry_at: Instant::now(),
-                delay: FIRST_RETRY,
+                backoff: Backoff::new(),
                 last: None,
             },
         }
@@ -143,10 +141,7 @@ impl Drop for RocmSmi {
 
 /// One call's failure, as the collector counts it.
 fn failure(call: &'static str, code: u32) -> CallError {
-    CallError {
-        call,
-        error: status_name(code),
-    }
+    CallError::new(call, status_label(code))
 }
 
 /// A value of a call: `Ok(Some)` on success, `Ok(None)` when not supported, else the status.
@@ -168,12 +163,13 @@ impl RocmSmi {
     fn ensure_up(&mut self, now: Instant, errors: &mut Vec<CallError>) {
         let State::Down {
             retry_at,
-            delay,
+            ref backoff,
             last,
         } = self.state
         else {
             return;
         };
+        let backoff = backoff.clone();
         if now < retry_at {
             return;
         }
@@ -182,12 +178,12 @@ impl RocmSmi {
         if code != SUCCESS {
             if last != Some(code) {
                 tracing::warn!(
-                    status = %status_name(code),
+                    status = %status_label(code),
                     "ROCm SMI cannot initialise; the amd collector reads sysfs only, and retries with backoff"
                 );
             }
             errors.push(failure("rsmi_init", code));
-            self.state = State::retry(now, delay, code);
+            self.state = State::retry(now, backoff, code);
             return;
         }
         let mut count = 0u32;
@@ -197,7 +193,7 @@ impl RocmSmi {
             errors.push(failure("rsmi_num_monitor_devices", code));
             // SAFETY: balances the rsmi_init above.
             unsafe { rsmi::rsmi_shut_down() };
-            self.state = State::retry(now, delay, code);
+            self.state = State::retry(now, backoff, code);
             return;
         }
         let mut index = HashMap::new();
@@ -214,21 +210,21 @@ impl RocmSmi {
         tracing::info!(devices = index.len(), "ROCm SMI initialised");
         self.state = State::Up {
             index,
-            recheck_at: now + delay,
-            delay,
+            recheck_at: now + backoff.peek(),
+            backoff,
         };
     }
 
     /// Ends the session (after the library forgot it, or to re-enumerate): the next init is
-    /// tried `retry_in` from now, with `delay` as the backoff after that.
-    fn restart(&mut self, now: Instant, retry_in: Duration, delay: Duration) {
+    /// tried `retry_in` from now, with `backoff` after that.
+    fn restart(&mut self, now: Instant, retry_in: Duration, backoff: Backoff) {
         if self.up() {
             // SAFETY: no pointers; balances the successful rsmi_init.
             unsafe { rsmi::rsmi_shut_down() };
         }
         self.state = State::Down {
             retry_at: now + retry_in,
-            delay,
+            backoff,
             last: None,
         };
     }
@@ -260,7 +256,7 @@ impl RocmSmi {
                     errors.push(failure("rsmi_dev_pci_id_get", NOT_FOUND));
                     continue;
                 };
-                let mut reader = Reader {
+                let mut reader = DeviceCalls {
                     dv: *dv,
                     errors,
                     lost: false,
@@ -270,90 +266,72 @@ impl RocmSmi {
             }
         }
         if let State::Up {
-            recheck_at, delay, ..
+            recheck_at,
+            ref backoff,
+            ..
         } = self.state
         {
-            let next = (delay * 2).min(MAX_RETRY);
+            let mut backoff = backoff.clone();
             if lost {
                 // The library forgot its session (a driver reload): initialise it again, the
                 // first time at the next cycle, then less and less often if it keeps happening.
                 tracing::warn!("ROCm SMI answered INIT_ERROR; initialising it again");
-                let retry_in = if delay == FIRST_RETRY {
-                    Duration::ZERO
-                } else {
-                    delay
-                };
-                self.restart(now, retry_in, next);
+                let first = backoff.peek() == Backoff::FIRST;
+                let wait = backoff.failed();
+                let retry_in = if first { Duration::ZERO } else { wait };
+                self.restart(now, retry_in, backoff);
             } else if unknown && now >= recheck_at {
                 // A card appeared after ROCm SMI enumerated: enumerate again, less and less
                 // often while it stays unknown.
-                self.restart(now, Duration::ZERO, next);
+                backoff.failed();
+                self.restart(now, Duration::ZERO, backoff);
             }
         }
         out
     }
 }
 
-/// What the ROCm SMI thread answers for one request.
-type Answer = (HashMap<PciAddress, Supplement>, Vec<CallError>);
-
-/// ROCm SMI on a thread of its own: the collector asks at the start of a cycle and takes the
-/// answer at its end. While a request is unanswered no other is sent; the collector uses the
-/// last answer meanwhile and counts `call="rsmi", error="TIMEOUT"` each cycle.
-pub struct RocmThread {
-    worker: Worker<Vec<(PciAddress, bool)>, Answer>,
-    last: HashMap<PciAddress, Supplement>,
+/// ROCm SMI on a thread of its own (every library call is made on it): the collector asks at
+/// the start of a cycle and takes the answer at its end. While a request is unanswered no
+/// other is sent; the collector uses the last answer meanwhile and counts
+/// `call="rsmi", error="TIMEOUT"` each cycle.
+pub struct RocmSource {
+    worker: CycleWorker<Vec<(PciAddress, bool)>, HashMap<PciAddress, Supplement>>,
     logged_late: bool,
 }
 
-impl RocmThread {
-    /// Starts the thread (every library call is made on it); `None` (logged) when it cannot be
-    /// spawned.
-    pub fn start() -> Option<Self> {
-        let mut rocm = RocmSmi::default();
-        let worker = Worker::spawn(
-            "amd-rocm-smi".into(),
+impl RocmSource {
+    /// The source; its thread starts at the first ask, with a library session of its own (a
+    /// fresh one after a panic).
+    pub fn new() -> Self {
+        let worker = CycleWorker::new("amd-rocm-smi".into(), || {
+            let mut rocm = RocmSmi::default();
             move |cards: Vec<(PciAddress, bool)>| {
                 let mut errors = Vec::new();
-                let out = rocm.supplement(&cards, &mut errors);
-                (out, errors)
-            },
-        );
-        match worker {
-            Ok(worker) => Some(RocmThread {
-                worker,
-                last: HashMap::new(),
-                logged_late: false,
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the ROCm SMI thread; the amd collector reads sysfs only");
-                None
+                let value = rocm.supplement(&cards, &mut errors);
+                Reply { value, errors }
             }
+        });
+        RocmSource {
+            worker,
+            logged_late: false,
         }
     }
+}
 
-    fn accept(&mut self, (out, errors): Answer, into: &mut Vec<CallError>) {
-        self.last = out;
-        into.extend(errors);
-        if self.logged_late {
-            tracing::info!("ROCm SMI answers again");
-            self.logged_late = false;
-        }
+impl Default for RocmSource {
+    fn default() -> Self {
+        RocmSource::new()
     }
+}
 
+impl RocmSource {
     /// Asks for this cycle's readings of `cards` (PCI address, whether it wants a name),
-    /// unless the last request is still running. A late answer that came meanwhile is taken.
+    /// unless the last request is still running.
     pub fn ask(&mut self, cards: Vec<(PciAddress, bool)>, errors: &mut Vec<CallError>) {
-        if let Some(answer) = self.worker.late_answer() {
-            self.accept(answer, errors);
+        if let Asked::NoThread = self.worker.ask(cards, errors) {
+            errors.push(CallError::new("rsmi", ErrorLabel::NoThread));
         }
-        if self.worker.dead() {
-            // Its thread ended (a bug; logged): a new one, with a new library session.
-            if let Some(new) = RocmThread::start() {
-                self.worker = new.worker;
-            }
-        }
-        self.worker.ask(cards);
     }
 
     /// This cycle's answer, waited for until `deadline`; the last one if it does not come.
@@ -362,33 +340,37 @@ impl RocmThread {
         deadline: Instant,
         errors: &mut Vec<CallError>,
     ) -> HashMap<PciAddress, Supplement> {
-        match self.worker.wait(deadline) {
-            Some(answer) => self.accept(answer, errors),
-            None if self.worker.busy() => {
-                if !self.logged_late {
-                    tracing::warn!("ROCm SMI did not answer within the cycle; its last values stand until it does");
-                    self.logged_late = true;
-                }
-                errors.push(CallError {
-                    call: "rsmi",
-                    error: "TIMEOUT".into(),
-                });
+        let waited = self.worker.wait(deadline, errors);
+        let (late, fresh) = (
+            matches!(waited, Waited::Late(_)),
+            matches!(waited, Waited::Fresh(_)),
+        );
+        let out = waited.value().cloned().unwrap_or_default();
+        if late {
+            if !self.logged_late {
+                tracing::warn!(
+                    "ROCm SMI did not answer within the cycle; its last values stand until it does"
+                );
+                self.logged_late = true;
             }
-            None => {}
+            errors.push(CallError::new("rsmi", ErrorLabel::Timeout));
+        } else if self.logged_late && fresh {
+            tracing::info!("ROCm SMI answers again");
+            self.logged_late = false;
         }
-        self.last.clone()
+        out
     }
 }
 
 /// The calls for one device, counting failures.
-struct Reader<'a> {
+struct DeviceCalls<'a> {
     dv: u32,
     errors: &'a mut Vec<CallError>,
     /// The library answered `INIT_ERROR`: its session is gone.
     lost: bool,
 }
 
-impl Reader<'_> {
+impl DeviceCalls<'_> {
     /// One call's value, or `None` (not supported, or failed and counted).
     fn get<T>(&mut self, call: &'static str, result: (u32, T)) -> Option<T> {
         match answer(result.0, result.1) {
@@ -412,10 +394,8 @@ impl Reader<'_> {
         if range.contains(&v) {
             Some(v)
         } else {
-            self.errors.push(CallError {
-                call,
-                error: "OUT_OF_RANGE".into(),
-            });
+            self.errors
+                .push(CallError::new(call, ErrorLabel::OutOfRange));
             None
         }
     }
@@ -508,10 +488,10 @@ impl Reader<'_> {
                 // The counter counts `resolution` microjoules.
                 health.energy_joules = Some(counter as f64 * f64::from(resolution) / 1e6);
             } else {
-                self.errors.push(CallError {
-                    call: "rsmi_dev_energy_count_get",
-                    error: "OUT_OF_RANGE".into(),
-                });
+                self.errors.push(CallError::new(
+                    "rsmi_dev_energy_count_get",
+                    ErrorLabel::OutOfRange,
+                ));
             }
         }
         let mut replays = 0u64;
@@ -581,7 +561,6 @@ impl Reader<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -603,10 +582,10 @@ mod tests {
 
     #[test]
     fn statuses_have_names() {
-        assert_eq!(status_name(0), "SUCCESS");
-        assert_eq!(status_name(4), "PERMISSION");
-        assert_eq!(status_name(u32::MAX), "UNKNOWN_ERROR");
-        assert_eq!(status_name(77), "STATUS_77");
+        assert_eq!(status_label(0).to_string(), "SUCCESS");
+        assert_eq!(status_label(4).to_string(), "PERMISSION");
+        assert_eq!(status_label(u32::MAX).to_string(), "UNKNOWN_ERROR");
+        assert_eq!(status_label(77).to_string(), "STATUS_77");
         assert_eq!(answer(2, 5u32), Ok(None));
         assert_eq!(answer(0, 5u32), Ok(Some(5)));
         assert_eq!(answer(4, 5u32), Err(4));

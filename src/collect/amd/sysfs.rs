@@ -5,8 +5,8 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::read::{self, Bad};
-use crate::attribute::deviceid::PciAddress;
+use super::files::{self, Unreadable};
+use crate::pci::PciAddress;
 use crate::sample::{CallError, DeviceMetrics};
 
 const CALL: &str = "sysfs";
@@ -36,12 +36,12 @@ pub fn card_number(name: &str) -> Option<u32> {
 
 /// The amdgpu cards under `<sysfs>/class/drm`, by card number. `Ok(empty)` where there is no
 /// DRM class at all (a node without GPUs); `Err` when it cannot be listed.
-pub fn list_cards(sysfs: &Path, errors: &mut Vec<CallError>) -> Result<Vec<Card>, Bad> {
+pub fn list_cards(sysfs: &Path, errors: &mut Vec<CallError>) -> Result<Vec<Card>, Unreadable> {
     let class = sysfs.join("class/drm");
     let entries = match std::fs::read_dir(&class) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Bad::Io(read::io_error_name(&e))),
+        Err(e) => return Err(Unreadable::Io(files::io_error_label(&e))),
     };
     let mut cards = Vec::new();
     for entry in entries.filter_map(Result::ok) {
@@ -62,7 +62,7 @@ pub fn list_cards(sysfs: &Path, errors: &mut Vec<CallError>) -> Result<Vec<Card>
                 pci,
                 pci_bus_id,
             }),
-            None => errors.push(Bad::Malformed.to_call_error(CALL)),
+            None => errors.push(Unreadable::Malformed.to_call_error(CALL)),
         }
     }
     cards.sort_by_key(|c| c.number);
@@ -100,11 +100,11 @@ pub struct Identity {
 /// name of its PCI device id, else `AMD GPU 0x<id>`.
 pub fn identity(card: &Card, errors: &mut Vec<CallError>) -> Identity {
     let mut gone = false;
-    let non_empty = |s: &str| -> Result<Option<String>, Bad> {
+    let non_empty = |s: &str| -> Result<Option<String>, Unreadable> {
         let s = s.trim();
         Ok((!s.is_empty()).then(|| s.to_string()))
     };
-    let unique_id = read::value(
+    let unique_id = files::value(
         &card.device.join("unique_id"),
         CALL,
         errors,
@@ -112,7 +112,7 @@ pub fn identity(card: &Card, errors: &mut Vec<CallError>) -> Identity {
         non_empty,
     )
     .flatten();
-    let product = read::value(
+    let product = files::value(
         &card.device.join("product_name"),
         CALL,
         errors,
@@ -122,8 +122,8 @@ pub fn identity(card: &Card, errors: &mut Vec<CallError>) -> Identity {
     .flatten();
     let mut unnamed = false;
     let model = product.unwrap_or_else(|| {
-        let id = read::value(&card.device.join("device"), CALL, errors, &mut gone, |s| {
-            read::parse_u64(s).and_then(|v| u16::try_from(v).map_err(|_| Bad::OutOfRange))
+        let id = files::value(&card.device.join("device"), CALL, errors, &mut gone, |s| {
+            files::parse_u64(s).and_then(|v| u16::try_from(v).map_err(|_| Unreadable::OutOfRange))
         });
         let name = id.and_then(model_name);
         unnamed = name.is_none();
@@ -176,57 +176,57 @@ pub fn read_metrics(card: &Card, errors: &mut Vec<CallError>) -> Reading {
     let d = &card.device;
     let mut gone = false;
     let mut m = DeviceMetrics {
-        utilization_ratio: read::value(
+        utilization_ratio: files::value(
             &d.join("gpu_busy_percent"),
             CALL,
             errors,
             &mut gone,
             percent,
         ),
-        memory_bandwidth_utilization_ratio: read::value(
+        memory_bandwidth_utilization_ratio: files::value(
             &d.join("mem_busy_percent"),
             CALL,
             errors,
             &mut gone,
             percent,
         ),
-        memory_used_bytes: read::value(
+        memory_used_bytes: files::value(
             &d.join("mem_info_vram_used"),
             CALL,
             errors,
             &mut gone,
             bytes,
         ),
-        memory_total_bytes: read::value(
+        memory_total_bytes: files::value(
             &d.join("mem_info_vram_total"),
             CALL,
             errors,
             &mut gone,
             bytes,
         ),
-        sm_clock_hertz: read::value(&d.join("pp_dpm_sclk"), CALL, errors, &mut gone, parse_sclk)
+        sm_clock_hertz: files::value(&d.join("pp_dpm_sclk"), CALL, errors, &mut gone, parse_sclk)
             .flatten(),
         ..DeviceMetrics::default()
     };
     if let Some(hwmon) = first_hwmon(d) {
         let microwatts = |s: &str| {
-            let uw = read::parse_u64(s)?;
+            let uw = files::parse_u64(s)?;
             if uw > MAX_MICROWATTS {
-                return Err(Bad::OutOfRange);
+                return Err(Unreadable::OutOfRange);
             }
             Ok(uw as f64 / 1e6)
         };
         let millidegrees =
-            |s: &str| Ok(read::parse_i64_in(s, MILLIDEGREES.0, MILLIDEGREES.1)? as f64 / 1000.0);
+            |s: &str| Ok(files::parse_i64_in(s, MILLIDEGREES.0, MILLIDEGREES.1)? as f64 / 1000.0);
         // The average over the last second; newer ASICs (RDNA3, MI300) report only the
         // instantaneous `power1_input`.
         let power = [hwmon.join("power1_average"), hwmon.join("power1_input")];
         m.power_watts =
-            read::first_value(&[&power[0], &power[1]], CALL, errors, &mut gone, microwatts);
+            files::first_value(&[&power[0], &power[1]], CALL, errors, &mut gone, microwatts);
         // The edge sensor; MI300 has none and reports the junction (hotspot) as temp2.
         let temp = [hwmon.join("temp1_input"), hwmon.join("temp2_input")];
         m.temperature_celsius =
-            read::first_value(&[&temp[0], &temp[1]], CALL, errors, &mut gone, millidegrees);
+            files::first_value(&[&temp[0], &temp[1]], CALL, errors, &mut gone, millidegrees);
     }
     Reading { metrics: m, gone }
 }
@@ -244,16 +244,16 @@ fn first_hwmon(device: &Path) -> Option<PathBuf> {
 }
 
 /// `gpu_busy_percent`, `mem_busy_percent`: an integer 0..=100, as a ratio.
-pub fn percent(s: &str) -> Result<f64, Bad> {
-    let v = read::parse_u64(s)?;
+pub fn percent(s: &str) -> Result<f64, Unreadable> {
+    let v = files::parse_u64(s)?;
     if v > 100 {
-        return Err(Bad::OutOfRange);
+        return Err(Unreadable::OutOfRange);
     }
     Ok(v as f64 / 100.0)
 }
 
-fn bytes(s: &str) -> Result<f64, Bad> {
-    read::parse_u64(s).map(|v| v as f64)
+fn bytes(s: &str) -> Result<f64, Unreadable> {
+    files::parse_u64(s).map(|v| v as f64)
 }
 
 /// The current level of `pp_dpm_sclk` (the line marked `*`), in Hz; `Ok(None)` when no level
@@ -264,15 +264,15 @@ fn bytes(s: &str) -> Result<f64, Bad> {
 /// 1: 1420Mhz
 /// 2: 2100Mhz *
 /// ```
-pub fn parse_sclk(text: &str) -> Result<Option<f64>, Bad> {
+pub fn parse_sclk(text: &str) -> Result<Option<f64>, Unreadable> {
     let Some(line) = text.lines().find(|l| l.trim_end().ends_with('*')) else {
         return Ok(None);
     };
-    let (_, value) = line.split_once(':').ok_or(Bad::Malformed)?;
+    let (_, value) = line.split_once(':').ok_or(Unreadable::Malformed)?;
     let value = value.trim().trim_end_matches('*').trim();
     let lower = value.to_ascii_lowercase();
-    let mhz = lower.strip_suffix("mhz").ok_or(Bad::Malformed)?;
-    let mhz: u64 = mhz.trim().parse().map_err(|_| Bad::Malformed)?;
+    let mhz = lower.strip_suffix("mhz").ok_or(Unreadable::Malformed)?;
+    let mhz: u64 = mhz.trim().parse().map_err(|_| Unreadable::Malformed)?;
     Ok(Some(mhz as f64 * 1e6))
 }
 
@@ -294,7 +294,6 @@ pub fn driver_version(sysfs: &Path, procfs: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -318,9 +317,9 @@ mod tests {
         assert_eq!(percent("96\n"), Ok(0.96));
         assert_eq!(percent("0\n"), Ok(0.0));
         assert_eq!(percent("100\n"), Ok(1.0));
-        assert_eq!(percent("250\n"), Err(Bad::OutOfRange));
-        assert_eq!(percent("-5\n"), Err(Bad::OutOfRange));
-        assert_eq!(percent("busy\n"), Err(Bad::Malformed));
+        assert_eq!(percent("250\n"), Err(Unreadable::OutOfRange));
+        assert_eq!(percent("-5\n"), Err(Unreadable::OutOfRange));
+        assert_eq!(percent("busy\n"), Err(Unreadable::Malformed));
     }
 
     #[test]
@@ -333,7 +332,7 @@ mod tests {
         assert_eq!(parse_sclk("0: 500Mhz \n1: 800Mhz *\n"), Ok(Some(8e8)));
         assert_eq!(parse_sclk("S: 19Mhz *\n0: 500Mhz\n"), Ok(Some(1.9e7)));
         assert_eq!(parse_sclk("0: 500Mhz\n1: 2100Mhz\n"), Ok(None));
-        assert_eq!(parse_sclk("0: fast *\n"), Err(Bad::Malformed));
+        assert_eq!(parse_sclk("0: fast *\n"), Err(Unreadable::Malformed));
     }
 
     #[test]

@@ -5,8 +5,6 @@
 //! The worker reads the fast tier (see `tiers.rs`); the health tier has a thread of its own.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
@@ -17,113 +15,34 @@ use nvml_wrapper::gpm::gpm_metrics_get;
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use nvml_wrapper::{Device, GpmSample, Nvml};
 
-use super::error_name;
+use super::calls::SampleCalls;
 use super::health;
 use super::mps::MpsClients;
 use super::procutil::ProcessUtilization;
 use super::tiers;
+use crate::collect::worker::{CycleWorker, Reply};
 use crate::sample::{
-    CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, GpuProcess,
-    MigIdentity, Vendor,
+    CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, ErrorLabel,
+    GpuProcess, MigIdentity, Vendor,
 };
 
-/// What a worker sends back after one sample.
-#[derive(Debug)]
-pub(super) struct WorkerResult {
-    pub generation: u64,
-    pub index: u32,
-    /// The device, then its MIG instances (devices of their own) when it is in MIG mode.
-    pub samples: Vec<DeviceSample>,
-    pub errors: Vec<CallError>,
-}
-
-/// Serves sample requests for device `index` until the request channel closes.
-pub(super) fn run_worker(
+/// Device `index`'s fast-tier worker: a thread with the device's state, which answers each
+/// request with one sample (the device, then its MIG instances, devices of their own). A fresh
+/// thread (the first, or after a panic) starts with fresh state: a new handle, identity and
+/// per-process bookkeeping.
+pub(super) fn fast_worker(
     nvml: &'static Nvml,
     index: u32,
-    generation: u64,
     driver_version: String,
     intervals: tiers::Intervals,
-    requests: Receiver<()>,
-    results: Sender<WorkerResult>,
-) {
-    let mut dev = DeviceState::new(index, driver_version, intervals);
-    while requests.recv().is_ok() {
-        let (samples, errors) = match catch_unwind(AssertUnwindSafe(|| dev.sample(nvml))) {
-            Ok(r) => r,
-            Err(_) => {
-                tracing::error!(
-                    gpu = index,
-                    "NVML sampling panicked; reporting the device down"
-                );
-                dev.reset();
-                (
-                    vec![dev.down_sample(DeviceDown::Failed("PANIC".into()))],
-                    Vec::new(),
-                )
-            }
-        };
-        let res = WorkerResult {
-            generation,
-            index,
-            samples,
-            errors,
-        };
-        if results.send(res).is_err() {
-            break;
+) -> CycleWorker<(), Vec<DeviceSample>> {
+    CycleWorker::new(format!("nvml-gpu{index}"), move || {
+        let mut dev = DeviceState::new(index, driver_version.clone(), intervals);
+        move |()| {
+            let (value, errors) = dev.sample(nvml);
+            Reply { value, errors }
         }
-    }
-}
-
-/// NVML errors after which the device is taken for gone, not just one series missing.
-fn is_fatal(e: &NvmlError) -> bool {
-    matches!(
-        e,
-        NvmlError::GpuLost
-            | NvmlError::Uninitialized
-            | NvmlError::DriverNotLoaded
-            | NvmlError::ResetRequired
-            | NvmlError::LibRmVersionMismatch
-            | NvmlError::InvalidArg
-    )
-}
-
-/// The outcome of the calls of one sample: failures counted, the first fatal one kept.
-#[derive(Default)]
-pub(super) struct Calls {
-    errors: Vec<CallError>,
-    fatal: Option<String>,
-}
-
-impl Calls {
-    /// The failures counted, and the first fatal one.
-    pub(super) fn into_parts(self) -> (Vec<CallError>, Option<String>) {
-        (self.errors, self.fatal)
-    }
-
-    /// The value of a call; `None` when it failed or is not supported (then the series is
-    /// simply absent). Once a call was fatal, later ones are not made.
-    pub(super) fn take<T>(
-        &mut self,
-        call: &'static str,
-        f: impl FnOnce() -> Result<T, NvmlError>,
-    ) -> Option<T> {
-        if self.fatal.is_some() {
-            return None;
-        }
-        match f() {
-            Ok(v) => Some(v),
-            Err(NvmlError::NotSupported) => None,
-            Err(e) => {
-                let error = error_name(&e);
-                if is_fatal(&e) {
-                    self.fatal = Some(error.clone());
-                }
-                self.errors.push(CallError { call, error });
-                None
-            }
-        }
-    }
+    })
 }
 
 /// GPM metrics come from two samples; the previous one is kept (and freed when replaced).
@@ -202,20 +121,6 @@ impl DeviceState {
     }
 
     /// Forgets the handle and per-call state, to start afresh after a failure.
-    fn reset(&mut self) {
-        self.handle = None;
-        self.identity_read = false;
-        self.mig_supported = true;
-        self.procutil = ProcessUtilization::new();
-        self.mps = MpsClients::new();
-        self.gpm = Gpm {
-            supported: None,
-            previous: None,
-        };
-        self.mig_gpm.clear();
-        self.mig_names.clear();
-    }
-
     fn down_sample(&self, why: DeviceDown) -> DeviceSample {
         DeviceSample {
             vendor: Some(Vendor::Nvidia),
@@ -226,12 +131,12 @@ impl DeviceState {
     }
 
     fn sample(&mut self, nvml: &'static Nvml) -> (Vec<DeviceSample>, Vec<CallError>) {
-        let mut calls = Calls::default();
+        let mut calls = SampleCalls::default();
         if self.handle.is_none() {
             self.handle = calls.take("handle", || nvml.device_by_index(self.index));
         }
         let Some(dev) = self.handle.as_ref() else {
-            let why = DeviceDown::Failed(calls.fatal.clone().unwrap_or_else(|| "NO_HANDLE".into()));
+            let why = DeviceDown::Failed(calls.fatal.clone().unwrap_or(ErrorLabel::NoHandle));
             return (vec![self.down_sample(why)], calls.errors);
         };
 
@@ -374,7 +279,7 @@ impl DeviceState {
 fn read_identity(
     identity: &mut DeviceIdentity,
     driver_version: &str,
-    calls: &mut Calls,
+    calls: &mut SampleCalls,
     dev: &Device<'static>,
 ) -> bool {
     if let Some(uuid) = calls.take("uuid", || dev.uuid()) {
@@ -397,7 +302,7 @@ fn read_identity(
 /// Whether the device is in MIG mode. A device that answers `NOT_SUPPORTED` (every GPU before
 /// Ampere's A100/A30, and consumer boards) is not asked again until a new enumeration
 /// (`supported` turns false); MIG mode itself only changes with a GPU reset.
-fn mig_mode(supported: &mut bool, calls: &mut Calls, dev: &Device<'static>) -> bool {
+fn mig_mode(supported: &mut bool, calls: &mut SampleCalls, dev: &Device<'static>) -> bool {
     if !*supported {
         return false;
     }
@@ -429,7 +334,7 @@ fn percent(p: u32) -> f64 {
 /// Every MIG instance of a GPU in MIG mode, as a device of its own: `gpu` = `<parent>:<gpu
 /// instance>`, its `MIG-` UUID, its memory, its processes, and GPM per GPU instance.
 fn mig_instances(
-    calls: &mut Calls,
+    calls: &mut SampleCalls,
     nvml: &'static Nvml,
     parent: &Device<'static>,
     parent_id: &DeviceIdentity,

@@ -16,14 +16,15 @@ use nvml_wrapper::sys_exports::field_id::{
 use nvml_wrapper::{Device, Nvml};
 use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlReturn_enum_NVML_SUCCESS};
 
-use super::device::Calls;
-use crate::sample::{CallError, DeviceHealth};
+use super::calls::SampleCalls;
+use crate::collect::worker::{CycleWorker, Reply};
+use crate::sample::DeviceHealth;
 
 /// NVML's `scopeId` for "all links" in NVLink field values.
 const ALL_LINKS: u32 = u32::MAX;
 
 /// Reads the health tier's values the device supports (all but clock event reasons).
-pub(super) fn read_slow(calls: &mut Calls, nvml: &Nvml, dev: &Device<'_>) -> DeviceHealth {
+pub(super) fn read_slow(calls: &mut SampleCalls, nvml: &Nvml, dev: &Device<'_>) -> DeviceHealth {
     let mut h = DeviceHealth {
         energy_joules: calls
             .take("energy", || dev.total_energy_consumption())
@@ -68,7 +69,7 @@ pub(super) fn read_slow(calls: &mut Calls, nvml: &Nvml, dev: &Device<'_>) -> Dev
 }
 
 /// Which clock event reasons are active, in `THROTTLE_REASONS`' order (every interval).
-pub(super) fn throttled(calls: &mut Calls, dev: &Device<'_>) -> Option<[bool; 6]> {
+pub(super) fn throttled(calls: &mut SampleCalls, dev: &Device<'_>) -> Option<[bool; 6]> {
     calls
         .take("throttle", || dev.current_throttle_reasons())
         .map(|r| {
@@ -110,60 +111,57 @@ fn nvlink_totals(nvml: &Nvml, dev: &Device<'_>) -> Result<Option<(f64, f64)>, Nv
 }
 
 /// What a device's health thread answers for one health read.
-#[derive(Debug)]
-pub(super) struct HealthResult {
+#[derive(Debug, Clone)]
+pub(super) struct HealthRead {
     /// `None` when the device failed (no handle, or a fatal error): the last read stands, and
     /// the device worker reports whether the device is down.
     pub health: Option<DeviceHealth>,
     /// The device's UUID now: a device swapped at the same index is noticed here, on the
     /// health tier, since the device worker reads its identity once.
     pub uuid: Option<String>,
-    pub errors: Vec<CallError>,
 }
 
-/// The state of a device's health thread: its own device handle.
-pub(super) struct HealthReader {
+/// Device `index`'s health thread, with a device handle of its own (a fresh one after a panic).
+pub(super) fn health_worker(nvml: &'static Nvml, index: u32) -> CycleWorker<(), HealthRead> {
+    CycleWorker::new(format!("nvml-health{index}"), move || {
+        let mut handle = None;
+        move |()| read(nvml, index, &mut handle)
+    })
+}
+
+/// One health read of device `index`, getting a handle first where there is none.
+fn read(
+    nvml: &'static Nvml,
     index: u32,
-    handle: Option<Device<'static>>,
-}
-
-impl HealthReader {
-    pub fn new(index: u32) -> Self {
-        HealthReader {
-            index,
-            handle: None,
-        }
+    handle: &mut Option<Device<'static>>,
+) -> Reply<HealthRead> {
+    let mut calls = SampleCalls::default();
+    if handle.is_none() {
+        *handle = calls.take("handle", || nvml.device_by_index(index));
     }
-
-    /// One health read.
-    pub fn read(&mut self, nvml: &'static Nvml) -> HealthResult {
-        let mut calls = Calls::default();
-        if self.handle.is_none() {
-            self.handle = calls.take("handle", || nvml.device_by_index(self.index));
-        }
-        let Some(dev) = self.handle.as_ref() else {
-            return HealthResult {
-                health: None,
-                uuid: None,
-                errors: calls.into_parts().0,
-            };
-        };
-        let uuid = calls.take("uuid", || dev.uuid());
-        let health = read_slow(&mut calls, nvml, dev);
-        let (errors, fatal) = calls.into_parts();
-        if fatal.is_some() {
-            // A new handle next time: the device may come back after a reset.
-            self.handle = None;
-            return HealthResult {
-                health: None,
-                uuid: None,
-                errors,
-            };
-        }
-        HealthResult {
+    let failed = |errors| Reply {
+        value: HealthRead {
+            health: None,
+            uuid: None,
+        },
+        errors,
+    };
+    let Some(dev) = handle.as_ref() else {
+        return failed(calls.into_parts().0);
+    };
+    let uuid = calls.take("uuid", || dev.uuid());
+    let health = read_slow(&mut calls, nvml, dev);
+    let (errors, fatal) = calls.into_parts();
+    if fatal.is_some() {
+        // A new handle next time: the device may come back after a reset.
+        *handle = None;
+        return failed(errors);
+    }
+    Reply {
+        value: HealthRead {
             health: Some(health),
             uuid,
-            errors,
-        }
+        },
+        errors,
     }
 }

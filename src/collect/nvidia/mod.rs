@@ -2,6 +2,7 @@
 //! thread per device for the fast tier and one health thread per device for the health tier,
 //! initialization retried with backoff. The only module that knows NVML.
 
+mod calls;
 mod device;
 mod events;
 mod health;
@@ -11,80 +12,94 @@ mod tiers;
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
-use self::device::{run_worker, WorkerResult};
-use self::health::{HealthReader, HealthResult};
+use self::calls::error_label;
+use self::health::HealthRead;
 use self::tiers::HealthSchedule;
-use super::worker::Worker as HealthThread;
+use super::worker::{Asked, CycleWorker, Waited};
 use super::Backend;
+use crate::backoff::Backoff;
 use crate::sample::{
-    CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceSample, Vendor, VendorReport,
+    CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceSample, ErrorLabel, Vendor,
+    VendorReport,
 };
 
 /// The library NVML is loaded from when `--nvml.library` is not given: the driver's own,
 /// which (unlike `libnvidia-ml.so`) exists without the development package.
 const SYSTEM_LIBRARY: &str = "libnvidia-ml.so.1";
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(30);
 
-/// NVML's error name without the `NVML_ERROR_` prefix, as the scenario files and the
-/// `error` label spell it.
-#[allow(deprecated)] // ALREADY_INITIALIZED is deprecated, but old drivers still return it.
-pub(crate) fn error_name(e: &NvmlError) -> String {
-    let name = match e {
-        NvmlError::Uninitialized => "UNINITIALIZED",
-        NvmlError::InvalidArg => "INVALID_ARGUMENT",
-        NvmlError::NotSupported => "NOT_SUPPORTED",
-        NvmlError::NoPermission => "NO_PERMISSION",
-        NvmlError::AlreadyInitialized => "ALREADY_INITIALIZED",
-        NvmlError::NotFound => "NOT_FOUND",
-        NvmlError::InsufficientSize(_) => "INSUFFICIENT_SIZE",
-        NvmlError::InsufficientPower => "INSUFFICIENT_POWER",
-        NvmlError::DriverNotLoaded => "DRIVER_NOT_LOADED",
-        NvmlError::Timeout => "TIMEOUT",
-        NvmlError::IrqIssue => "IRQ_ISSUE",
-        NvmlError::LibraryNotFound => "LIBRARY_NOT_FOUND",
-        NvmlError::FunctionNotFound => "FUNCTION_NOT_FOUND",
-        NvmlError::CorruptedInfoROM => "CORRUPTED_INFOROM",
-        NvmlError::GpuLost => "GPU_IS_LOST",
-        NvmlError::ResetRequired => "RESET_REQUIRED",
-        NvmlError::OperatingSystem => "OPERATING_SYSTEM",
-        NvmlError::LibRmVersionMismatch => "LIB_RM_VERSION_MISMATCH",
-        NvmlError::InUse => "IN_USE",
-        NvmlError::InsufficientMemory => "MEMORY",
-        NvmlError::NoData => "NO_DATA",
-        NvmlError::VgpuEccNotSupported => "VGPU_ECC_NOT_SUPPORTED",
-        NvmlError::Unknown => "UNKNOWN",
-        NvmlError::FailedToLoadSymbol(_) => "FUNCTION_NOT_FOUND",
-        NvmlError::LibloadingError(_) => "LIBRARY_NOT_FOUND",
-        _ => "UNEXPECTED",
-    };
-    name.to_string()
-}
-
-/// One device's worker, as the coordinator sees it.
-struct Worker {
-    requests: Sender<()>,
-    /// A request is outstanding (the device has not answered yet).
-    busy: bool,
-    /// The UUID the device had when it was enumerated.
-    uuid: Option<String>,
-    /// The device's last answer: the device, then its MIG instances.
-    last: Option<Vec<DeviceSample>>,
-    /// The device's health thread (`None` if it could not be started).
-    health: Option<HealthThread<(), HealthResult>>,
-    /// The last health read: it stands until the next (no series is dropped between reads).
-    health_last: Option<DeviceHealth>,
+/// One device, as the coordinator sees it: its two threads and what they last said.
+struct Gpu {
+    /// The fast tier, asked every cycle; its last answer is the device, then its MIG instances.
+    fast: CycleWorker<(), Vec<DeviceSample>>,
+    /// The health tier, asked when due and (but for the first read) never waited for.
+    health: CycleWorker<(), HealthRead>,
+    known: GpuFacts,
     /// A health read was asked this cycle and none has come yet: the cycle waits for this one.
     first_health_asked: bool,
     schedule: HealthSchedule,
+}
+
+/// What the coordinator keeps of a device's answers.
+#[derive(Default)]
+struct GpuFacts {
+    /// The UUID the device had when it was enumerated.
+    uuid: Option<String>,
+    /// The device's last answer had it down.
+    was_down: bool,
+    /// The last health read: it stands until the next (no series is dropped between reads).
+    health_last: Option<DeviceHealth>,
+}
+
+/// What an answer asks of the coordinator.
+#[derive(Default)]
+struct Noted {
+    /// The device's UUID changed: enumerate again.
+    reenumerate: bool,
+    /// The device answers again after failing: register it for events again.
+    rearm: bool,
+}
+
+impl GpuFacts {
+    /// Files a fast answer of device `index`.
+    fn accept(&mut self, index: usize, samples: &[DeviceSample]) -> Noted {
+        let is_up = samples.first().is_some_and(DeviceSample::up);
+        let mut noted = Noted {
+            rearm: self.was_down && is_up,
+            ..Noted::default()
+        };
+        self.was_down = !is_up;
+        let uuid = samples.first().map_or("", |s| s.identity.uuid.as_str());
+        if !uuid.is_empty() {
+            match &self.uuid {
+                None => self.uuid = Some(uuid.to_string()),
+                Some(old) if old != uuid => {
+                    tracing::info!(gpu = index, old = %old, new = %uuid, "device UUID changed; re-enumerating");
+                    noted.reenumerate = true;
+                }
+                Some(_) => {}
+            }
+        }
+        noted
+    }
+
+    /// Files a health read of device `index`; whether its UUID changed (enumerate again).
+    fn accept_health(&mut self, index: usize, read: &HealthRead) -> bool {
+        if let Some(h) = &read.health {
+            self.health_last = Some(h.clone());
+        }
+        match (&read.uuid, &self.uuid) {
+            (Some(new), Some(old)) if !new.is_empty() && old != new => {
+                tracing::info!(gpu = index, old = %old, new = %new, "device UUID changed; re-enumerating");
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// NVML, loaded, with a worker per device.
@@ -93,20 +108,10 @@ struct Loaded {
     interval: Duration,
     health_interval: Duration,
     driver_version: String,
-    generation: u64,
-    workers: Vec<Worker>,
-    results_tx: Sender<WorkerResult>,
-    results: Receiver<WorkerResult>,
+    gpus: Vec<Gpu>,
     reenumerate: bool,
     /// XID counts from the event thread, by device UUID.
     xids: Arc<events::XidCounts>,
-}
-
-/// When the next initialization attempt is due.
-struct Retry {
-    next_attempt: Instant,
-    backoff: Duration,
-    failures: u32,
 }
 
 /// The NVIDIA collector.
@@ -115,7 +120,9 @@ pub struct NvidiaBackend {
     interval: Duration,
     health_interval: Duration,
     loaded: Option<Loaded>,
-    retry: Retry,
+    /// When the next initialization attempt is due.
+    next_attempt: Instant,
+    backoff: Backoff,
 }
 
 impl NvidiaBackend {
@@ -127,11 +134,8 @@ impl NvidiaBackend {
             interval,
             health_interval,
             loaded: None,
-            retry: Retry {
-                next_attempt: Instant::now(),
-                backoff: FIRST_RETRY,
-                failures: 0,
-            },
+            next_attempt: Instant::now(),
+            backoff: Backoff::new(),
         }
     }
 
@@ -139,7 +143,7 @@ impl NvidiaBackend {
     /// warning level and later ones at debug, so a node without the driver does not flood logs.
     fn try_init(&mut self, errors: &mut Vec<CallError>) {
         let now = Instant::now();
-        if now < self.retry.next_attempt {
+        if now < self.next_attempt {
             return;
         }
         let lib: &OsStr = self.library.as_os_str();
@@ -151,20 +155,16 @@ impl NvidiaBackend {
                 let driver_version = match nvml.sys_driver_version() {
                     Ok(v) => v,
                     Err(e) => {
-                        errors.push(CallError {
-                            call: "driver_version",
-                            error: error_name(&e),
-                        });
+                        errors.push(CallError::new("driver_version", error_label(&e)));
                         String::new()
                     }
                 };
                 tracing::info!(
                     library = %self.library.display(),
                     driver_version,
-                    after_failures = self.retry.failures,
+                    after_failures = self.backoff.failures(),
                     "NVML initialized"
                 );
-                let (results_tx, results) = mpsc::channel();
                 let xids = Arc::new(events::XidCounts::default());
                 if let Err(e) = events::spawn(nvml, Arc::clone(&xids)) {
                     tracing::error!(error = %e, "cannot start the XID event thread");
@@ -174,74 +174,43 @@ impl NvidiaBackend {
                     interval: self.interval,
                     health_interval: self.health_interval,
                     driver_version,
-                    generation: 0,
-                    workers: Vec::new(),
-                    results_tx,
-                    results,
+                    gpus: Vec::new(),
                     reenumerate: true,
                     xids,
                 });
-                self.retry.backoff = FIRST_RETRY;
-                self.retry.failures = 0;
+                self.backoff.succeeded();
             }
             Err(e) => {
-                let error = error_name(&e);
-                if self.retry.failures == 0 {
+                if self.backoff.failures() == 0 {
                     tracing::warn!(
                         library = %self.library.display(),
                         error = %e,
                         "NVML is not available; the nvidia collector reports down and retries with backoff"
                     );
                 } else {
-                    tracing::debug!(error = %e, failures = self.retry.failures, "NVML init failed again");
+                    tracing::debug!(error = %e, failures = self.backoff.failures(), "NVML init failed again");
                 }
-                errors.push(CallError {
-                    call: "init",
-                    error,
-                });
-                self.retry.failures += 1;
-                self.retry.next_attempt = now + self.retry.backoff;
-                self.retry.backoff = (self.retry.backoff * 2).min(MAX_RETRY);
+                errors.push(CallError::new("init", error_label(&e)));
+                self.next_attempt = now + self.backoff.failed();
             }
         }
     }
 }
 
 impl Loaded {
-    /// Replaces every worker with a fresh one per device index.
-    fn enumerate(&mut self, count: u32) -> std::io::Result<()> {
-        self.generation += 1;
-        // Dropping the old senders ends the old workers once their current call returns.
-        self.workers.clear();
+    /// Replaces every device's workers with fresh ones (their threads start at the first ask).
+    fn enumerate(&mut self, count: u32) {
+        // Dropping the old workers ends their threads once their current call returns.
+        self.gpus.clear();
+        let intervals = tiers::Intervals {
+            fast: self.interval,
+            health: self.health_interval,
+        };
         for index in 0..count {
-            let (tx, rx) = mpsc::channel();
-            let (nvml, generation) = (self.nvml, self.generation);
-            let intervals = tiers::Intervals {
-                fast: self.interval,
-                health: self.health_interval,
-            };
-            let driver_version = self.driver_version.clone();
-            let results = self.results_tx.clone();
-            thread::Builder::new()
-                .name(format!("nvml-gpu{index}"))
-                .spawn(move || {
-                    run_worker(
-                        nvml,
-                        index,
-                        generation,
-                        driver_version,
-                        intervals,
-                        rx,
-                        results,
-                    );
-                })?;
-            self.workers.push(Worker {
-                requests: tx,
-                busy: false,
-                uuid: None,
-                last: None,
-                health: spawn_health(nvml, index),
-                health_last: None,
+            self.gpus.push(Gpu {
+                fast: device::fast_worker(self.nvml, index, self.driver_version.clone(), intervals),
+                health: health::health_worker(self.nvml, index),
+                known: GpuFacts::default(),
                 first_health_asked: false,
                 schedule: HealthSchedule::staggered(
                     self.interval,
@@ -260,55 +229,22 @@ impl Loaded {
             health = ?tiers::HEALTH_FAMILIES,
             "sampling tiers"
         );
-        tracing::info!(
-            devices = count,
-            generation = self.generation,
-            "NVIDIA devices enumerated"
-        );
-        Ok(())
-    }
-
-    /// Files a health thread's answer; notes a changed UUID for re-enumeration.
-    fn accept_health(&mut self, index: usize, r: HealthResult, errors: &mut Vec<CallError>) {
-        errors.extend(r.errors);
-        let Some(w) = self.workers.get_mut(index) else {
-            return;
-        };
-        if let Some(h) = r.health {
-            w.health_last = Some(h);
-        }
-        if let (Some(new), Some(old)) = (r.uuid, &w.uuid) {
-            if !new.is_empty() && *old != new {
-                tracing::info!(gpu = index, old = %old, new = %new, "device UUID changed; re-enumerating");
-                self.reenumerate = true;
-            }
-        }
+        tracing::info!(devices = count, "NVIDIA devices enumerated");
     }
 
     /// Takes the health answers that have come, and asks the devices whose health read is due.
     /// Never waits, but for a device's first read (see `collect`).
     fn health_tier(&mut self, errors: &mut Vec<CallError>) {
         let now = Instant::now();
-        let mut answers = Vec::new();
-        for (index, w) in self.workers.iter_mut().enumerate() {
-            if w.health.as_ref().is_some_and(HealthThread::dead) {
-                // Its read panicked (logged by the thread): a fresh one.
-                w.health = spawn_health(self.nvml, index as u32);
+        for (index, gpu) in self.gpus.iter_mut().enumerate() {
+            if let Some(read) = gpu.health.take_late(errors) {
+                self.reenumerate |= gpu.known.accept_health(index, read);
             }
-            let Some(h) = w.health.as_mut() else {
-                continue;
-            };
-            if let Some(r) = h.late_answer() {
-                answers.push((index, r));
+            gpu.first_health_asked = false;
+            if gpu.schedule.due(now) && matches!(gpu.health.ask((), errors), Asked::Sent) {
+                gpu.schedule.asked(now);
+                gpu.first_health_asked = gpu.known.health_last.is_none();
             }
-            w.first_health_asked = false;
-            if w.schedule.due(now) && h.ask(()) {
-                w.schedule.asked(now);
-                w.first_health_asked = w.health_last.is_none();
-            }
-        }
-        for (index, r) in answers {
-            self.accept_health(index, r, errors);
         }
     }
 
@@ -316,52 +252,79 @@ impl Loaded {
     /// so that the first samples (and `/readyz`) come with every series. A read still running
     /// from an earlier cycle (a hung call) is not waited for again.
     fn first_health_reads(&mut self, deadline: Instant, errors: &mut Vec<CallError>) {
-        let mut answers = Vec::new();
-        for (index, w) in self.workers.iter_mut().enumerate() {
-            if !w.first_health_asked {
+        for (index, gpu) in self.gpus.iter_mut().enumerate() {
+            if !gpu.first_health_asked {
                 continue;
             }
-            if let Some(r) = w.health.as_mut().and_then(|h| h.wait(deadline)) {
-                answers.push((index, r));
+            if let Waited::Fresh(read) = gpu.health.wait(deadline, errors) {
+                self.reenumerate |= gpu.known.accept_health(index, read);
             }
-        }
-        for (index, r) in answers {
-            self.accept_health(index, r, errors);
         }
     }
 
-    /// Files a worker's answer; notes a changed UUID for re-enumeration.
-    fn accept(&mut self, r: WorkerResult, errors: &mut Vec<CallError>) {
-        if r.generation != self.generation {
-            return;
-        }
-        let Some(w) = self.workers.get_mut(r.index as usize) else {
-            return;
-        };
-        w.busy = false;
-        errors.extend(r.errors);
-        // A device that answers again after failing is registered for events again.
-        let was_down = w
-            .last
-            .as_ref()
-            .and_then(|l| l.first())
-            .is_some_and(|s| !s.up());
-        let is_up = r.samples.first().is_some_and(DeviceSample::up);
-        if was_down && is_up {
-            self.xids.rearm();
-        }
-        let uuid = r.samples.first().map_or("", |s| s.identity.uuid.as_str());
-        if !uuid.is_empty() {
-            match &w.uuid {
-                None => w.uuid = Some(uuid.to_string()),
-                Some(old) if old != uuid => {
-                    tracing::info!(gpu = r.index, old = %old, new = %uuid, "device UUID changed; re-enumerating");
-                    self.reenumerate = true;
+    /// Files the fast answers that came after the last deadline: still the freshest data.
+    fn late_answers(&mut self, errors: &mut Vec<CallError>) {
+        for (index, gpu) in self.gpus.iter_mut().enumerate() {
+            if let Some(samples) = gpu.fast.take_late(errors) {
+                let noted = gpu.known.accept(index, samples);
+                self.reenumerate |= noted.reenumerate;
+                if noted.rearm {
+                    self.xids.rearm();
                 }
-                Some(_) => {}
             }
         }
-        w.last = Some(r.samples);
+    }
+
+    /// The samples device `index` reports this cycle, from what its fast worker said by the
+    /// deadline; `None` for a device that has never answered and is not waited for.
+    fn device_samples(
+        &mut self,
+        index: usize,
+        deadline: Instant,
+        errors: &mut Vec<CallError>,
+    ) -> Option<Vec<DeviceSample>> {
+        let gpu = self.gpus.get_mut(index)?;
+        let placeholder = || {
+            vec![DeviceSample {
+                vendor: Some(Vendor::Nvidia),
+                identity: DeviceIdentity {
+                    gpu: index.to_string(),
+                    driver_version: self.driver_version.clone(),
+                    ..DeviceIdentity::default()
+                },
+                ..DeviceSample::default()
+            }]
+        };
+        let samples = match gpu.fast.wait(deadline, errors) {
+            Waited::Fresh(samples) => {
+                let noted = gpu.known.accept(index, samples);
+                self.reenumerate |= noted.reenumerate;
+                if noted.rearm {
+                    self.xids.rearm();
+                }
+                samples.clone()
+            }
+            // Not answered in time: the last values, marked down.
+            Waited::Late(last) => timed_out(last.cloned().unwrap_or_else(placeholder)),
+            // No thread could be started (logged): likewise, once the device has answered.
+            Waited::Idle(last) => timed_out(last?.clone()),
+            Waited::Panicked(last) => {
+                // Logged by the worker; a fresh thread (fresh state) answers from the next cycle.
+                let mut down = last.cloned().unwrap_or_else(placeholder);
+                down.truncate(1);
+                for s in &mut down {
+                    *s = DeviceSample {
+                        vendor: Some(Vendor::Nvidia),
+                        identity: std::mem::take(&mut s.identity),
+                        down: Some(DeviceDown::Failed(ErrorLabel::Panic)),
+                        ..DeviceSample::default()
+                    };
+                }
+                gpu.known.was_down = true;
+                down
+            }
+        };
+        Some(samples)
     }
 }
 
@@ -379,80 +342,41 @@ impl Backend for NvidiaBackend {
             return report;
         };
         let mut success = true;
+        let errors = &mut report.call_errors;
 
         // Answers that arrived after the previous deadline are still the freshest data.
-        while let Ok(r) = loaded.results.try_recv() {
-            loaded.accept(r, &mut report.call_errors);
-        }
+        loaded.late_answers(errors);
         match loaded.nvml.device_count() {
             Ok(count) => {
-                if loaded.reenumerate || count as usize != loaded.workers.len() {
-                    if let Err(e) = loaded.enumerate(count) {
-                        tracing::error!(error = %e, "cannot start device threads");
-                        success = false;
-                    }
+                if loaded.reenumerate || count as usize != loaded.gpus.len() {
+                    loaded.enumerate(count);
                 }
             }
             Err(e) => {
                 success = false;
-                report.call_errors.push(CallError {
-                    call: "count",
-                    error: error_name(&e),
-                });
+                errors.push(CallError::new("count", error_label(&e)));
             }
         }
-
-        let mut pending = 0;
-        for w in loaded.workers.iter_mut().filter(|w| !w.busy) {
-            if w.requests.send(()).is_ok() {
-                w.busy = true;
-                pending += 1;
+        for gpu in &mut loaded.gpus {
+            if let Asked::NoThread = gpu.fast.ask((), errors) {
+                success = false;
             }
         }
         // The health tier runs beside the fast tier, on threads the cycle does not wait for.
-        loaded.health_tier(&mut report.call_errors);
-        while pending > 0 {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match loaded.results.recv_timeout(wait) {
-                Ok(r) => {
-                    if r.generation == loaded.generation {
-                        pending -= 1;
-                    }
-                    loaded.accept(r, &mut report.call_errors);
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        loaded.health_tier(errors);
+        // Every worker has the same deadline, so waiting for them in turn waits no longer.
+        let mut devices = Vec::with_capacity(loaded.gpus.len());
+        for index in 0..loaded.gpus.len() {
+            if let Some(samples) = loaded.device_samples(index, deadline, errors) {
+                devices.push((index, samples));
             }
         }
-        loaded.first_health_reads(deadline, &mut report.call_errors);
+        loaded.first_health_reads(deadline, errors);
 
-        for (index, w) in loaded.workers.iter().enumerate() {
-            let samples = if w.busy {
-                // Not answered in time: the last values, marked down.
-                let mut last = w.last.clone().unwrap_or_else(|| {
-                    vec![DeviceSample {
-                        vendor: Some(Vendor::Nvidia),
-                        identity: DeviceIdentity {
-                            gpu: index.to_string(),
-                            driver_version: loaded.driver_version.clone(),
-                            ..DeviceIdentity::default()
-                        },
-                        ..DeviceSample::default()
-                    }]
-                });
-                for s in &mut last {
-                    s.down = Some(DeviceDown::TimedOut);
-                }
-                last
-            } else {
-                match &w.last {
-                    Some(s) => s.clone(),
-                    None => continue,
-                }
-            };
+        for (index, mut samples) in devices {
             success &= samples.iter().all(DeviceSample::up);
-            let mut samples = samples;
-            if let Some(first) = samples.first_mut() {
-                merge_health(first, w.health_last.as_ref());
+            if let (Some(first), Some(gpu)) = (samples.first_mut(), loaded.gpus.get(index)) {
+                merge_health(first, gpu.known.health_last.as_ref());
             }
             report.devices.extend(samples.into_iter().map(|mut s| {
                 s.health.xid_errors = loaded.xids.of(&s.identity.uuid);
@@ -464,17 +388,12 @@ impl Backend for NvidiaBackend {
     }
 }
 
-/// Starts device `index`'s health thread; `None` (logged) if the thread cannot start: the
-/// device then reports no health series, and the next enumeration tries again.
-fn spawn_health(nvml: &'static Nvml, index: u32) -> Option<HealthThread<(), HealthResult>> {
-    let mut reader = HealthReader::new(index);
-    match HealthThread::spawn(format!("nvml-health{index}"), move |()| reader.read(nvml)) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::error!(gpu = index, error = %e, "cannot start a health thread");
-            None
-        }
+/// A device's samples, marked down for not answering in time.
+fn timed_out(mut samples: Vec<DeviceSample>) -> Vec<DeviceSample> {
+    for s in &mut samples {
+        s.down = Some(DeviceDown::TimedOut);
     }
+    samples
 }
 
 /// Puts the last health read into a device's sample (the worker's own clock event reasons
@@ -526,7 +445,7 @@ mod tests {
     #[test]
     fn a_failed_device_reports_no_health_and_a_late_one_its_last() {
         let mut failed = DeviceSample {
-            down: Some(DeviceDown::Failed("GPU_IS_LOST".into())),
+            down: Some(DeviceDown::Failed(ErrorLabel::Driver("GPU_IS_LOST"))),
             ..DeviceSample::default()
         };
         merge_health(&mut failed, Some(&health(5.0)));
@@ -537,5 +456,44 @@ mod tests {
         };
         merge_health(&mut late, Some(&health(5.0)));
         assert_eq!(late.health.energy_joules, Some(5.0));
+    }
+
+    fn answer(uuid: &str, down: Option<DeviceDown>) -> Vec<DeviceSample> {
+        vec![DeviceSample {
+            identity: DeviceIdentity {
+                uuid: uuid.into(),
+                ..DeviceIdentity::default()
+            },
+            down,
+            ..DeviceSample::default()
+        }]
+    }
+
+    #[test]
+    fn answers_note_a_changed_uuid_and_a_device_that_came_back() {
+        let mut facts = GpuFacts::default();
+        let noted = facts.accept(0, &answer("GPU-a", None));
+        assert!(!noted.reenumerate && !noted.rearm);
+        let lost = Some(DeviceDown::Failed(ErrorLabel::Driver("GPU_IS_LOST")));
+        let noted = facts.accept(0, &answer("", lost));
+        assert!(!noted.reenumerate && !noted.rearm);
+        let noted = facts.accept(0, &answer("GPU-a", None));
+        assert!(
+            noted.rearm,
+            "back after failing: registered for events again"
+        );
+        assert!(facts.accept(0, &answer("GPU-b", None)).reenumerate);
+        let read = HealthRead {
+            health: None,
+            uuid: Some("GPU-c".into()),
+        };
+        assert!(
+            facts.accept_health(0, &read),
+            "a swap seen on the health tier"
+        );
+        assert_eq!(
+            facts.health_last, None,
+            "a failed read leaves the last one standing"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! A device's MPS clients, from `nvmlDeviceGetMPSComputeRunningProcesses_v3` (CONTRACT §3 rule 7).
+//! A device's MPS clients, from `nvmlDeviceGetMPSComputeRunningProcesses_v3` (docs/attribution.md, rule 7).
 //!
 //! Under MPS the compute list holds the `nvidia-cuda-mps-server` and its clients, each with its
 //! own memory; the MPS list holds the clients only (measured on an H200, FIELD-NOTES "MPS").

@@ -108,7 +108,7 @@ impl HealthSchedule {
 ///   from the first answer), so that a device without it keeps behaving as one without it.
 /// - Otherwise (two or more, or unknown) it is asked. Under MPS the compute list holds the
 ///   server and its clients, so it is asked too; the attribution then ignores the clients'
-///   figures (CONTRACT §3 rule 7).
+///   figures (docs/attribution.md, rule 7).
 pub(super) fn wants_process_utilization(
     in_mig_mode: bool,
     pids: Option<usize>,

@@ -341,7 +341,6 @@ pub fn render(t: f64, pods: &[DemoPod]) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

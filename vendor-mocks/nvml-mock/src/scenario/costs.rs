@@ -252,7 +252,6 @@ impl<'de> Visitor<'de> for CostsVisitor {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

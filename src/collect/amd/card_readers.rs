@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::sysfs::{self, Card, Reading};
-use crate::attribute::deviceid::PciAddress;
-use crate::collect::worker::Worker;
+use crate::collect::worker::{Asked, CycleWorker, Reply, Waited};
+use crate::pci::PciAddress;
 use crate::sample::CallError;
 
 /// What a card's reader gave this cycle.
@@ -19,30 +19,24 @@ use crate::sample::CallError;
 pub enum Outcome {
     /// Read this cycle.
     Fresh(Reading),
-    /// Still reading when the deadline passed: the last reading, if there was one.
+    /// Still reading when the deadline passed (or its read panicked): the last reading, if
+    /// there was one.
     Late(Option<Reading>),
-}
-
-type Answer = (Reading, Vec<CallError>);
-
-struct Reader {
-    worker: Worker<Card, Answer>,
-    last: Option<Reading>,
 }
 
 /// The reader threads, by card.
 #[derive(Default)]
-pub struct Readers {
-    readers: HashMap<PciAddress, Reader>,
+pub struct CardReaders {
+    readers: HashMap<PciAddress, CycleWorker<Card, Reading>>,
 }
 
-fn read_card(card: Card) -> Answer {
+fn read_card(card: Card) -> Reply<Reading> {
     let mut errors = Vec::new();
-    let reading = sysfs::read_metrics(&card, &mut errors);
-    (reading, errors)
+    let value = sysfs::read_metrics(&card, &mut errors);
+    Reply { value, errors }
 }
 
-impl Readers {
+impl CardReaders {
     /// Reads every card, each on its own thread, waiting for them until `deadline`.
     pub fn read(
         &mut self,
@@ -51,55 +45,28 @@ impl Readers {
         errors: &mut Vec<CallError>,
     ) -> HashMap<PciAddress, Outcome> {
         let mut out = HashMap::new();
-        let mut asked = Vec::new();
         for card in cards {
-            // A new card, or one whose thread died (a bug): a thread for it.
-            if self.readers.get(&card.pci).is_none_or(|r| r.worker.dead()) {
-                match Worker::spawn(format!("amd-card{}", card.number), read_card) {
-                    Ok(worker) => {
-                        let last = self.readers.remove(&card.pci).and_then(|r| r.last);
-                        self.readers.insert(card.pci, Reader { worker, last });
-                    }
-                    Err(err) => {
-                        tracing::warn!(card = card.number, error = %err, "cannot start a reader thread; reading the card on the collector's thread");
-                        out.insert(card.pci, Outcome::Fresh(sysfs::read_metrics(card, errors)));
-                        continue;
-                    }
-                }
+            let reader = self.readers.entry(card.pci).or_insert_with(|| {
+                CycleWorker::new(format!("amd-card{}", card.number), || read_card)
+            });
+            if let Asked::NoThread = reader.ask(card.clone(), errors) {
+                // Logged by the worker: read on the collector's thread this once.
+                out.insert(card.pci, Outcome::Fresh(sysfs::read_metrics(card, errors)));
             }
+        }
+        for card in cards {
             let Some(reader) = self.readers.get_mut(&card.pci) else {
                 continue;
             };
-            // An answer that came after the last cycle's deadline.
-            if let Some((reading, errs)) = reader.worker.late_answer() {
-                errors.extend(errs);
-                reader.last = Some(reading);
-            }
-            if reader.worker.ask(card.clone()) {
-                asked.push(card.pci);
-            }
-        }
-        for pci in asked {
-            let Some(reader) = self.readers.get_mut(&pci) else {
+            if out.contains_key(&card.pci) {
                 continue;
-            };
-            // Every reader has the same deadline, so waiting for them in turn waits no longer.
-            let outcome = match reader.worker.wait(deadline) {
-                Some((reading, errs)) => {
-                    errors.extend(errs);
-                    reader.last = Some(reading.clone());
-                    Outcome::Fresh(reading)
-                }
-                None => Outcome::Late(reader.last.clone()),
-            };
-            out.insert(pci, outcome);
-        }
-        for card in cards {
-            if let (false, Some(reader)) =
-                (out.contains_key(&card.pci), self.readers.get(&card.pci))
-            {
-                out.insert(card.pci, Outcome::Late(reader.last.clone()));
             }
+            // Every reader has the same deadline, so waiting for them in turn waits no longer.
+            let outcome = match reader.wait(deadline, errors) {
+                Waited::Fresh(reading) => Outcome::Fresh(reading.clone()),
+                other => Outcome::Late(other.value().cloned()),
+            };
+            out.insert(card.pci, outcome);
         }
         out
     }
@@ -107,7 +74,6 @@ impl Readers {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use std::time::Duration;
 
@@ -128,7 +94,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = card(dir.path(), 0, "0000:19:00.0");
         let b = card(dir.path(), 1, "0000:1a:00.0");
-        let mut readers = Readers::default();
+        let mut readers = CardReaders::default();
         let mut errors = Vec::new();
         let soon = || Instant::now() + Duration::from_secs(5);
         let out = readers.read(&[a.clone(), b.clone()], soon(), &mut errors);

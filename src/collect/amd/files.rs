@@ -4,57 +4,59 @@
 use std::io::{self, ErrorKind};
 use std::path::Path;
 
-use crate::sample::CallError;
+use crate::sample::{CallError, ErrorLabel};
 
-/// What went wrong with one file or value, as the `error` label spells it.
+/// Why a file or a value could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Bad {
+pub(crate) enum Unreadable {
     /// The read failed (`PERMISSION_DENIED`, `IO_ERROR`, `NO_DEVICE`, ...).
-    Io(&'static str),
+    Io(ErrorLabel),
     /// The content is not what the kernel writes there.
     Malformed,
     /// A number outside anything the hardware can report (a busy percent of 250).
     OutOfRange,
 }
 
-impl Bad {
-    pub(crate) fn name(&self) -> &'static str {
+/// A read that failed because the device behind the file is gone (hot-unplugged, fallen off
+/// the bus): `ENODEV`, `ENXIO`.
+pub(crate) const NO_DEVICE: ErrorLabel = ErrorLabel::Io("NO_DEVICE");
+
+impl Unreadable {
+    /// The `error` label.
+    pub(crate) fn label(&self) -> ErrorLabel {
         match self {
-            Bad::Io(name) => name,
-            Bad::Malformed => "MALFORMED",
-            Bad::OutOfRange => "OUT_OF_RANGE",
+            Unreadable::Io(label) => label.clone(),
+            Unreadable::Malformed => ErrorLabel::Malformed,
+            Unreadable::OutOfRange => ErrorLabel::OutOfRange,
         }
     }
 
     /// The device behind the file is gone (hot-unplugged, fallen off the bus).
     pub(crate) fn device_gone(&self) -> bool {
-        matches!(self, Bad::Io("NO_DEVICE"))
+        matches!(self, Unreadable::Io(label) if *label == NO_DEVICE)
     }
 
     pub(crate) fn to_call_error(&self, call: &'static str) -> CallError {
-        CallError {
-            call,
-            error: self.name().to_string(),
-        }
+        CallError::new(call, self.label())
     }
 }
 
-/// The error label for an I/O error.
-pub(crate) fn io_error_name(e: &io::Error) -> &'static str {
+/// The `error` label for an I/O error.
+pub(crate) fn io_error_label(e: &io::Error) -> ErrorLabel {
     match e.raw_os_error() {
-        Some(libc::ENODEV) | Some(libc::ENXIO) => return "NO_DEVICE",
-        Some(libc::EIO) => return "IO_ERROR",
-        Some(libc::EBUSY) => return "BUSY",
-        Some(libc::ETIMEDOUT) => return "TIMEOUT",
-        Some(libc::EISDIR) => return "IS_A_DIRECTORY",
-        Some(libc::ESRCH) => return "NOT_FOUND",
+        Some(libc::ENODEV) | Some(libc::ENXIO) => return NO_DEVICE,
+        Some(libc::EIO) => return ErrorLabel::Io("IO_ERROR"),
+        Some(libc::EBUSY) => return ErrorLabel::Io("BUSY"),
+        Some(libc::ETIMEDOUT) => return ErrorLabel::Timeout,
+        Some(libc::EISDIR) => return ErrorLabel::Io("IS_A_DIRECTORY"),
+        Some(libc::ESRCH) => return ErrorLabel::Io("NOT_FOUND"),
         _ => {}
     }
     match e.kind() {
-        ErrorKind::NotFound => "NOT_FOUND",
-        ErrorKind::PermissionDenied => "PERMISSION_DENIED",
-        ErrorKind::InvalidData => "MALFORMED",
-        _ => "OS_ERROR",
+        ErrorKind::NotFound => ErrorLabel::Io("NOT_FOUND"),
+        ErrorKind::PermissionDenied => ErrorLabel::Io("PERMISSION_DENIED"),
+        ErrorKind::InvalidData => ErrorLabel::Malformed,
+        _ => ErrorLabel::Io("OS_ERROR"),
     }
 }
 
@@ -72,17 +74,17 @@ fn not_supported(e: &io::Error) -> bool {
 }
 
 /// Reads a small text file. `Ok(None)`: absent or not supported.
-pub(crate) fn text(path: &Path) -> Result<Option<String>, Bad> {
+pub(crate) fn text(path: &Path) -> Result<Option<String>, Unreadable> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if not_supported(&e) => Ok(None),
-        Err(e) => Err(Bad::Io(io_error_name(&e))),
+        Err(e) => Err(Unreadable::Io(io_error_label(&e))),
     }
 }
 
 /// A non-negative integer attribute (`mem_info_vram_used`, `vram_<gpu_id>`), with an
 /// optional `0x` prefix for hexadecimal ones (the PCI `device` id).
-pub(crate) fn parse_u64(s: &str) -> Result<u64, Bad> {
+pub(crate) fn parse_u64(s: &str) -> Result<u64, Unreadable> {
     let s = s.trim();
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -91,18 +93,20 @@ pub(crate) fn parse_u64(s: &str) -> Result<u64, Bad> {
     match parsed {
         Ok(v) => Ok(v),
         // "-5": a number, but not one a counter or a size can be.
-        Err(_) if s.starts_with('-') && s[1..].parse::<u64>().is_ok() => Err(Bad::OutOfRange),
-        Err(_) => Err(Bad::Malformed),
+        Err(_) if s.starts_with('-') && s[1..].parse::<u64>().is_ok() => {
+            Err(Unreadable::OutOfRange)
+        }
+        Err(_) => Err(Unreadable::Malformed),
     }
 }
 
 /// An integer attribute that may be negative (temperatures), within `lo..=hi`.
-pub(crate) fn parse_i64_in(s: &str, lo: i64, hi: i64) -> Result<i64, Bad> {
-    let v: i64 = s.trim().parse().map_err(|_| Bad::Malformed)?;
+pub(crate) fn parse_i64_in(s: &str, lo: i64, hi: i64) -> Result<i64, Unreadable> {
+    let v: i64 = s.trim().parse().map_err(|_| Unreadable::Malformed)?;
     if (lo..=hi).contains(&v) {
         Ok(v)
     } else {
-        Err(Bad::OutOfRange)
+        Err(Unreadable::OutOfRange)
     }
 }
 
@@ -114,7 +118,7 @@ pub(crate) fn value<T>(
     call: &'static str,
     errors: &mut Vec<CallError>,
     gone: &mut bool,
-    parse: impl Fn(&str) -> Result<T, Bad>,
+    parse: impl Fn(&str) -> Result<T, Unreadable>,
 ) -> Option<T> {
     first_value(&[path], call, errors, gone, parse)
 }
@@ -126,7 +130,7 @@ pub(crate) fn first_value<T>(
     call: &'static str,
     errors: &mut Vec<CallError>,
     gone: &mut bool,
-    parse: impl Fn(&str) -> Result<T, Bad>,
+    parse: impl Fn(&str) -> Result<T, Unreadable>,
 ) -> Option<T> {
     for path in paths {
         let result = match text(path) {
@@ -138,7 +142,7 @@ pub(crate) fn first_value<T>(
             Ok(v) => Some(v),
             Err(bad) => {
                 *gone |= bad.device_gone();
-                tracing::debug!(path = %path.display(), error = bad.name(), "unusable attribute");
+                tracing::debug!(path = %path.display(), error = %bad.label(), "unusable attribute");
                 errors.push(bad.to_call_error(call));
                 None
             }
@@ -149,20 +153,19 @@ pub(crate) fn first_value<T>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
     fn integers_and_their_failures() {
         assert_eq!(parse_u64("68702699520\n"), Ok(68702699520));
         assert_eq!(parse_u64("0x74a1\n"), Ok(0x74a1));
-        assert_eq!(parse_u64("-5\n"), Err(Bad::OutOfRange));
-        assert_eq!(parse_u64("lots\n"), Err(Bad::Malformed));
-        assert_eq!(parse_u64(""), Err(Bad::Malformed));
+        assert_eq!(parse_u64("-5\n"), Err(Unreadable::OutOfRange));
+        assert_eq!(parse_u64("lots\n"), Err(Unreadable::Malformed));
+        assert_eq!(parse_u64(""), Err(Unreadable::Malformed));
         assert_eq!(parse_i64_in("-12000\n", -273_000, 200_000), Ok(-12000));
         assert_eq!(
             parse_i64_in("511000\n", -273_000, 200_000),
-            Err(Bad::OutOfRange)
+            Err(Unreadable::OutOfRange)
         );
     }
 
@@ -181,7 +184,7 @@ mod tests {
         assert_eq!(read(&mut errors, &mut gone), Some(300_000_000));
         std::fs::write(&a, "lots\n").unwrap();
         assert_eq!(read(&mut errors, &mut gone), None);
-        assert_eq!(errors, [Bad::Malformed.to_call_error("sysfs")]);
+        assert_eq!(errors, [Unreadable::Malformed.to_call_error("sysfs")]);
         assert!(!gone);
     }
 
@@ -190,6 +193,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(text(&dir.path().join("nope")), Ok(None));
         // A directory where a file should be: a read error, named.
-        assert_eq!(text(dir.path()), Err(Bad::Io("IS_A_DIRECTORY")));
+        assert_eq!(
+            text(dir.path()),
+            Err(Unreadable::Io(ErrorLabel::Io("IS_A_DIRECTORY")))
+        );
     }
 }
