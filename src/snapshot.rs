@@ -433,22 +433,29 @@ mod tests {
         assert!(!Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None).ready);
     }
 
+    /// An attributor over an empty host tree (kept while the returned folder lives) and an
+    /// empty kubelet view.
+    fn attributor(interval: Duration) -> (tempfile::TempDir, Attributor) {
+        let root = tempfile::tempdir().unwrap();
+        let paths = HostPaths::new(root.path(), None, None, None);
+        let view = Arc::new(KubeletView::default());
+        let a = Attributor::new(paths, Box::new(move || Arc::clone(&view)), interval);
+        (root, a)
+    }
+
+    /// A snapshot that every collector has sampled successfully.
+    fn ready() -> Snapshot {
+        Snapshot {
+            ready: true,
+            ..Snapshot::default()
+        }
+    }
+
     /// Two collectors reporting one after the other make one attribution pass, not two
     /// (issue 15 saw one per report, the AMD collector's empty one included).
     #[test]
     fn attribution_runs_once_per_round_of_reports() {
-        let root = tempfile::tempdir().unwrap();
-        let paths = HostPaths::new(root.path(), None, None, None);
-        let view = Arc::new(KubeletView::default());
-        let mut a = Attributor::new(
-            paths,
-            Box::new(move || Arc::clone(&view)),
-            Duration::from_secs(60),
-        );
-        let ready = || Snapshot {
-            ready: true,
-            ..Snapshot::default()
-        };
+        let (_root, mut a) = attributor(Duration::from_secs(60));
         let round = |amd: u64, nvidia: u64| BTreeMap::from([("amd", amd), ("nvidia", nvidia)]);
         a.apply(&mut ready(), round(1, 1));
         assert_eq!(a.passes, 1);
@@ -470,15 +477,8 @@ mod tests {
 
     #[test]
     fn a_collector_late_by_half_an_interval_does_not_hold_back_attribution() {
-        let root = tempfile::tempdir().unwrap();
-        let paths = HostPaths::new(root.path(), None, None, None);
-        let view = Arc::new(KubeletView::default());
         let interval = Duration::from_millis(200);
-        let mut a = Attributor::new(paths, Box::new(move || Arc::clone(&view)), interval);
-        let ready = || Snapshot {
-            ready: true,
-            ..Snapshot::default()
-        };
+        let (_root, mut a) = attributor(interval);
         a.apply(&mut ready(), BTreeMap::from([("amd", 1), ("nvidia", 1)]));
         std::thread::sleep(interval * 2);
         a.apply(&mut ready(), BTreeMap::from([("amd", 2), ("nvidia", 1)]));
@@ -489,14 +489,7 @@ mod tests {
     /// collector (NVML missing) does not hide the other collector's pods.
     #[test]
     fn attribution_does_not_wait_for_readiness() {
-        let root = tempfile::tempdir().unwrap();
-        let paths = HostPaths::new(root.path(), None, None, None);
-        let view = Arc::new(KubeletView::default());
-        let mut a = Attributor::new(
-            paths,
-            Box::new(move || Arc::clone(&view)),
-            Duration::from_secs(1),
-        );
+        let (_root, mut a) = attributor(Duration::from_secs(1));
         let mut unready = Snapshot::default();
         a.apply(&mut unready, BTreeMap::from([("amd", 1), ("nvidia", 0)]));
         assert_eq!(a.passes, 0, "a collector has not reported yet");
