@@ -68,9 +68,7 @@ impl Snapshot {
             ..Snapshot::default()
         };
         for (name, state) in view {
-            let hung = state
-                .running_since
-                .is_some_and(|since| now.saturating_duration_since(since) > interval);
+            let hung = state.hung(now, interval);
             if let Some(last) = &state.last {
                 snap.collectors.push(CollectorSummary {
                     name,

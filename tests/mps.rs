@@ -198,6 +198,16 @@ fn assert_rule_7(s: &prom::Samples, layout: &str) {
     }
 }
 
+/// No failed MPS list call was counted.
+fn assert_no_mps_list_errors(s: &prom::Samples) {
+    assert!(s
+        .find(
+            "gpu_pod_exporter_driver_call_errors_total",
+            &[("call", "mps")]
+        )
+        .is_empty());
+}
+
 fn run(yaml: &str, root: &Path) -> (Agent, prom::Samples) {
     let agent = Agent::with_scenario(yaml).rootfs(root).start();
     let s = agent.scrape_until(WAIT, "every client's memory, and GPM", settled);
@@ -209,12 +219,7 @@ fn mps_server_on_the_host() {
     let node = node(Server::OnHost, Some("nvidia-cuda-mps"));
     let (_agent, s) = run(&scenario(""), node.path());
     assert_rule_7(&s, "server on the host");
-    assert!(s
-        .find(
-            "gpu_pod_exporter_driver_call_errors_total",
-            &[("call", "mps")]
-        )
-        .is_empty());
+    assert_no_mps_list_errors(&s);
 }
 
 #[test]
@@ -236,12 +241,7 @@ fn either_nvml_or_the_name_tells_the_server() {
     let no_mps_list = scenario("    errors: {mps: NOT_SUPPORTED}\n");
     let (_agent, s) = run(&no_mps_list, node_with_comm.path());
     assert_rule_7(&s, "MPS list not supported");
-    assert!(s
-        .find(
-            "gpu_pod_exporter_driver_call_errors_total",
-            &[("call", "mps")]
-        )
-        .is_empty());
+    assert_no_mps_list_errors(&s);
 }
 
 /// A failing MPS list is counted, never fatal; the name still tells the server.

@@ -47,6 +47,15 @@ pub struct CollectorState {
     pub succeeded: bool,
 }
 
+impl CollectorState {
+    /// Whether the cycle in progress has run longer than `interval` at `now`: the collector
+    /// is hung, and the snapshot reports it failed and its devices down.
+    pub fn hung(&self, now: Instant, interval: Duration) -> bool {
+        self.running_since
+            .is_some_and(|since| now.saturating_duration_since(since) > interval)
+    }
+}
+
 /// The latest report of every collector, shared between the sampling threads and the
 /// snapshot stage. Each update also nudges the snapshot stage through a channel.
 #[derive(Debug)]
@@ -106,13 +115,10 @@ impl Hub {
         self.nudge();
     }
 
-    /// Whether a collector's current cycle has run longer than `interval` at `now` (it is
-    /// hung, and the snapshot says so): a cheap look, without copying the reports.
+    /// Whether a collector is hung at `now` ([`CollectorState::hung`]): a cheap look, without
+    /// copying the reports.
     pub fn running_past(&self, now: Instant, interval: Duration) -> bool {
-        self.lock().values().any(|c| {
-            c.running_since
-                .is_some_and(|since| now.saturating_duration_since(since) > interval)
-        })
+        self.lock().values().any(|c| c.hung(now, interval))
     }
 
     /// A copy of every collector's state, by name.

@@ -144,9 +144,7 @@ impl ProcessUtilization {
             }
         }
     }
-}
 
-impl ProcessUtilization {
     /// Keeps an answer (read for `pids`) to hold, and returns it.
     fn answer(&mut self, ratios: HashMap<u32, f64>, pids: Option<&[u32]>) -> HashMap<u32, f64> {
         self.answered = true;
