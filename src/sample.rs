@@ -242,6 +242,10 @@ impl std::hash::Hash for ErrorLabel {
 pub struct VendorReport {
     /// Whether the cycle worked: library loaded, every device answered in time.
     pub success: bool,
+    /// Whether the cycle completed with the backend's source in hand: its library loaded and
+    /// its device list read, whatever the devices then answered. What readiness waits for: a
+    /// lost or failing device is `gpu_up 0`, never an unready agent.
+    pub completed: bool,
     pub duration: Duration,
     pub devices: Vec<DeviceSample>,
     /// Failed calls of this cycle, one entry per failure.

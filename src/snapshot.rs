@@ -40,8 +40,8 @@ pub struct Snapshot {
     pub attribution_failures: BTreeMap<Failure, u64>,
     /// The agent's own figures, when `/proc/self` could be read.
     pub process: Option<SelfStats>,
-    /// Every enabled collector has completed at least one successful cycle (see
-    /// `CollectorState::succeeded`): what `/readyz` answers.
+    /// Every enabled collector has loaded its library and completed a cycle (see
+    /// `CollectorState::ready`), whatever its devices answered: what `/readyz` answers.
     pub ready: bool,
     /// When this snapshot was built (`None` for the empty one before the first build).
     pub built_at: Option<Instant>,
@@ -62,7 +62,7 @@ impl Snapshot {
     ) -> Snapshot {
         let mut snap = Snapshot {
             process,
-            ready: view.values().all(|c| c.succeeded),
+            ready: view.values().all(|c| c.ready),
             built_at: Some(now),
             interval,
             ..Snapshot::default()
@@ -377,13 +377,14 @@ mod tests {
         };
         CollectorState {
             last: Some(VendorReport {
-                success: true,
+                success: dev_up,
+                completed: true,
                 devices: vec![dev],
                 ..VendorReport::default()
             }),
             running_since,
             cycles: 1,
-            succeeded: true,
+            ready: true,
             ..CollectorState::default()
         }
     }
@@ -416,19 +417,30 @@ mod tests {
         assert!(!Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None).ready);
     }
 
-    /// Issue 15: a failed cycle (NVML missing or failing) is not a completed sample.
+    /// A cycle without the library (NVML missing, `nvmlInit` failing) completes nothing.
     #[test]
-    fn not_ready_while_a_collector_has_only_failed() {
+    fn not_ready_while_a_collector_has_never_loaded_its_library() {
         let mut view = BTreeMap::new();
         view.insert("amd", state_with(true, None));
         let failing = CollectorState {
             last: Some(VendorReport::default()),
             cycles: 5,
-            succeeded: false,
+            ready: false,
             ..CollectorState::default()
         };
         view.insert("nvidia", failing);
         assert!(!Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None).ready);
+    }
+
+    /// A dead GPU is `gpu_up 0` and a failed collector cycle, never an unready agent: a rollout
+    /// must not stop on the node that most needs watching.
+    #[test]
+    fn ready_with_every_device_down() {
+        let mut view = BTreeMap::new();
+        view.insert("nvidia", state_with(false, None));
+        let snap = Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None);
+        assert!(snap.ready);
+        assert!(!snap.devices[0].up());
     }
 
     /// An attributor over an empty host tree (kept while the returned folder lives) and an
@@ -483,7 +495,7 @@ mod tests {
         assert_eq!(a.passes, 2);
     }
 
-    /// Readiness waits for a successful sample; attribution only for a report, so a failing
+    /// Readiness waits for a completed cycle; attribution only for a report, so a failing
     /// collector (NVML missing) does not hide the other collector's pods.
     #[test]
     fn attribution_does_not_wait_for_readiness() {

@@ -43,7 +43,7 @@ fn library_missing_the_agent_serves_and_reports_the_collector_down() {
         s.value("gpu_pod_exporter_collector_success", &NVIDIA) == Some(0.0)
     });
     assert!(!s.has("gpu_up"));
-    // A failed cycle is not a completed sample: not ready while NVML is missing (issue 15).
+    // Without its library the collector completes no cycle: not ready while NVML is missing.
     let r = agent.get("/readyz", &[]);
     assert_eq!(r.status, 503, "{}", r.body);
     // Said once, however many retries follow.
@@ -97,6 +97,9 @@ fn one_lost_gpu_does_not_hide_the_others() {
             )
             .is_some()
     });
+    // One GPU of three lost from the start: the agent is ready all the same.
+    let r = agent.get("/readyz", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
     // The lost GPU keeps its identity, and no values.
     assert_eq!(s.value("gpu_info", &[("gpu", "0")]), Some(1.0));
     assert_eq!(s.value("gpu_utilization_ratio", &[("gpu", "0")]), None);
@@ -121,6 +124,33 @@ fn one_lost_gpu_does_not_hide_the_others() {
         .unwrap()
             >= 1.0
     );
+}
+
+/// The node's only GPU is lost from the start, as a GPU that fell off the bus answers:
+/// every call on it fails with `GPU_IS_LOST`. NVML itself answers, so the agent is ready (a
+/// rollout must not stop on the node that most needs watching) and the GPU is `gpu_up 0`.
+#[test]
+fn a_node_whose_only_gpu_is_lost_from_the_start_is_ready() {
+    let only_gpu: String = golden()
+        .split("\n  # Ampere without GPM")
+        .next()
+        .unwrap()
+        .replace(
+            "    errors: {}",
+            "    errors: {handle: GPU_IS_LOST, uuid: GPU_IS_LOST, utilization: GPU_IS_LOST, memory: GPU_IS_LOST}",
+        );
+    let agent = Agent::with_scenario(&only_gpu).start();
+    agent.scrape_until(WAIT, "gpu 0 down", |s| {
+        s.value("gpu_up", &[("gpu", "0")]) == Some(0.0)
+            && s.value("gpu_pod_exporter_collector_success", &NVIDIA) == Some(0.0)
+    });
+    let r = agent.get("/readyz", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // It stays ready, cycle after cycle, while the GPU stays lost.
+    std::thread::sleep(Duration::from_secs(2));
+    let s = common::prom::parse(&agent.scrape());
+    assert_eq!(s.value("gpu_up", &[("gpu", "0")]), Some(0.0));
+    assert_eq!(agent.get("/readyz", &[]).status, 200);
 }
 
 #[test]

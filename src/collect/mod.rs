@@ -42,9 +42,11 @@ pub struct CollectorState {
     pub call_errors: BTreeMap<CallError, u64>,
     /// Completed cycles since start.
     pub cycles: u64,
-    /// Some cycle since start was successful: the readiness of this collector. It stays true
-    /// once set; later failures show in its success series and `gpu_up`, not in readiness.
-    pub succeeded: bool,
+    /// Some cycle since start completed with the library loaded and the device list read
+    /// ([`VendorReport::completed`]), whatever the devices answered: the readiness of this
+    /// collector. It stays true once set; later failures show in its success series and
+    /// `gpu_up`, not in readiness.
+    pub ready: bool,
 }
 
 impl CollectorState {
@@ -109,7 +111,7 @@ impl Hub {
             }
             entry.running_since = None;
             entry.cycles += 1;
-            entry.succeeded |= report.success;
+            entry.ready |= report.completed;
             entry.last = Some(report);
         }
         self.nudge();

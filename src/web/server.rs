@@ -151,7 +151,7 @@ impl App {
             } else {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "not every collector has completed a successful sample yet\n",
+                    "not every collector has loaded its library and completed a cycle yet\n",
                 )
             }
         } else if !web
@@ -241,7 +241,7 @@ impl App {
              <h1>gpu-pod-exporter {}</h1>\n<p>Per-device and per-pod GPU metrics.</p>\n<ul>\n\
              <li><a href=\"{path}\">{path}</a>: metrics</li>\n\
              <li><a href=\"/healthz\">/healthz</a>: liveness</li>\n\
-             <li><a href=\"/readyz\">/readyz</a>: readiness (every collector has completed a successful sample)</li>\n\
+             <li><a href=\"/readyz\">/readyz</a>: readiness (every collector has loaded its library and completed a cycle)</li>\n\
              </ul>\n</body></html>\n",
             env!("CARGO_PKG_VERSION"),
             path = html_escape(&self.telemetry_path),

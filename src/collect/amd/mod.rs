@@ -430,6 +430,7 @@ impl Backend for AmdBackend {
             }
             return VendorReport {
                 success: listed,
+                completed: listed,
                 call_errors: errors,
                 ..VendorReport::default()
             };
@@ -458,6 +459,7 @@ impl Backend for AmdBackend {
         let devices = self.samples(cycle, &mut errors);
         VendorReport {
             success: listed && processes_fresh && devices.iter().all(DeviceSample::up),
+            completed: listed,
             duration: Default::default(),
             devices,
             call_errors: errors,

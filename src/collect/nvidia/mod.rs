@@ -351,6 +351,9 @@ impl Backend for NvidiaBackend {
                 if loaded.reenumerate || count as usize != loaded.gpus.len() {
                     loaded.enumerate(count);
                 }
+                // NVML answers and the devices are listed: whatever they answer next, this
+                // cycle completes (a lost GPU is `gpu_up 0`, not an unready agent).
+                report.completed = true;
             }
             Err(e) => {
                 success = false;
