@@ -174,17 +174,11 @@ fn check_percent(what: &str, value: u32) -> Result<(), String> {
 
 fn check_gpm(what: &str, gpm: Option<&Gpm>) -> Result<(), String> {
     let Some(g) = gpm else { return Ok(()) };
-    let fields = [
-        ("sm_active", g.sm_active),
-        ("sm_occupancy", g.sm_occupancy),
-        ("tensor_active", g.tensor_active),
-        ("dram_active", g.dram_active),
-    ];
-    for (name, value) in fields {
+    for (name, value) in g.ratios() {
         if let Some(v) = value {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!(
-                    "{what}.{name} is {v}; GPM values are ratios in 0..1"
+                    "{what}.{name} is {v}; profiling values are ratios in 0..1"
                 ));
             }
         }

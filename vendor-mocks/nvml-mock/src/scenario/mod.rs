@@ -243,7 +243,9 @@ pub enum ProcessUtilization {
 }
 
 /// GPU Performance Monitoring ratios (0..1). NVML reports them as percent. A metric left
-/// out (mock extension) answers NOT_SUPPORTED on its own.
+/// out (mock extension) answers NOT_SUPPORTED on its own. The same keys, with the same
+/// meaning, make a device's (or MIG instance's) `dcgm_profiling`: DCGM's profiling fields
+/// 1001-1008, which DCGM reports as ratios.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gpm {
@@ -255,6 +257,31 @@ pub struct Gpm {
     pub tensor_active: Option<f64>,
     #[serde(default)]
     pub dram_active: Option<f64>,
+    /// The graphics engine (GPM's graphics utilization, DCGM's GR_ENGINE_ACTIVE).
+    #[serde(default)]
+    pub graphics_active: Option<f64>,
+    #[serde(default)]
+    pub fp64_active: Option<f64>,
+    #[serde(default)]
+    pub fp32_active: Option<f64>,
+    #[serde(default)]
+    pub fp16_active: Option<f64>,
+}
+
+impl Gpm {
+    /// Every ratio with its scenario key, in DCGM's field order (1001-1008).
+    pub fn ratios(&self) -> [(&'static str, Option<f64>); 8] {
+        [
+            ("graphics_active", self.graphics_active),
+            ("sm_active", self.sm_active),
+            ("sm_occupancy", self.sm_occupancy),
+            ("tensor_active", self.tensor_active),
+            ("dram_active", self.dram_active),
+            ("fp64_active", self.fp64_active),
+            ("fp32_active", self.fp32_active),
+            ("fp16_active", self.fp16_active),
+        ]
+    }
 }
 
 /// A process with a compute context on the device.
