@@ -1,7 +1,9 @@
-//! DCGM's C interface, as much of it as the agent calls: types, constants and functions
-//! declared by hand from NVIDIA's public headers (github.com/NVIDIA/DCGM, `dcgmlib/`,
-//! Apache-2.0; no maintained Rust binding exists), and the library loaded at run time from
-//! `--dcgm.library`, never linked: the default binary starts on a node without DCGM.
+//! DCGM's C layouts, as much of them as the agent uses: types and constants declared by hand
+//! from NVIDIA's public headers (github.com/NVIDIA/DCGM, `dcgmlib/dcgm_structs.h`,
+//! `dcgm_fields.h`, Apache-2.0; no maintained Rust binding exists). The functions are in
+//! `library.rs`. This file needs nothing but `std`: the mock DCGM
+//! (`vendor-mocks/dcgm-mock`) compiles the same file, so the mock and the agent cannot
+//! disagree about a layout.
 //!
 //! Every struct's size is checked at compile time against the size its header gives, computed
 //! by hand from the C layout rules (each field at the next multiple of its alignment, the whole
@@ -10,8 +12,7 @@
 //! (`dcgm_structs.h`), so a wrong size would also be refused by the library with
 //! `DCGM_ST_VER_MISMATCH`, never read past.
 
-use std::ffi::{c_char, c_int, c_longlong, c_uint, CStr};
-use std::path::Path;
+use std::ffi::{c_char, c_int, c_uint, CStr};
 
 /// `dcgmReturn_t` (`dcgm_structs.h`): a C enum, `int`-sized; 0 is success, errors negative.
 pub type DcgmReturn = c_int;
@@ -149,6 +150,19 @@ const _: () = assert!(size_of::<FieldValueV2>() == 4128);
 /// `dcgmFieldValue_version2`.
 pub const FIELD_VALUE_V2_VERSION: c_uint = make_version(size_of::<FieldValueV2>(), 2);
 
+impl std::fmt::Debug for FieldValueV2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FieldValueV2")
+            .field("entity", &(self.entity_group_id, self.entity_id))
+            .field("field_id", &self.field_id)
+            .field("status", &self.status)
+            .field("ts", &self.ts)
+            .field("double", &self.double())
+            .field("string", &self.string())
+            .finish()
+    }
+}
+
 impl FieldValueV2 {
     /// A zeroed record with its version set, for the library to fill.
     pub fn empty() -> FieldValueV2 {
@@ -256,134 +270,6 @@ pub fn c_buffer_string(buffer: &[c_char]) -> String {
         .take_while(|b| *b != 0)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// The DCGM functions the agent calls, with the signatures of `dcgm_agent.h`.
-pub struct Api {
-    /// `dcgmReturn_t dcgmInit(void)`.
-    pub init: unsafe extern "C" fn() -> DcgmReturn,
-    /// `dcgmConnect_v2(const char *ipAddress, dcgmConnectV2Params_t *, dcgmHandle_t *)`.
-    pub connect_v2:
-        unsafe extern "C" fn(*const c_char, *mut ConnectV2Params, *mut Handle) -> DcgmReturn,
-    /// `dcgmDisconnect(dcgmHandle_t)`.
-    pub disconnect: unsafe extern "C" fn(Handle) -> DcgmReturn,
-    /// `dcgmStartEmbedded(dcgmOperationMode_t, dcgmHandle_t *)`.
-    pub start_embedded: unsafe extern "C" fn(c_int, *mut Handle) -> DcgmReturn,
-    /// `dcgmStopEmbedded(dcgmHandle_t)`.
-    pub stop_embedded: unsafe extern "C" fn(Handle) -> DcgmReturn,
-    /// `dcgmGetAllSupportedDevices(dcgmHandle_t, unsigned int gpuIdList[DCGM_MAX_NUM_DEVICES],
-    /// int *count)`.
-    pub get_all_supported_devices:
-        unsafe extern "C" fn(Handle, *mut c_uint, *mut c_int) -> DcgmReturn,
-    /// `dcgmGetGpuInstanceHierarchy(dcgmHandle_t, dcgmMigHierarchy_v2 *)`.
-    pub get_gpu_instance_hierarchy: unsafe extern "C" fn(Handle, *mut MigHierarchyV2) -> DcgmReturn,
-    /// `dcgmGroupCreate(dcgmHandle_t, dcgmGroupType_t, const char *groupName, dcgmGpuGrp_t *)`.
-    pub group_create:
-        unsafe extern "C" fn(Handle, c_int, *const c_char, *mut GroupId) -> DcgmReturn,
-    /// `dcgmGroupDestroy(dcgmHandle_t, dcgmGpuGrp_t)`.
-    pub group_destroy: unsafe extern "C" fn(Handle, GroupId) -> DcgmReturn,
-    /// `dcgmGroupAddEntity(dcgmHandle_t, dcgmGpuGrp_t, dcgm_field_entity_group_t,
-    /// dcgm_field_eid_t)`.
-    pub group_add_entity: unsafe extern "C" fn(Handle, GroupId, c_uint, c_uint) -> DcgmReturn,
-    /// `dcgmFieldGroupCreate(dcgmHandle_t, int numFieldIds, unsigned short *fieldIds,
-    /// const char *fieldGroupName, dcgmFieldGrp_t *)`.
-    pub field_group_create: unsafe extern "C" fn(
-        Handle,
-        c_int,
-        *mut u16,
-        *const c_char,
-        *mut FieldGroupId,
-    ) -> DcgmReturn,
-    /// `dcgmWatchFields(dcgmHandle_t, dcgmGpuGrp_t, dcgmFieldGrp_t, long long updateFreq (µs),
-    /// double maxKeepAge (s), int maxKeepSamples)`.
-    pub watch_fields:
-        unsafe extern "C" fn(Handle, GroupId, FieldGroupId, c_longlong, f64, c_int) -> DcgmReturn,
-    /// `dcgmUnwatchFields(dcgmHandle_t, dcgmGpuGrp_t, dcgmFieldGrp_t)`.
-    pub unwatch_fields: unsafe extern "C" fn(Handle, GroupId, FieldGroupId) -> DcgmReturn,
-    /// `dcgmEntitiesGetLatestValues(dcgmHandle_t, dcgmGroupEntityPair_t entities[],
-    /// unsigned int entityCount, unsigned short fields[], unsigned int fieldCount,
-    /// unsigned int flags, dcgmFieldValue_v2 values[])`: `values` holds entityCount x
-    /// fieldCount records.
-    pub entities_get_latest_values: unsafe extern "C" fn(
-        Handle,
-        *mut EntityPair,
-        c_uint,
-        *mut u16,
-        c_uint,
-        c_uint,
-        *mut FieldValueV2,
-    ) -> DcgmReturn,
-}
-
-/// Why the library could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("cannot load {library}: {source}")]
-    Library {
-        library: String,
-        source: libloading::Error,
-    },
-    #[error("{library} has no {symbol}: {source}")]
-    Symbol {
-        library: String,
-        symbol: &'static str,
-        source: libloading::Error,
-    },
-}
-
-impl LoadError {
-    /// The DCGM status the agent counts it as.
-    pub fn status(&self) -> DcgmReturn {
-        match self {
-            LoadError::Library { .. } => ST_LIBRARY_NOT_FOUND,
-            LoadError::Symbol { .. } => ST_FUNCTION_NOT_FOUND,
-        }
-    }
-}
-
-impl Api {
-    /// Loads `library` and its functions. The library is never unloaded (leaked once per
-    /// process), so the function pointers stay valid on any thread for the life of the agent.
-    pub fn load(library: &Path) -> Result<&'static Api, LoadError> {
-        let name = library.display().to_string();
-        // SAFETY: loading runs the library's initializers; DCGM's are those of any C++ library.
-        let lib =
-            unsafe { libloading::Library::new(library) }.map_err(|source| LoadError::Library {
-                library: name.clone(),
-                source,
-            })?;
-        let lib: &'static libloading::Library = Box::leak(Box::new(lib));
-        macro_rules! sym {
-            ($name:literal) => {{
-                // SAFETY: the symbol's type is the one `dcgm_agent.h` declares (see `Api`).
-                let s = unsafe { lib.get(concat!($name, "\0").as_bytes()) }.map_err(|source| {
-                    LoadError::Symbol {
-                        library: name.clone(),
-                        symbol: $name,
-                        source,
-                    }
-                })?;
-                *s
-            }};
-        }
-        let api = Api {
-            init: sym!("dcgmInit"),
-            connect_v2: sym!("dcgmConnect_v2"),
-            disconnect: sym!("dcgmDisconnect"),
-            start_embedded: sym!("dcgmStartEmbedded"),
-            stop_embedded: sym!("dcgmStopEmbedded"),
-            get_all_supported_devices: sym!("dcgmGetAllSupportedDevices"),
-            get_gpu_instance_hierarchy: sym!("dcgmGetGpuInstanceHierarchy"),
-            group_create: sym!("dcgmGroupCreate"),
-            group_destroy: sym!("dcgmGroupDestroy"),
-            group_add_entity: sym!("dcgmGroupAddEntity"),
-            field_group_create: sym!("dcgmFieldGroupCreate"),
-            watch_fields: sym!("dcgmWatchFields"),
-            unwatch_fields: sym!("dcgmUnwatchFields"),
-            entities_get_latest_values: sym!("dcgmEntitiesGetLatestValues"),
-        };
-        Ok(Box::leak(Box::new(api)))
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! of those devices are absent meanwhile, and come back with the engine.
 
 mod ffi;
+mod library;
 mod session;
 mod status;
 
@@ -217,7 +218,9 @@ impl Dcgm {
 struct Worker {
     config: DcgmConfig,
     interval: Duration,
-    api: Option<&'static ffi::Api>,
+    api: Option<&'static library::Api>,
+    /// `dcgmInit` succeeded.
+    initialized: bool,
     session: Option<Session>,
     backoff: Backoff,
     next_attempt: Instant,
@@ -229,6 +232,7 @@ impl Worker {
             config,
             interval,
             api: None,
+            initialized: false,
             session: None,
             backoff: Backoff::new(),
             next_attempt: Instant::now(),
@@ -302,18 +306,25 @@ impl Worker {
     }
 
     /// The loaded and initialized library; the error is the status to count, with the
-    /// loader's words.
-    fn api(&mut self) -> Result<&'static ffi::Api, (ffi::DcgmReturn, String)> {
-        if let Some(api) = self.api {
-            return Ok(api);
+    /// loader's words. The library is loaded once (it is never unloaded); `dcgmInit` is
+    /// retried until it succeeds.
+    fn api(&mut self) -> Result<&'static library::Api, (ffi::DcgmReturn, String)> {
+        let api = match self.api {
+            Some(api) => api,
+            None => {
+                let api = library::Api::load(&self.config.library)
+                    .map_err(|e| (e.status(), e.to_string()))?;
+                *self.api.insert(api)
+            }
+        };
+        if !self.initialized {
+            // SAFETY: no arguments; DCGM requires it before any other call.
+            let status = unsafe { (api.init)() };
+            if status != ffi::ST_OK {
+                return Err((status, "dcgmInit failed".into()));
+            }
+            self.initialized = true;
         }
-        let api = ffi::Api::load(&self.config.library).map_err(|e| (e.status(), e.to_string()))?;
-        // SAFETY: no arguments; DCGM requires it before any other call.
-        let status = unsafe { (api.init)() };
-        if status != ffi::ST_OK {
-            return Err((status, "dcgmInit failed".into()));
-        }
-        self.api = Some(api);
         Ok(api)
     }
 }

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_int, c_longlong, c_uint, CString};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::ffi::{self, Api, DcgmReturn, EntityPair, FieldValueV2};
+use super::ffi::{self, DcgmReturn, EntityPair, FieldValueV2};
+use super::library::Api;
 use super::status;
 use super::{Address, Target};
 use crate::backoff::Backoff;
