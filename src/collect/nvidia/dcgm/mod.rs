@@ -9,6 +9,7 @@
 //! lost host engine never delays the cycle, NVML's sampling or readiness: the profiling series
 //! of those devices are absent meanwhile, and come back with the engine.
 
+mod discovery;
 mod ffi;
 mod library;
 mod session;
@@ -18,7 +19,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use self::session::{Lost, Session};
+use self::session::Session;
+use self::status::Lost;
 use crate::backoff::Backoff;
 use crate::collect::worker::{CycleWorker, Reply, Waited};
 use crate::sample::{

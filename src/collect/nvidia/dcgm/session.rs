@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_int, c_longlong, c_uint, CString};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::discovery;
 use super::ffi::{self, DcgmReturn, EntityPair, FieldValueV2};
 use super::library::Api;
-use super::status;
+use super::status::{self, check, Lost};
 use super::{Address, Target};
 use crate::backoff::Backoff;
 use crate::sample::{CallError, ErrorLabel, ProfilingValues};
@@ -57,10 +58,6 @@ fn never_profiled(status: DcgmReturn) -> bool {
 /// The key under which a target the host engine does not list is logged (no DCGM status is
 /// positive).
 const NOT_LISTED: DcgmReturn = 1;
-
-/// The host engine is gone (`DCGM_ST_CONNECTION_NOT_VALID`): drop the session, connect again.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Lost;
 
 /// A watched group and the targets in it.
 type Watched = (ffi::GroupId, Vec<(Target, EntityPair)>);
@@ -161,26 +158,6 @@ impl Session {
         self.read(interval, errors)
     }
 
-    /// Checks a status: `Ok` for success, `Err(Lost)` for a dead connection, else counts it
-    /// under `call` and returns it.
-    fn check(
-        status: DcgmReturn,
-        call: &'static str,
-        errors: &mut Vec<CallError>,
-    ) -> Result<Result<(), DcgmReturn>, Lost> {
-        match status {
-            ffi::ST_OK => Ok(Ok(())),
-            ffi::ST_CONNECTION_NOT_VALID => {
-                errors.push(CallError::new(call, status::label(status)));
-                Err(Lost)
-            }
-            other => {
-                errors.push(CallError::new(call, status::label(other)));
-                Ok(Err(other))
-            }
-        }
-    }
-
     /// Drops the watch in force, finds the targets' entities and watches them.
     fn rewatch(
         &mut self,
@@ -197,7 +174,7 @@ impl Session {
         if targets.is_empty() {
             return Ok(());
         }
-        let entities = self.entities(targets, errors)?;
+        let entities = discovery::entities(self.api, self.handle, targets, errors)?;
         let mut unknown = Vec::new();
         let mut wanted = Vec::new();
         for t in targets {
@@ -271,7 +248,7 @@ impl Session {
                 &mut id,
             )
         };
-        Ok(Self::check(status, "dcgm_watch", errors)?.map(|()| id))
+        Ok(check(status, "dcgm_watch", errors)?.map(|()| id))
     }
 
     /// A name no other group of this host engine has: several agents (or a restarted one) may
@@ -349,7 +326,7 @@ impl Session {
         let status = unsafe {
             (self.api.group_create)(self.handle, ffi::GROUP_EMPTY, name.as_ptr(), &mut group)
         };
-        if let Err(status) = Self::check(status, "dcgm_watch", errors)? {
+        if let Err(status) = check(status, "dcgm_watch", errors)? {
             return Ok(Err(status));
         }
         for (_, e) in entities {
@@ -357,7 +334,7 @@ impl Session {
             let status = unsafe {
                 (self.api.group_add_entity)(self.handle, group, e.entity_group_id, e.entity_id)
             };
-            if let Err(status) = Self::check(status, "dcgm_watch", errors)? {
+            if let Err(status) = check(status, "dcgm_watch", errors)? {
                 self.drop_group(group, errors)?;
                 return Ok(Err(status));
             }
@@ -368,7 +345,7 @@ impl Session {
         // SAFETY: ids this connection made.
         let status =
             unsafe { (self.api.watch_fields)(self.handle, group, fields, micros, keep_age, 2) };
-        match Self::check(status, "dcgm_watch", errors)? {
+        match check(status, "dcgm_watch", errors)? {
             Ok(()) => Ok(Ok(group)),
             Err(status) => {
                 self.drop_group(group, errors)?;
@@ -388,14 +365,14 @@ impl Session {
         // SAFETY: ids this connection made.
         let status = unsafe { (self.api.unwatch_fields)(self.handle, group, fields) };
         // Refused (counted) or not, the group goes.
-        let _ = Self::check(status, "dcgm_watch", errors)?;
+        let _ = check(status, "dcgm_watch", errors)?;
         self.drop_group(group, errors)
     }
 
     fn drop_group(&mut self, group: ffi::GroupId, errors: &mut Vec<CallError>) -> Result<(), Lost> {
         // SAFETY: an id this connection made.
         let status = unsafe { (self.api.group_destroy)(self.handle, group) };
-        Self::check(status, "dcgm_watch", errors).map(|_| ())
+        check(status, "dcgm_watch", errors).map(|_| ())
     }
 
     /// Stops the watch in force and destroys its group: the host engine stops profiling
@@ -405,92 +382,6 @@ impl Session {
             (Some(group), Some(fields)) => self.drop_watch(group, fields, errors),
             _ => Ok(()),
         }
-    }
-
-    /// The entity of every target DCGM knows: GPUs by their `DCGM_FI_DEV_UUID`, MIG GPU
-    /// instances from the instance hierarchy (their parent's UUID and NVML GPU instance id).
-    fn entities(
-        &mut self,
-        targets: &[Target],
-        errors: &mut Vec<CallError>,
-    ) -> Result<BTreeMap<Target, EntityPair>, Lost> {
-        let mut out = BTreeMap::new();
-        let mut ids = [0 as c_uint; ffi::MAX_NUM_DEVICES];
-        let mut count: c_int = 0;
-        // SAFETY: a list of DCGM_MAX_NUM_DEVICES entries and an out-pointer.
-        let status = unsafe {
-            (self.api.get_all_supported_devices)(self.handle, ids.as_mut_ptr(), &mut count)
-        };
-        if Self::check(status, "dcgm_watch", errors)?.is_err() {
-            return Ok(out);
-        }
-        let count = usize::try_from(count)
-            .unwrap_or(0)
-            .min(ffi::MAX_NUM_DEVICES);
-        let mut gpus: Vec<EntityPair> = ids[..count]
-            .iter()
-            .map(|id| EntityPair {
-                entity_group_id: ffi::FE_GPU,
-                entity_id: *id,
-            })
-            .collect();
-        let mut uuid_field = [ffi::FI_DEV_UUID];
-        let mut values = vec![FieldValueV2::empty(); gpus.len()];
-        if !gpus.is_empty() {
-            // SAFETY: `values` holds entities x 1 records, as the call requires.
-            let status = unsafe {
-                (self.api.entities_get_latest_values)(
-                    self.handle,
-                    gpus.as_mut_ptr(),
-                    gpus.len() as c_uint,
-                    uuid_field.as_mut_ptr(),
-                    1,
-                    ffi::FV_FLAG_LIVE_DATA,
-                    values.as_mut_ptr(),
-                )
-            };
-            if Self::check(status, "dcgm_watch", errors)?.is_err() {
-                return Ok(out);
-            }
-        }
-        let mut uuid_of_gpu = BTreeMap::new();
-        for v in values.iter().filter(|v| v.status == ffi::ST_OK) {
-            if let Some(uuid) = v.string().filter(|u| u.starts_with("GPU-")) {
-                uuid_of_gpu.insert(v.entity_id, uuid.clone());
-                out.insert(
-                    Target::Gpu(uuid),
-                    EntityPair {
-                        entity_group_id: ffi::FE_GPU,
-                        entity_id: v.entity_id,
-                    },
-                );
-            }
-        }
-        if targets.iter().any(|t| matches!(t, Target::Instance { .. })) {
-            let mut h = ffi::MigHierarchyV2::boxed();
-            // SAFETY: a versioned, zeroed hierarchy of the header's size.
-            let status = unsafe { (self.api.get_gpu_instance_hierarchy)(self.handle, &mut *h) };
-            if Self::check(status, "dcgm_watch", errors)?.is_ok() {
-                let n = (h.count as usize).min(ffi::MAX_HIERARCHY_INFO);
-                for e in h.entity_list[..n]
-                    .iter()
-                    .filter(|e| e.entity.entity_group_id == ffi::FE_GPU_I)
-                {
-                    let parent = uuid_of_gpu
-                        .get(&e.parent.entity_id)
-                        .cloned()
-                        .unwrap_or_else(|| ffi::c_buffer_string(&e.info.gpu_uuid));
-                    out.insert(
-                        Target::Instance {
-                            parent,
-                            gpu_instance: e.info.nvml_instance_id,
-                        },
-                        e.entity,
-                    );
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// The latest value of every field on every watched target, in one call.
@@ -519,7 +410,7 @@ impl Session {
                 self.buffer.as_mut_ptr(),
             )
         };
-        if Self::check(status, "dcgm_values", errors)?.is_err() {
+        if check(status, "dcgm_values", errors)?.is_err() {
             return Ok(Vec::new());
         }
         let now_us = SystemTime::now()

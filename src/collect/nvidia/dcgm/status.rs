@@ -1,8 +1,9 @@
 //! DCGM's statuses as the collector counts them: the `error` label of each `dcgmReturn_t`
-//! (its name in `dcgm_structs.h` without `DCGM_ST_`), the one table of DCGM error labels.
+//! (its name in `dcgm_structs.h` without `DCGM_ST_`), the one table of DCGM error labels, and
+//! the check every call's status goes through (a lost connection told apart).
 
-use super::ffi::DcgmReturn;
-use crate::sample::ErrorLabel;
+use super::ffi::{self, DcgmReturn};
+use crate::sample::{CallError, ErrorLabel};
 
 /// `dcgmReturn_enum` (`dcgm_structs.h`), every error up to -55 in DCGM 3.3's header, and -56
 /// to -58 from DCGM 4 (as NVIDIA's go-dcgm bindings list them).
@@ -72,6 +73,30 @@ pub fn label(status: DcgmReturn) -> ErrorLabel {
     match NAMES.iter().find(|(code, _)| *code == status) {
         Some((_, name)) => ErrorLabel::Driver(name),
         None => ErrorLabel::Status(status.unsigned_abs()),
+    }
+}
+
+/// The host engine is gone (`DCGM_ST_CONNECTION_NOT_VALID`): drop the session, connect again.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lost;
+
+/// Checks a status: `Ok` for success, `Err(Lost)` for a dead connection, else counts it
+/// under `call` and returns it.
+pub fn check(
+    status: DcgmReturn,
+    call: &'static str,
+    errors: &mut Vec<CallError>,
+) -> Result<Result<(), DcgmReturn>, Lost> {
+    match status {
+        ffi::ST_OK => Ok(Ok(())),
+        ffi::ST_CONNECTION_NOT_VALID => {
+            errors.push(CallError::new(call, label(status)));
+            Err(Lost)
+        }
+        other => {
+            errors.push(CallError::new(call, label(other)));
+            Ok(Err(other))
+        }
     }
 }
 
