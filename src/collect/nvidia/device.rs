@@ -51,10 +51,13 @@ struct Gpm {
     previous: Option<GpmSample<'static>>,
 }
 
+/// Where a metric's value goes in the profiling values.
+type Slot = fn(&mut ProfilingValues) -> &mut Option<f64>;
+
 /// The GPM metrics read, each with the profiling value it gives (nvml.h's
 /// `NVML_GPM_METRIC_*`: graphics 1, SM 2, occupancy 3, any tensor 5, DRAM 10, FP64/FP32/FP16
 /// 11-13).
-const GPM_METRICS: [(GpmMetricId, fn(&mut ProfilingValues) -> &mut Option<f64>); 8] = [
+const GPM_METRICS: [(GpmMetricId, Slot); 8] = [
     (GpmMetricId::GraphicsUtil, |v| &mut v.graphics_active),
     (GpmMetricId::SmUtil, |v| &mut v.sm_active),
     (GpmMetricId::SmOccupancy, |v| &mut v.sm_occupancy),

@@ -198,7 +198,7 @@ impl FieldValueV2 {
     /// The value as a double, if it is one.
     pub fn double(&self) -> Option<f64> {
         // SAFETY: as for `string`: every byte is initialized, and `dbl` is plain data.
-        (self.field_type == FT_DOUBLE).then(|| unsafe { self.value.dbl })
+        (self.field_type == FT_DOUBLE).then_some(unsafe { self.value.dbl })
     }
 }
 

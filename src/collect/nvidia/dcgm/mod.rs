@@ -60,10 +60,9 @@ impl Address {
         if let Some((host, port)) = text.rsplit_once(':') {
             // `[::1]:5555`, or a bare IPv6 address (no port) with colons inside.
             let bracketed = host.starts_with('[') && host.ends_with(']');
-            if bracketed || !host.contains(':') {
-                if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-                    return Err("expected host:port with a port in 1..65535".into());
-                }
+            let bad_port = host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0);
+            if (bracketed || !host.contains(':')) && bad_port {
+                return Err("expected host:port with a port in 1..65535".into());
             }
         }
         Ok(Address::HostEngine(text.to_string()))

@@ -61,6 +61,8 @@ const NOT_LISTED: DcgmReturn = 1;
 
 /// A watched group and the targets in it.
 type Watched = (ffi::GroupId, Vec<(Target, EntityPair)>);
+/// Targets DCGM refused to watch, with its status for each.
+type Refused = Vec<(Target, DcgmReturn)>;
 
 /// The watch in force on a connection.
 #[derive(Default)]
@@ -273,7 +275,7 @@ impl Session {
         entities: &[(Target, EntityPair)],
         interval: Duration,
         errors: &mut Vec<CallError>,
-    ) -> Result<(Option<Watched>, Vec<(Target, DcgmReturn)>), Lost> {
+    ) -> Result<(Option<Watched>, Refused), Lost> {
         if entities.is_empty() {
             return Ok((None, Vec::new()));
         }
