@@ -120,6 +120,18 @@ pub struct Flags {
     )]
     pub dcgm_library: Option<PathBuf>,
 
+    /// Which NVIDIA devices DCGM profiles: `without-gpm` (GPM serves the others), or `all`
+    /// (DCGM's values in place of GPM's wherever DCGM has them: to compare the two, or to match
+    /// dcgm-exporter's figures).
+    #[arg(
+        long = "dcgm.devices",
+        env = "GPU_POD_EXPORTER_DCGM_DEVICES",
+        default_value = "without-gpm",
+        value_name = "WHICH",
+        value_parser = dcgm::Devices::parse
+    )]
+    pub dcgm_devices: dcgm::Devices,
+
     /// How often devices and processes are sampled (e.g. 500ms, 5s, 1m).
     #[arg(long = "collect.interval", env = "GPU_POD_EXPORTER_COLLECT_INTERVAL", default_value = "5s", value_name = "DURATION", value_parser = parse_interval)]
     pub interval: Duration,
@@ -269,6 +281,7 @@ impl Flags {
                     .dcgm_library
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(dcgm::SYSTEM_LIBRARY)),
+                devices: self.dcgm_devices,
             }),
         };
         let paths = HostPaths::new(
@@ -518,8 +531,13 @@ mod tests {
         let d = c.dcgm.unwrap();
         assert_eq!(d.address, dcgm::Address::Embedded);
         assert_eq!(d.library, PathBuf::from("/opt/dcgm/libdcgm.so.4"));
+        assert_eq!(d.devices, dcgm::Devices::WithoutGpm);
         let e = resolve(&["--dcgm.address=host:"]).unwrap_err();
         assert!(e.contains("--dcgm.address"), "{e}");
+        let c = resolve(&["--dcgm.address=embedded", "--dcgm.devices=all"]).unwrap();
+        assert_eq!(c.dcgm.unwrap().devices, dcgm::Devices::All);
+        let e = resolve(&["--dcgm.devices=most"]).unwrap_err();
+        assert!(e.contains("dcgm.devices"), "{e}");
     }
 
     /// Each bad value of a flag checked at resolve time, and a piece of the error it must give.

@@ -293,6 +293,26 @@ fn dcgm_serves_the_gpus_without_gpm_gpm_wins_and_the_host_engine_comes_back() {
     assert!(log.matches("DCGM connected").count() >= 2, "{log}");
 }
 
+/// `--dcgm.devices=all`: DCGM's values in place of GPM's, to compare the two on one GPU.
+#[test]
+fn dcgm_on_every_device_when_asked() {
+    let dir = node();
+    let agent = Agent::with_scenario(&scenario("", ""))
+        .rootfs(dir.path())
+        .arg("--dcgm.address=127.0.0.1:5555")
+        .arg(format!(
+            "--dcgm.library={}",
+            built_library("libdcgm_mock.so").display()
+        ))
+        .arg("--dcgm.devices=all")
+        .start();
+    let s = agent.scrape_until(WAIT, "DCGM's values on the H100", |s| {
+        source(s, "1").as_deref() == Some("dcgm") && source(s, "0").as_deref() == Some("dcgm")
+    });
+    assert_eq!(profiling(&s, "1"), vec![Some(0.11); 8]);
+    assert_eq!(pod_profiling(&s, "hopper")[0], Some(0.11));
+}
+
 #[test]
 fn down_at_start_counters_held_elsewhere_and_slow_calls() {
     let dir = node();

@@ -84,6 +84,28 @@ impl fmt::Display for Address {
 pub struct DcgmConfig {
     pub address: Address,
     pub library: PathBuf,
+    pub devices: Devices,
+}
+
+/// Which devices DCGM profiles (`--dcgm.devices`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Devices {
+    /// Those without GPM; GPM serves the others (the default).
+    #[default]
+    WithoutGpm,
+    /// Every device DCGM can profile, its values in place of GPM's: to compare the two sources
+    /// on one GPU (`scripts/gpu-dcgm-check.sh`), or to match dcgm-exporter's figures fleet-wide.
+    All,
+}
+
+impl Devices {
+    pub fn parse(text: &str) -> Result<Devices, String> {
+        match text {
+            "without-gpm" => Ok(Devices::WithoutGpm),
+            "all" => Ok(Devices::All),
+            _ => Err("expected without-gpm or all".into()),
+        }
+    }
 }
 
 /// A device DCGM profiles: a GPU by UUID, or a MIG GPU instance by its parent's UUID and its
@@ -109,9 +131,11 @@ impl fmt::Display for Target {
 impl Target {
     /// The target a device sample stands for, if DCGM should profile it: a device (or MIG
     /// instance) without GPM that has not failed and whose UUID is known.
-    fn of(d: &DeviceSample) -> Option<Target> {
-        if d.profiling
-            .is_some_and(|p| p.source == ProfilingSource::Gpm)
+    fn of(d: &DeviceSample, devices: Devices) -> Option<Target> {
+        let gpm = d
+            .profiling
+            .is_some_and(|p| p.source == ProfilingSource::Gpm);
+        if (gpm && devices == Devices::WithoutGpm)
             || matches!(d.down, Some(DeviceDown::Failed(_)))
             || d.identity.uuid.is_empty()
         {
@@ -143,10 +167,12 @@ pub(super) struct Dcgm {
     targets: Vec<Target>,
     /// The last ask had targets: an empty list is sent once, so the thread drops its watch.
     watching: bool,
+    devices: Devices,
 }
 
 impl Dcgm {
     pub(super) fn new(config: DcgmConfig, interval: Duration) -> Dcgm {
+        let devices = config.devices;
         let worker = CycleWorker::new("dcgm".into(), move || {
             let mut w = Worker::new(config.clone(), interval);
             move |targets: Vec<Target>| w.serve(&targets)
@@ -156,6 +182,7 @@ impl Dcgm {
             interval,
             targets: Vec::new(),
             watching: false,
+            devices,
         }
     }
 
@@ -169,7 +196,8 @@ impl Dcgm {
     }
 
     /// After the devices answered: waits for the read until `deadline`, puts its values on
-    /// the devices without GPM, and notes those devices as the next ask's targets.
+    /// the devices without GPM (every device DCGM has values for, with `Devices::All`), and
+    /// notes those devices as the next ask's targets.
     pub(super) fn merge(
         &mut self,
         devices: &mut [DeviceSample],
@@ -194,7 +222,7 @@ impl Dcgm {
         };
         let mut targets = Vec::new();
         for d in devices.iter_mut() {
-            let Some(target) = Target::of(d) else {
+            let Some(target) = Target::of(d, self.devices) else {
                 continue;
             };
             let values = read
@@ -383,30 +411,48 @@ mod tests {
         }
     }
 
+    impl Target {
+        fn of_default(d: &DeviceSample) -> Option<Target> {
+            Target::of(d, Devices::WithoutGpm)
+        }
+    }
+
+    #[test]
+    fn all_devices_when_asked() {
+        let h100 = device("GPU-h", None, Some(ProfilingSource::Gpm));
+        assert_eq!(
+            Target::of(&h100, Devices::All),
+            Some(Target::Gpu("GPU-h".into()))
+        );
+        assert_eq!(Devices::parse("all"), Ok(Devices::All));
+        assert_eq!(Devices::parse("without-gpm"), Ok(Devices::WithoutGpm));
+        assert!(Devices::parse("some").is_err());
+    }
+
     #[test]
     fn targets_are_the_devices_without_gpm() {
         assert_eq!(
-            Target::of(&device("GPU-a", None, None)),
+            Target::of_default(&device("GPU-a", None, None)),
             Some(Target::Gpu("GPU-a".into()))
         );
         assert_eq!(
-            Target::of(&device("GPU-h", None, Some(ProfilingSource::Gpm))),
+            Target::of_default(&device("GPU-h", None, Some(ProfilingSource::Gpm))),
             None
         );
         assert_eq!(
-            Target::of(&device("GPU-a", None, Some(ProfilingSource::Dcgm))),
+            Target::of_default(&device("GPU-a", None, Some(ProfilingSource::Dcgm))),
             Some(Target::Gpu("GPU-a".into()))
         );
         assert_eq!(
-            Target::of(&device("MIG-x", Some(("GPU-p", 3)), None)),
+            Target::of_default(&device("MIG-x", Some(("GPU-p", 3)), None)),
             Some(Target::Instance {
                 parent: "GPU-p".into(),
                 gpu_instance: 3
             })
         );
-        assert_eq!(Target::of(&device("", None, None)), None);
+        assert_eq!(Target::of_default(&device("", None, None)), None);
         let mut lost = device("GPU-a", None, None);
         lost.down = Some(DeviceDown::Failed(ErrorLabel::Driver("GPU_IS_LOST")));
-        assert_eq!(Target::of(&lost), None);
+        assert_eq!(Target::of_default(&lost), None);
     }
 }
