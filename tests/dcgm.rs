@@ -150,16 +150,6 @@ fn profiling(s: &prom::Samples, gpu: &str) -> Vec<Option<f64>> {
     .collect()
 }
 
-fn pod_profiling(s: &prom::Samples, pod: &str) -> [Option<f64>; 4] {
-    [
-        "pod_gpu_sm_active_ratio",
-        "pod_gpu_sm_occupancy_ratio",
-        "pod_gpu_tensor_active_ratio",
-        "pod_gpu_dram_active_ratio",
-    ]
-    .map(|m| s.value(m, &[("pod", pod)]))
-}
-
 /// Every device answered, with its utilization: the device series go on.
 fn devices_go_on(s: &prom::Samples) {
     let up = s.find("gpu_up", &[]);
@@ -170,29 +160,19 @@ fn devices_go_on(s: &prom::Samples) {
     assert_eq!(s.value("gpu_sm_active_ratio", &[("gpu", "1")]), Some(0.7));
 }
 
-/// Scrapes until `cond`, checking every scrape on the way that the device series go on.
+/// Scrapes until `cond`, checking every scrape on the way that the device series go on (once
+/// GPM has its first values).
 fn until_devices_going_on(
     agent: &Agent,
     what: &str,
     cond: impl Fn(&prom::Samples) -> bool,
 ) -> prom::Samples {
-    let start = Instant::now();
-    loop {
-        let s = prom::parse(&agent.scrape());
+    let each = |s: &prom::Samples| {
         if s.value("gpu_sm_active_ratio", &[("gpu", "1")]).is_some() {
-            devices_go_on(&s);
+            devices_go_on(s);
         }
-        if cond(&s) {
-            return s;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "timed out waiting for: {what}\nlast scrape:\n{}\nagent log:\n{}",
-            s.text,
-            agent.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    agent.scrape_until_each(WAIT, what, each, cond)
 }
 
 fn settled(s: &prom::Samples) -> bool {
@@ -233,16 +213,16 @@ fn dcgm_serves_the_gpus_without_gpm_gpm_wins_and_the_host_engine_comes_back() {
 
     // Per pod: a container holding its GPU alone gets the GPU's values, from either source.
     assert_eq!(
-        pod_profiling(&s, "solo"),
+        s.pod_profiling("solo"),
         [Some(0.6), Some(0.3), Some(0.25), Some(0.4)]
     );
     assert_eq!(
-        pod_profiling(&s, "hopper"),
+        s.pod_profiling("hopper"),
         [Some(0.7), Some(0.2), Some(0.35), Some(0.5)]
     );
     // The shared L4: no per-pod profiling (never a guess), and no ratio without per-process data.
     for p in ["share-a", "share-b"] {
-        assert_eq!(pod_profiling(&s, p), [None; 4], "{p}");
+        assert_eq!(s.pod_profiling(p), [None; 4], "{p}");
         assert_eq!(
             s.value("pod_gpu_utilization_ratio", &[("pod", p)]),
             None,
@@ -261,7 +241,7 @@ fn dcgm_serves_the_gpus_without_gpm_gpm_wins_and_the_host_engine_comes_back() {
         source(s, "0").is_none() && source(s, "2").is_none()
     });
     assert_eq!(profiling(&s, "0"), vec![None; 8]);
-    assert_eq!(pod_profiling(&s, "solo"), [None; 4]);
+    assert_eq!(s.pod_profiling("solo"), [None; 4]);
     assert_eq!(source(&s, "1").as_deref(), Some("gpm"));
     assert_eq!(agent.get("/readyz", &[]).status, 200);
     assert_eq!(
@@ -281,7 +261,7 @@ fn dcgm_serves_the_gpus_without_gpm_gpm_wins_and_the_host_engine_comes_back() {
     agent.set_scenario(&scenario("", ""));
     let s = until_devices_going_on(&agent, "DCGM's series back", settled);
     assert_eq!(profiling(&s, "0")[1], Some(0.6));
-    assert_eq!(pod_profiling(&s, "solo")[0], Some(0.6));
+    assert_eq!(s.pod_profiling("solo")[0], Some(0.6));
     assert!(
         errors(&s, "dcgm_values", "CONNECTION_NOT_VALID")
             + errors(&s, "dcgm_watch", "CONNECTION_NOT_VALID")
@@ -310,7 +290,7 @@ fn dcgm_on_every_device_when_asked() {
         source(s, "1").as_deref() == Some("dcgm") && source(s, "0").as_deref() == Some("dcgm")
     });
     assert_eq!(profiling(&s, "1"), vec![Some(0.11); 8]);
-    assert_eq!(pod_profiling(&s, "hopper")[0], Some(0.11));
+    assert_eq!(s.pod_profiling("hopper")[0], Some(0.11));
 }
 
 #[test]
@@ -339,7 +319,7 @@ fn down_at_start_counters_held_elsewhere_and_slow_calls() {
         source(s, "0").is_none() && errors(s, "dcgm_values", "IN_USE") >= 1.0
     });
     assert_eq!(source(&s, "2").as_deref(), Some("dcgm"));
-    assert_eq!(pod_profiling(&s, "solo"), [None; 4]);
+    assert_eq!(s.pod_profiling("solo"), [None; 4]);
     agent.set_scenario(&scenario("", ""));
     until_devices_going_on(&agent, "the A100's values back", settled);
     let log = agent.log_text();
@@ -410,7 +390,7 @@ fn mig_instances_blank_fields_an_embedded_engine_and_no_library() {
         "the parent has no profiling of its own"
     );
     assert_eq!(
-        pod_profiling(&s, "on-mig"),
+        s.pod_profiling("on-mig"),
         [Some(0.5), None, Some(0.2), None]
     );
     drop(agent);

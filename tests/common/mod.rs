@@ -338,9 +338,22 @@ impl Agent {
         what: &str,
         cond: impl Fn(&prom::Samples) -> bool,
     ) -> prom::Samples {
+        self.scrape_until_each(timeout, what, |_| {}, cond)
+    }
+
+    /// [`Agent::scrape_until`], running `each` (assertions that must hold all along) on every
+    /// scrape on the way.
+    pub fn scrape_until_each(
+        &self,
+        timeout: Duration,
+        what: &str,
+        each: impl Fn(&prom::Samples),
+        cond: impl Fn(&prom::Samples) -> bool,
+    ) -> prom::Samples {
         let start = Instant::now();
         loop {
             let s = prom::parse(&self.scrape());
+            each(&s);
             if cond(&s) {
                 return s;
             }

@@ -11,21 +11,31 @@ use super::status::{check, Lost};
 use super::Target;
 use crate::sample::CallError;
 
+/// What DCGM lists.
+pub(super) struct Listing {
+    /// The entity of each GPU and MIG GPU instance it knows.
+    pub(super) entities: BTreeMap<Target, EntityPair>,
+    /// The MIG instances could not be listed: an instance missing here may exist.
+    pub(super) partial: bool,
+}
+
 /// The entity of every target DCGM knows: GPUs by their `DCGM_FI_DEV_UUID`, MIG GPU
 /// instances from the instance hierarchy (their parent's UUID and NVML GPU instance id).
+/// `Ok(None)`: listing the GPUs failed (counted), so what DCGM knows is not known. A failed
+/// MIG hierarchy (counted) leaves the instances out and says so: [`Listing::partial`].
 pub(super) fn entities(
     api: &Api,
     handle: ffi::Handle,
     targets: &[Target],
     errors: &mut Vec<CallError>,
-) -> Result<BTreeMap<Target, EntityPair>, Lost> {
+) -> Result<Option<Listing>, Lost> {
     let mut out = BTreeMap::new();
     let mut ids = [0 as c_uint; ffi::MAX_NUM_DEVICES];
     let mut count: c_int = 0;
     // SAFETY: a list of DCGM_MAX_NUM_DEVICES entries and an out-pointer.
     let status = unsafe { (api.get_all_supported_devices)(handle, ids.as_mut_ptr(), &mut count) };
     if check(status, "dcgm_watch", errors)?.is_err() {
-        return Ok(out);
+        return Ok(None);
     }
     let count = usize::try_from(count)
         .unwrap_or(0)
@@ -53,7 +63,7 @@ pub(super) fn entities(
             )
         };
         if check(status, "dcgm_watch", errors)?.is_err() {
-            return Ok(out);
+            return Ok(None);
         }
     }
     let mut uuid_of_gpu = BTreeMap::new();
@@ -69,11 +79,13 @@ pub(super) fn entities(
             );
         }
     }
+    let mut partial = false;
     if targets.iter().any(|t| matches!(t, Target::Instance { .. })) {
         let mut h = ffi::MigHierarchyV2::boxed();
         // SAFETY: a versioned, zeroed hierarchy of the header's size.
         let status = unsafe { (api.get_gpu_instance_hierarchy)(handle, &mut *h) };
-        if check(status, "dcgm_watch", errors)?.is_ok() {
+        partial = check(status, "dcgm_watch", errors)?.is_err();
+        if !partial {
             let n = (h.count as usize).min(ffi::MAX_HIERARCHY_INFO);
             for e in h.entity_list[..n]
                 .iter()
@@ -93,5 +105,8 @@ pub(super) fn entities(
             }
         }
     }
-    Ok(out)
+    Ok(Some(Listing {
+        entities: out,
+        partial,
+    }))
 }

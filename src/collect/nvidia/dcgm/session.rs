@@ -73,8 +73,6 @@ struct Watch {
     group: Option<ffi::GroupId>,
     /// The targets watched, with their entities.
     watched: Vec<(Target, EntityPair)>,
-    /// Targets DCGM refused to watch, and why.
-    refused: Vec<(Target, DcgmReturn)>,
     /// When to try the refused targets again (none refused for a passing reason: never).
     retry_at: Option<Instant>,
     /// DCGM dropped a watch under the agent (`DCGM_ST_NOT_WATCHED`): make it again.
@@ -176,12 +174,19 @@ impl Session {
         if targets.is_empty() {
             return Ok(());
         }
-        let entities = discovery::entities(self.api, self.handle, targets, errors)?;
+        let Some(listing) = discovery::entities(self.api, self.handle, targets, errors)? else {
+            // The listing failed (counted): try again with the backoff.
+            self.watch.retry_at = Some(Instant::now() + self.retry.failed());
+            return Ok(());
+        };
         let mut unknown = Vec::new();
         let mut wanted = Vec::new();
+        let mut unlisted = false;
         for t in targets {
-            match entities.get(t) {
+            match listing.entities.get(t) {
                 Some(e) => wanted.push((t.clone(), *e)),
+                // The hierarchy failed (counted): the instance may well exist; tried again.
+                None if listing.partial && matches!(t, Target::Instance { .. }) => unlisted = true,
                 None => unknown.push(t.clone()),
             }
         }
@@ -191,7 +196,7 @@ impl Session {
             for t in &unknown {
                 errors.push(CallError::new("dcgm_watch", ErrorLabel::UnknownDevice));
                 if self.logged.insert((t.clone(), NOT_LISTED)) {
-                    tracing::warn!(target = %t, "the DCGM host engine does not list this device (is it this node's engine?); no DCGM profiling for it");
+                    tracing::warn!(device = %t, "the DCGM host engine does not list this device (is it this node's engine?); no DCGM profiling for it");
                 }
             }
         }
@@ -206,11 +211,11 @@ impl Session {
             },
         };
         let (watched, refused) = self.watch_entities(fields, &wanted, interval, errors)?;
-        let mut retry = false;
+        let mut retry = unlisted;
         for (t, status) in &refused {
             retry |= !never_profiled(*status);
             if self.logged.insert((t.clone(), *status)) {
-                tracing::warn!(target = %t, error = %status::label(*status), "DCGM cannot profile this device; its profiling series are absent");
+                tracing::warn!(device = %t, error = %status::label(*status), "DCGM cannot profile this device; its profiling series are absent");
             }
         }
         for (t, _) in watched.iter().flat_map(|(_, w)| w) {
@@ -227,7 +232,6 @@ impl Session {
             self.watch.group = Some(group);
             self.watch.watched = watched;
         }
-        self.watch.refused = refused;
         Ok(())
     }
 
@@ -465,7 +469,7 @@ impl Session {
             errors.push(CallError::new("dcgm_values", status::label(status)));
             if let Some((t, _)) = self.watch.watched.get(at) {
                 if self.logged.insert((t.clone(), status)) {
-                    tracing::warn!(target = %t, error = %status::label(status), "DCGM answers no profiling values for this device");
+                    tracing::warn!(device = %t, error = %status::label(status), "DCGM answers no profiling values for this device");
                 }
             }
         }
