@@ -89,8 +89,6 @@ pub(super) struct Session {
     retry: Backoff,
     /// (target, status) pairs already logged on this connection: each is logged once.
     logged: BTreeSet<(Target, DcgmReturn)>,
-    /// The read's records, kept between cycles (entities x 8 x 4,128 bytes).
-    buffer: Vec<FieldValueV2>,
     /// Names the groups this process creates (the host engine wants them unique).
     serial: u64,
 }
@@ -134,7 +132,6 @@ impl Session {
             watch: Watch::default(),
             retry: Backoff::new(),
             logged: BTreeSet::new(),
-            buffer: Vec::new(),
             serial: 0,
         })
     }
@@ -401,8 +398,11 @@ impl Session {
             return Ok(Vec::new());
         }
         let n = entities.len() * FIELDS.len();
-        self.buffer.clear();
-        self.buffer.resize(n, FieldValueV2::empty());
+        let Some(mut records) = Records::new(n) else {
+            errors.push(CallError::new("dcgm_values", status::label(ST_MEMORY)));
+            return Ok(Vec::new());
+        };
+        let buffer = records.as_mut_slice();
         let mut fields = FIELDS;
         // SAFETY: `buffer` holds entities x fields versioned records, as the call requires.
         let status = unsafe {
@@ -413,7 +413,7 @@ impl Session {
                 fields.as_mut_ptr(),
                 FIELDS.len() as c_uint,
                 0,
-                self.buffer.as_mut_ptr(),
+                buffer.as_mut_ptr(),
             )
         };
         if check(status, "dcgm_values", errors)?.is_err() {
@@ -431,7 +431,7 @@ impl Session {
             .map(|(t, _)| (t.clone(), ProfilingValues::default()))
             .collect();
         let mut failed: BTreeMap<usize, DcgmReturn> = BTreeMap::new();
-        for v in &self.buffer {
+        for v in buffer.iter() {
             let key = EntityPair {
                 entity_group_id: v.entity_group_id,
                 entity_id: v.entity_id,
@@ -489,5 +489,60 @@ impl Drop for Session {
                 (self.api.disconnect)(self.handle);
             }
         }
+    }
+}
+
+/// `DCGM_ST_MEMORY` (`dcgm_structs.h`): what a read that cannot get its records counts.
+const ST_MEMORY: DcgmReturn = -4;
+
+/// The records of one read in anonymous pages of their own, given back to the kernel when
+/// dropped. Each record is 4,128 bytes, almost all of it a string/blob union these fields never
+/// use, and every record touches a page of its own: a buffer kept between cycles would hold
+/// 264 KiB resident on an 8-GPU node (entities x 8 fields) for a few microseconds of use.
+struct Records {
+    ptr: std::ptr::NonNull<FieldValueV2>,
+    len: usize,
+}
+
+impl Records {
+    /// `len` zeroed records with their version set; `None` when the pages cannot be had.
+    fn new(len: usize) -> Option<Records> {
+        let bytes = len.checked_mul(size_of::<FieldValueV2>())?.max(1);
+        // SAFETY: an anonymous private mapping of `bytes`, owned by the returned value alone.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        let mut records = Records {
+            ptr: std::ptr::NonNull::new(ptr.cast())?,
+            len,
+        };
+        for r in records.as_mut_slice() {
+            r.version = ffi::FIELD_VALUE_V2_VERSION;
+        }
+        Some(records)
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [FieldValueV2] {
+        // SAFETY: the mapping holds `len` records, zeroed by the kernel, and all-zero bytes are
+        // a valid `FieldValueV2` (integers, a double, byte arrays); it lives as long as `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Records {
+    fn drop(&mut self) {
+        let bytes = (self.len * size_of::<FieldValueV2>()).max(1);
+        // SAFETY: the mapping `new` made, unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), bytes) };
     }
 }
