@@ -1,6 +1,6 @@
 //! The simulator's random numbers: a seeded SplitMix64 generator and the few distributions
-//! the serving model draws from (uniform, Poisson arrivals, log-normal request lengths), so
-//! that a run is reproducible from its seed on every platform.
+//! the serving model draws from (uniform, exponential gaps, Poisson counts, log-normal request
+//! lengths), so that a run is reproducible from its seed on every platform.
 
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -21,6 +21,11 @@ impl Rng {
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exponential with mean 1.
+    pub fn exponential(&mut self) -> f64 {
+        -(1.0 - self.uniform()).ln()
     }
 
     /// Standard normal (Box-Muller).
