@@ -194,13 +194,22 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
         )?;
         write!(
             std::io::stdout().lock(),
-            "{}",
-            report::totals_text(&run.totals, &clv)
+            "{}{}",
+            report::totals_text(&run.totals, &clv),
+            report::profile_text(&loaded.profile, &loaded.scenario.server, &run.totals)
         )?;
     }
     if let Some(dir) = &out.report {
         report::ensure_dir(dir)?;
-        report::save(dir, "summary.txt", &report::totals_text(&run.totals, &clv))?;
+        report::save(
+            dir,
+            "summary.txt",
+            &format!(
+                "{}{}",
+                report::totals_text(&run.totals, &clv),
+                report::profile_text(&loaded.profile, &loaded.scenario.server, &run.totals)
+            ),
+        )?;
         report::save(
             dir,
             "summary.json",
