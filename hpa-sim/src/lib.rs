@@ -10,6 +10,7 @@
 
 pub mod arrivals;
 pub mod calc;
+pub mod calibrate;
 pub mod controller;
 pub mod curves;
 pub mod input;
