@@ -351,7 +351,9 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
             std::io::stdout().lock(),
             "{}{}",
             report::totals_text(&run.totals, &clv),
-            report::profile_text(&loaded.profile, &loaded.scenario.server, &run.totals)
+            loaded
+                .profile
+                .summary(&loaded.scenario.server, run.totals.prefill_share)
         )?;
     }
     if let Some(dir) = &out.report {
@@ -362,7 +364,9 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
             &format!(
                 "{}{}",
                 report::totals_text(&run.totals, &clv),
-                report::profile_text(&loaded.profile, &loaded.scenario.server, &run.totals)
+                loaded
+                    .profile
+                    .summary(&loaded.scenario.server, run.totals.prefill_share)
             ),
         )?;
         report::save(

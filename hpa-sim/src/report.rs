@@ -6,8 +6,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::oracle::Clairvoyant;
-use crate::profile::Profile;
-use crate::scenario::Server;
 use crate::simulate::{Run, Totals};
 use crate::tune::{trim, Outcome};
 
@@ -80,43 +78,6 @@ pub fn totals_text(t: &Totals, c: &Clairvoyant) -> String {
         format!("misses the goal: {}", t.misses.join("; "))
     };
     let _ = writeln!(s, "verdict              {verdict}");
-    s
-}
-
-/// Where the serving model's numbers come from, and what in them is extrapolated.
-pub fn profile_text(p: &Profile, server: &Server, t: &Totals) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "serving profile      {}", p.provenance());
-    let from = |v: f64, profile: f64| {
-        if v == profile {
-            String::new()
-        } else {
-            format!(" (inline; the profile's {profile})")
-        }
-    };
-    let _ = writeln!(
-        s,
-        "step time            {} ms{} + {} ms{} per sequence; prefill {} ms per token{}{}",
-        server.step_base_ms,
-        from(server.step_base_ms, p.step_base_ms),
-        server.step_per_seq_ms,
-        from(server.step_per_seq_ms, p.step_per_seq_ms),
-        server.prefill_ms_per_token,
-        from(server.prefill_ms_per_token, p.prefill.ms_per_token),
-        if p.prefill.measured {
-            ""
-        } else {
-            ", not measured"
-        }
-    );
-    // A profile's GPU curves come from decode; prefill time reads them extrapolated.
-    if !p.prefill.measured && t.prefill_share >= 0.2 {
-        let _ = writeln!(
-            s,
-            "GPU series           extrapolated: {:.0} % of the replicas' busy time was prefill, which the profile did not measure; there the GPU series read its largest batch's row",
-            t.prefill_share * 100.0
-        );
-    }
     s
 }
 
