@@ -442,8 +442,6 @@ fn the_jsq_and_central_queue_references_match_published_values() {
 
 #[test]
 fn md1_at_the_default_tick_matches_pollaczek_khinchine_and_erlang() {
-    println!("| case | requests | reference | reference mean / p95 | hpa-sim mean / p95 | error |");
-    println!("|---|---|---|---|---|---|");
     for (i, d) in [0.8, 1.13].into_iter().enumerate() {
         for (j, rho) in [0.5, 0.8, 0.95].into_iter().enumerate() {
             let seed = 10 * i as u64 + j as u64;
