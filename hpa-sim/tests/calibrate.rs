@@ -424,3 +424,60 @@ fn a_prometheus_without_vllm_series_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_scenario_naming_a_profile_that_is_not_there_or_not_valid_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("trace.csv"),
+        "t_seconds,requests_per_second\n0,5\n60,5\n",
+    )
+    .unwrap();
+    let scenario = |profile: &str| {
+        let p = dir.path().join("s.yaml");
+        std::fs::write(
+            &p,
+            format!(
+                "hpa:
+  maxReplicas: 2
+  metrics:
+    - type: Pods
+      pods: {{metric: {{name: vllm_num_requests_waiting}}, target: {{type: AverageValue, averageValue: 5}}}}
+trace: {{csv: trace.csv}}
+profile: {profile}
+"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let fails = |p: &Path| {
+        let out = hpa_sim(&["simulate", path_str(p)]);
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = fails(&scenario("a100"));
+    assert!(
+        err.contains("s.yaml: no bundled profile named \"a100\""),
+        "{err}"
+    );
+    let err = fails(&scenario("profiles/mine.yaml"));
+    assert!(err.contains("profiles/mine.yaml"), "{err}");
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "name: bad
+stepBaseMs: 1
+stepPerSeqMs: 0.03
+prefill: {msPerToken: 0.01, measured: false}
+points:
+  - {batch: 16, tokensPerSecond: 10000}
+  - {batch: 4, tokensPerSecond: 3000}
+",
+    )
+    .unwrap();
+    let err = fails(&scenario("bad.yaml"));
+    assert!(
+        err.contains("bad.yaml: points[1].batch: 4 is not above the previous point's 16"),
+        "{err}"
+    );
+}

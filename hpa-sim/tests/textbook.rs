@@ -558,3 +558,86 @@ fn one_replica_of_256_sequences_is_md256() {
         row.check(0.03);
     }
 }
+
+/// A scenario file and its constant-rate trace in a fresh folder.
+fn md1_scenario(dir: &std::path::Path, rate: f64, seconds: u64) -> std::path::PathBuf {
+    let mut trace = String::from("t_seconds,requests_per_second\n");
+    for t in (0..=seconds).step_by(600) {
+        trace.push_str(&format!("{t},{rate}\n"));
+    }
+    std::fs::write(dir.join("trace.csv"), trace).unwrap();
+    let path = dir.join("md1.yaml");
+    std::fs::write(
+        &path,
+        "name: md1
+hpa:
+  minReplicas: 1
+  maxReplicas: 1
+  metrics:
+    - type: Pods
+      pods: {metric: {name: vllm_num_requests_waiting}, target: {type: AverageValue, averageValue: \"5\"}}
+trace: {csv: trace.csv}
+requests:
+  promptTokens: {mean: 1, cv: 0}
+  outputTokens: {mean: 100, cv: 0}
+server:
+  maxNumSeqs: 1
+  kvCacheTokens: 1000000
+  stepBaseMs: 8
+  stepPerSeqMs: 0
+  prefillMsPerToken: 0
+",
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn simulate_reports_the_mean_wait_of_md1_at_the_default_tick() {
+    // The whole `simulate` path, the HPA pinned at one replica: D = 0.8 s, rho 0.5, about
+    // 150,000 requests (statistical error of the mean about 0.7 %).
+    let dir = tempfile::tempdir().unwrap();
+    let path = md1_scenario(dir.path(), 0.625, 240_000);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hpa-sim"))
+        .args(["simulate", path.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &json["totals"];
+    let f = |k: &str| t[k].as_f64().unwrap_or_else(|| panic!("totals.{k}: {t}"));
+    assert!(f("requests") > 140_000.0);
+    let (mean, p95) = (md1_mean(0.5, 0.8), md1_quantile(0.5, 0.8, 0.95));
+    assert!(
+        (f("waitMean") / mean - 1.0).abs() < 0.03,
+        "mean {} against {mean}",
+        f("waitMean")
+    );
+    assert!(
+        (f("waitP95") / p95 - 1.0).abs() < 0.03,
+        "p95 {} against {p95}",
+        f("waitP95")
+    );
+    assert!(f("waitP50") <= f("waitP95") && f("waitP95") <= f("waitP99"));
+    // The text summary prints it too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hpa-sim"))
+        .args(["simulate", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("queue wait"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with(&format!(
+            "queue wait           mean {:.2} s, p50",
+            f("waitMean")
+        )),
+        "{line}"
+    );
+}
