@@ -133,7 +133,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
             let obs = prom.observe(now, &fleet, sc, &hpa.metrics);
             let out: SyncOutcome = ctl.sync((now * 1000.0).round() as i64, spec_replicas, &obs);
             let mut waits = fleet.take_waits();
-            waits.sort_by(f64::total_cmp);
+            waits.sort_unstable_by(f64::total_cmp);
             let metrics = hpa
                 .metrics
                 .iter()
@@ -174,7 +174,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
     }
     progress(1.0);
     all_waits.extend(fleet.take_waits());
-    all_waits.sort_by(f64::total_cmp);
+    all_waits.sort_unstable_by(f64::total_cmp);
     let hours = duration / 3600.0;
     let flaps = events
         .windows(2)
