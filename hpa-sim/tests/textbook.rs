@@ -512,7 +512,7 @@ fn dispatch_case(rho: f64, d: f64, c: i32, routing: Routing, n: usize) -> (Row, 
 }
 
 #[test]
-fn least_requests_is_join_the_shortest_queue_and_round_robin_is_not_a_central_queue() {
+fn least_requests_is_join_the_shortest_queue_and_round_robin_waits_what_md_c_does() {
     for routing in [Routing::LeastRequests, Routing::RoundRobin] {
         for rho in [0.5, 0.8, 0.95] {
             let (row, central) = dispatch_case(rho, 1.13, 4, routing, 200_000);
