@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use self::session::Session;
 use self::status::Lost;
 use crate::backoff::Backoff;
-use crate::collect::worker::{CycleWorker, Reply, Waited};
+use crate::collect::worker::{calling, CycleWorker, Reply, Waited};
 use crate::sample::{
     CallError, DeviceDown, DeviceSample, ErrorLabel, Profiling, ProfilingSource, ProfilingValues,
 };
@@ -168,6 +168,39 @@ pub(super) struct Dcgm {
     /// The last ask had targets: an empty list is sent once, so the thread drops its watch.
     watching: bool,
     devices: Devices,
+    hang: Hang,
+}
+
+/// How often, at most, a DCGM call past its deadline is logged while it lasts.
+const HANG_LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// A DCGM request running past the cycle's deadline: counted (`TIMEOUT`, under the call it is
+/// blocked in) at each cycle that finds it running, logged at its start and then at most every
+/// [`HANG_LOG_EVERY`], and once more when it returns.
+#[derive(Debug, Default)]
+struct Hang {
+    /// When the ongoing hang was last logged (`None`: no hang, or not logged).
+    logged_at: Option<Instant>,
+}
+
+impl Hang {
+    fn hung(&mut self, call: Option<&'static str>, errors: &mut Vec<CallError>) {
+        let call = call.unwrap_or("dcgm_values");
+        errors.push(CallError::new(call, ErrorLabel::Timeout));
+        if self
+            .logged_at
+            .is_none_or(|at| at.elapsed() >= HANG_LOG_EVERY)
+        {
+            tracing::warn!(call, "a DCGM call has not returned by the cycle's deadline; DCGM's profiling series keep their last values for two intervals, then go, until it returns (logged again at most every 10 minutes)");
+            self.logged_at = Some(Instant::now());
+        }
+    }
+
+    fn answered(&mut self) {
+        if self.logged_at.take().is_some() {
+            tracing::info!("the hung DCGM call returned");
+        }
+    }
 }
 
 impl Dcgm {
@@ -183,6 +216,7 @@ impl Dcgm {
             targets: Vec::new(),
             watching: false,
             devices,
+            hang: Hang::default(),
         }
     }
 
@@ -204,11 +238,16 @@ impl Dcgm {
         deadline: Instant,
         errors: &mut Vec<CallError>,
     ) {
+        // What a request still running is blocked in (the thread says before each call).
+        let in_call = self.worker.in_call();
         let read = match self.worker.wait(deadline, errors) {
-            Waited::Fresh(read) => Some(read),
+            Waited::Fresh(read) => {
+                self.hang.answered();
+                Some(read)
+            }
             // Still reading (a slow or hung host engine): the last read while it is recent.
             Waited::Late(last) => {
-                errors.push(CallError::new("dcgm_values", ErrorLabel::Timeout));
+                self.hang.hung(in_call, errors);
                 let recent = |r: &&Read| {
                     r.at.is_some_and(|at| at.elapsed() <= self.interval.saturating_mul(2))
                 };
@@ -278,6 +317,7 @@ impl Worker {
             };
         }
         if self.session.is_none() {
+            calling("dcgm_connect");
             self.connect(&mut errors);
         }
         if let Some(session) = self.session.as_mut() {

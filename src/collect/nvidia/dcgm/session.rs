@@ -17,6 +17,7 @@ use super::library::Api;
 use super::status::{self, check, Lost};
 use super::{Address, Target};
 use crate::backoff::Backoff;
+use crate::collect::worker::calling;
 use crate::sample::{CallError, ErrorLabel, ProfilingValues};
 
 /// The fields watched and read, in the order [`ProfilingValues`] is filled from them.
@@ -150,8 +151,10 @@ impl Session {
             || due
             || self.watch.stale
         {
+            calling("dcgm_watch");
             self.rewatch(targets, interval, errors)?;
         }
+        calling("dcgm_values");
         self.read(interval, errors)
     }
 
