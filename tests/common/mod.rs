@@ -215,23 +215,51 @@ impl AgentBuilder {
         // Every host has a pid 1; the agent refuses a procfs without one.
         std::fs::create_dir_all(root.join("proc/1")).unwrap();
         let log = dir.path().join("agent.log");
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!(
-                "--nvml.library={}",
-                self.library.unwrap_or_else(mock_library).display()
-            ))
-            .arg(format!("--path.rootfs={}", root.display()))
-            .arg(format!("--collect.interval={}", self.interval))
-            .args(&self.args)
-            .env("MOCK_NVML_SCENARIO", &scenario)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let library = self.library.clone().unwrap_or_else(mock_library);
+        let spawn = |port: u16| {
+            Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg(format!("--nvml.library={}", library.display()))
+                .arg(format!("--path.rootfs={}", root.display()))
+                .arg(format!("--collect.interval={}", self.interval))
+                .args(&self.args)
+                .env("MOCK_NVML_SCENARIO", &scenario)
+                .envs(self.envs.iter().map(|(k, v)| (k, v)))
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap()
+        };
+        // The port is free when picked, but another process on the machine (other tests run
+        // beside these) may take it before the agent binds it: then the agent exits at once,
+        // saying so, and it is started again on another port.
+        let mut attempt = 0;
+        let (child, port) = loop {
+            let port = free_port();
+            let mut child = spawn(port);
+            let start = Instant::now();
+            let exited = loop {
+                if http_get(port, "/healthz", &[]).is_some_and(|r| r.status == 200) {
+                    break false;
+                }
+                if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(20)
+                {
+                    break true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if !exited {
+                break (child, port);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            attempt += 1;
+            if !text.contains("Address already in use") || attempt == 3 {
+                panic!("the agent did not answer /healthz; its log:\n{text}");
+            }
+        };
         let agent = Agent {
             child,
             port,
@@ -239,9 +267,6 @@ impl AgentBuilder {
             scenario,
             log,
         };
-        agent.wait_for(Duration::from_secs(20), "/healthz answers", |a| {
-            a.try_get("/healthz", &[]).is_some_and(|r| r.status == 200)
-        });
         agent
     }
 }
