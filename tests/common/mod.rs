@@ -260,14 +260,13 @@ impl AgentBuilder {
                 panic!("the agent did not answer /healthz; its log:\n{text}");
             }
         };
-        let agent = Agent {
+        Agent {
             child,
             port,
             dir,
             scenario,
             log,
-        };
-        agent
+        }
     }
 }
 
