@@ -17,6 +17,7 @@ use nvml_wrapper::{Device, GpmSample, Nvml};
 
 use super::calls::SampleCalls;
 use super::health;
+use super::limits;
 use super::mps::MpsClients;
 use super::procutil::ProcessUtilization;
 use super::tiers;
@@ -153,6 +154,7 @@ impl DeviceState {
         if let Some(mem) = calls.take("memory", || dev.memory_info()) {
             m.memory_used_bytes = Some(mem.used as f64);
             m.memory_total_bytes = Some(mem.total as f64);
+            m.memory_reserved_bytes = Some(mem.reserved as f64);
         }
         m.power_watts = calls
             .take("power", || dev.power_usage())
@@ -163,6 +165,7 @@ impl DeviceState {
         m.sm_clock_hertz = calls
             .take("clock", || dev.clock_info(Clock::SM))
             .map(|mhz| f64::from(mhz) * 1e6);
+        limits::read_fast(&mut calls, nvml, dev, &mut m);
 
         let running = calls.take("processes", || dev.running_compute_processes());
         let in_mig_mode = mig_mode(&mut self.mig_supported, &mut calls, dev);
@@ -394,6 +397,7 @@ fn mig_instances(
         if let Some(mem) = calls.take("memory", || mig.memory_info()) {
             m.memory_used_bytes = Some(mem.used as f64);
             m.memory_total_bytes = Some(mem.total as f64);
+            m.memory_reserved_bytes = Some(mem.reserved as f64);
         }
         if gpm.supported == Some(true) {
             if let Some(v) = calls

@@ -6,6 +6,7 @@ mod calls;
 mod device;
 mod events;
 mod health;
+mod limits;
 mod mps;
 mod procutil;
 mod tiers;

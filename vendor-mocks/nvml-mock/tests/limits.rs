@@ -98,7 +98,7 @@ fn values_round_trip_in_nvml_units() {
     let before = Instant::now();
     let got: Vec<u64> = POLICIES
         .iter()
-        .map(|p| d.violation_status(p.clone()).unwrap().violation_time)
+        .map(|p| d.violation_status(*p).unwrap().violation_time)
         .collect();
     assert_eq!(got, [1_200_000_000, 5, 0, 3, 4, 6]);
     // referenceTime: the CPU clock in µs since the epoch, as nvml.h says.

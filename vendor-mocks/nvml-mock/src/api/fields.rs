@@ -52,11 +52,12 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
     valuesCount: c_int,
     values: *mut nvmlFieldValue_t,
 ) -> nvmlReturn_t {
-    // SAFETY: NVML's contract: `values` is NULL or holds `valuesCount` entries.
-    let first = (valuesCount >= 1)
-        .then(|| unsafe { values.as_ref() })
-        .flatten()
-        .map(|v| v.fieldId);
+    let first = if valuesCount >= 1 {
+        // SAFETY: NVML's contract: `values` is NULL or holds `valuesCount` entries.
+        unsafe { values.as_ref() }.map(|v| v.fieldId)
+    } else {
+        None
+    };
     let family = call_family(first);
     // The H200 figure is for one field; a batch costs each of its fields.
     let price = Price {
