@@ -70,7 +70,7 @@ pub struct RemappedRows {
     pub uncorrectable: f64,
     /// A remap is waiting for the next GPU reset to take effect.
     pub pending: bool,
-    /// A remap failed: the bank had no spare row left.
+    /// A remap failed: the GPU could not repair a memory fault itself.
     pub failed: bool,
 }
 

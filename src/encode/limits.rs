@@ -47,7 +47,7 @@ where
     gauge_family(
         enc,
         "gpu_row_remap_failed",
-        "1 once a row remap has failed (no spare row left in the bank): the GPU needs service; else 0.",
+        "1 once a row remap has failed: the GPU could not repair a memory fault and needs service; else 0.",
         live().filter_map(|d| Some((device_labels(d), flag(d.health.remapped_rows?.failed)))),
     )?;
     counter_family(

@@ -168,13 +168,26 @@ fn a_policy_left_out_is_not_supported_alone() {
     ));
 }
 
+/// A MIG device answers none of them; its parent all but the remapped rows, which NVML does
+/// not report for a GPU with MIG instances (and does for one in MIG mode without any).
 #[test]
-fn a_mig_device_answers_none_of_them_and_its_parent_all() {
+fn a_mig_device_answers_none_of_them_and_its_parent_all_but_remapped_rows() {
     let mock = Mock::new(&node());
     let nvml = mock.init().unwrap();
     let parent = nvml.device_by_index(2).unwrap();
     assert_eq!(parent.clock_info(Clock::Memory).unwrap(), 2619);
     assert_eq!(parent.enforced_power_limit().unwrap(), 700_000);
+    assert_eq!(
+        parent
+            .violation_status(PerformancePolicy::Power)
+            .unwrap()
+            .violation_time,
+        1_200_000_000
+    );
+    assert_eq!(
+        remapped_rows(&nvml, unsafe { parent.handle() }).0,
+        NOT_SUPPORTED
+    );
     let mig = parent.mig_device_by_index(0).unwrap();
     assert!(not_supported(mig.clock_info(Clock::Memory)));
     assert!(not_supported(mig.enforced_power_limit()));
@@ -185,6 +198,18 @@ fn a_mig_device_answers_none_of_them_and_its_parent_all() {
     assert_eq!(field(&nvml, h, NVML_FI_DEV_MEMORY_TEMP).0, NOT_SUPPORTED);
     assert_eq!(remapped_rows(&nvml, h).0, NOT_SUPPORTED);
     assert_eq!(mig.memory_info().unwrap().reserved, 0);
+
+    // MIG mode on, no instance yet: the rows are reported.
+    mock.replace(&scenario(&[device(
+        "GPU-empty",
+        1,
+        &format!("{COUNTERS}    mig: []\n"),
+    )]));
+    let d = nvml.device_by_index(0).unwrap();
+    assert_eq!(
+        remapped_rows(&nvml, unsafe { d.handle() }),
+        (SUCCESS, [2, 1, 1, 0])
+    );
 }
 
 #[test]

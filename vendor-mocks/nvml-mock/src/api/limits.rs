@@ -31,6 +31,9 @@ pub unsafe extern "C" fn nvmlDeviceGetEnforcedPowerLimit(
 /// `remapped_rows`: rows remapped for correctable and for uncorrectable errors, whether a
 /// remap waits for the next GPU reset (`isPending`), and whether one failed
 /// (`failureOccurred`), each pending and failure as 0 or 1. Every pointer must be non-NULL.
+/// `NOT_SUPPORTED` on a GPU in MIG mode with instances, as the NVML reference says ("On
+/// MIG-enabled GPUs with active instances, querying the number of remapped rows is not
+/// supported").
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetRemappedRows(
     device: nvmlDevice_t,
@@ -41,6 +44,9 @@ pub unsafe extern "C" fn nvmlDeviceGetRemappedRows(
 ) -> nvmlReturn_t {
     device_call(device, Family::RemappedRows, |d, _| {
         let rows = d.remapped_rows.ok_or(NOT_SUPPORTED)?;
+        if d.mig.as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(NOT_SUPPORTED);
+        }
         if [corrRows, uncRows, isPending, failureOccurred]
             .iter()
             .any(|p| p.is_null())
