@@ -122,16 +122,6 @@ const DEVICE_GAUGES: &[(&str, &str, Getter)] = &[
         |m| m.memory_reserved_bytes,
     ),
     (
-        "gpu_memory_clock_hertz",
-        "Current memory clock, in hertz.",
-        |m| m.memory_clock_hertz,
-    ),
-    (
-        "gpu_memory_temperature_celsius",
-        "Device memory (HBM) temperature, in degrees Celsius.",
-        |m| m.memory_temperature_celsius,
-    ),
-    (
         "gpu_sm_active_ratio",
         "GPM: share of time SMs had at least one warp assigned (0..1).",
         |m| m.sm_active_ratio,

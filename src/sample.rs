@@ -93,6 +93,9 @@ pub struct DeviceHealth {
     pub nvlink_receive_bytes: Option<f64>,
     pub encoder_utilization_ratio: Option<f64>,
     pub decoder_utilization_ratio: Option<f64>,
+    pub memory_clock_hertz: Option<f64>,
+    /// Device memory (HBM) temperature.
+    pub memory_temperature_celsius: Option<f64>,
     /// The power limit the driver enforces, watts.
     pub power_limit_watts: Option<f64>,
     pub remapped_rows: Option<RemappedRows>,
@@ -116,9 +119,6 @@ pub struct DeviceMetrics {
     /// Framebuffer the driver and firmware reserve, outside `memory_used_bytes`: the free
     /// memory is total - used - reserved.
     pub memory_reserved_bytes: Option<f64>,
-    pub memory_clock_hertz: Option<f64>,
-    /// Device memory (HBM) temperature.
-    pub memory_temperature_celsius: Option<f64>,
     pub sm_active_ratio: Option<f64>,
     pub sm_occupancy_ratio: Option<f64>,
     pub tensor_active_ratio: Option<f64>,

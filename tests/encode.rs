@@ -40,8 +40,6 @@ fn metrics(util: f64, used: f64) -> DeviceMetrics {
         temperature_celsius: Some(61.0),
         sm_clock_hertz: Some(1_980_000_000.0),
         memory_reserved_bytes: Some(565_182_464.0),
-        memory_clock_hertz: Some(2_619_000_000.0),
-        memory_temperature_celsius: Some(48.0),
         ..DeviceMetrics::default()
     }
 }
@@ -72,6 +70,8 @@ fn snapshot() -> Snapshot {
             nvlink_receive_bytes: Some(2e9),
             encoder_utilization_ratio: Some(0.0),
             decoder_utilization_ratio: Some(0.5),
+            memory_clock_hertz: Some(2_619_000_000.0),
+            memory_temperature_celsius: Some(48.0),
             power_limit_watts: Some(700.0),
             remapped_rows: Some(RemappedRows {
                 correctable: 3.0,

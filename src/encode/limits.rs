@@ -1,6 +1,6 @@
-//! The health series of what holds a GPU back and how its memory fares: the enforced power
-//! limit, remapped rows and row remapping state, and time throttled per violation reason
-//! (docs/metrics.md, "Health and long-tail series").
+//! The health series of what holds a GPU back and how its memory fares: memory clock and
+//! temperature, the enforced power limit, remapped rows and row remapping state, and time
+//! throttled per violation reason (docs/metrics.md, "Health and long-tail series").
 
 use std::fmt;
 
@@ -17,6 +17,18 @@ pub(super) fn encode<'a, I>(
 where
     I: Iterator<Item = &'a DeviceSample>,
 {
+    gauge_family(
+        enc,
+        "gpu_memory_clock_hertz",
+        "Current memory clock, in hertz.",
+        live().filter_map(|d| Some((device_labels(d), d.health.memory_clock_hertz?))),
+    )?;
+    gauge_family(
+        enc,
+        "gpu_memory_temperature_celsius",
+        "Device memory (HBM) temperature, in degrees Celsius.",
+        live().filter_map(|d| Some((device_labels(d), d.health.memory_temperature_celsius?))),
+    )?;
     gauge_family(
         enc,
         "gpu_power_limit_watts",

@@ -17,7 +17,6 @@ use nvml_wrapper::{Device, GpmSample, Nvml};
 
 use super::calls::SampleCalls;
 use super::health;
-use super::limits;
 use super::mps::MpsClients;
 use super::procutil::ProcessUtilization;
 use super::tiers;
@@ -165,7 +164,6 @@ impl DeviceState {
         m.sm_clock_hertz = calls
             .take("clock", || dev.clock_info(Clock::SM))
             .map(|mhz| f64::from(mhz) * 1e6);
-        limits::read_fast(&mut calls, nvml, dev, &mut m);
 
         let running = calls.take("processes", || dev.running_compute_processes());
         let in_mig_mode = mig_mode(&mut self.mig_supported, &mut calls, dev);

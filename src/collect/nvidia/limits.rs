@@ -1,13 +1,16 @@
 //! What holds an NVIDIA device back and how its memory fares: memory clock and memory
-//! temperature (fast tier), the enforced power limit, row remapping and the violation
-//! counters (health tier). dcgm-exporter's default counters, read through NVML. Absent where
-//! not supported, never zero.
+//! temperature, the enforced power limit, row remapping and the violation counters.
+//! dcgm-exporter's default counters, read through NVML on the health tier. Absent where not
+//! supported, never zero.
 //!
-//! Tiers by cost (docs/metrics.md, "Sampling tiers"): the memory clock is the SM clock's call
-//! for another clock domain, and the memory temperature one field value, both tens of µs of
-//! CPU on an H200, and both move with the load, so they are read every interval. The power
-//! limit changes only when an administrator sets it; remapped rows and the violation counters
-//! are counters and state that a 30 s read loses nothing of; all three go on the health tier.
+//! Why the health tier (docs/metrics.md, "Sampling tiers"): the power limit changes only when an
+//! administrator sets it, and the remapped rows and violation counters are state and counters
+//! that a 30 s read loses nothing of. The memory clock and temperature are gauges, but slow
+//! ones (HBM's clock is fixed under load, its temperature follows the load over tens of
+//! seconds), and dcgm-exporter itself reads them every 30 s by default. On the fast tier they
+//! would cost ~0.055 ms of CPU per GPU and cycle (the SM clock's and one NVLink field value's
+//! figures on an H200, by analogy): 0.007 % of a core on an 8-GPU node at 5 s, where the
+//! agent's target leaves no margin (docs/benchmarks.md).
 
 use std::mem;
 
@@ -26,7 +29,7 @@ use nvml_wrapper_sys::bindings::{
 };
 
 use super::calls::SampleCalls;
-use crate::sample::{DeviceHealth, DeviceMetrics, RemappedRows};
+use crate::sample::{DeviceHealth, RemappedRows};
 
 /// NVML's performance policies, in `VIOLATION_REASONS`' order.
 const POLICIES: [PerformancePolicy; 6] = [
@@ -38,27 +41,18 @@ const POLICIES: [PerformancePolicy; 6] = [
     PerformancePolicy::Reliability,
 ];
 
-/// The fast tier's share: memory clock and memory temperature, into `m`.
-pub(super) fn read_fast(
-    calls: &mut SampleCalls,
-    nvml: &Nvml,
-    dev: &Device<'_>,
-    m: &mut DeviceMetrics,
-) {
-    m.memory_clock_hertz = calls
-        .take("memory_clock", || dev.clock_info(Clock::Memory))
-        .map(|mhz| f64::from(mhz) * 1e6);
-    m.memory_temperature_celsius =
-        calls.take("memory_temperature", || memory_temperature(nvml, dev));
-}
-
-/// The health tier's share: power limit, remapped rows, violation time, into `h`.
+/// Memory clock and temperature, power limit, remapped rows, violation time, into `h`.
 pub(super) fn read_health(
     calls: &mut SampleCalls,
     nvml: &Nvml,
     dev: &Device<'_>,
     h: &mut DeviceHealth,
 ) {
+    h.memory_clock_hertz = calls
+        .take("memory_clock", || dev.clock_info(Clock::Memory))
+        .map(|mhz| f64::from(mhz) * 1e6);
+    h.memory_temperature_celsius =
+        calls.take("memory_temperature", || memory_temperature(nvml, dev));
     h.power_limit_watts = calls
         .take("power_limit", || dev.enforced_power_limit())
         .map(|mw| f64::from(mw) / 1000.0);

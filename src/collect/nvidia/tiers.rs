@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 /// Call families read by the device worker on every interval: the series that drive
 /// decisions, plus clock event reasons (one cheap call, 0.035 ms on an H200, for a state that
-/// flips within seconds and would be missed between health reads), and the memory clock and
-/// temperature (gauges that move with the load, each a call as cheap as the SM clock's or an
-/// NVLink field value's: 0.03 and 0.025 ms of CPU by that analogy, see `limits.rs`).
+/// flips within seconds and would be missed between health reads).
 pub(super) const FAST_FAMILIES: &[&str] = &[
     "utilization",
     "memory",
@@ -20,14 +18,12 @@ pub(super) const FAST_FAMILIES: &[&str] = &[
     "gpm",
     "mps",
     "throttle",
-    "memory_clock",
-    "memory_temperature",
 ];
 
 /// Call families read by the device's health thread, once per health interval: slow counters
 /// and state (energy alone costs 3.4 ms of CPU per call on an H200, PCIe throughput waits
-/// 20 ms per direction), and the power limit, remapped rows and violation counters (a setting,
-/// and counters that lose nothing by being read less often).
+/// 20 ms per direction), and dcgm-exporter's counters: memory clock and temperature, power
+/// limit, remapped rows and violation counters (see `limits.rs` for why they are here).
 pub(super) const HEALTH_FAMILIES: &[&str] = &[
     "energy",
     "ecc",
@@ -35,6 +31,8 @@ pub(super) const HEALTH_FAMILIES: &[&str] = &[
     "nvlink",
     "encoder",
     "decoder",
+    "memory_clock",
+    "memory_temperature",
     "power_limit",
     "remapped_rows",
     "violations",
@@ -296,21 +294,15 @@ mod tests {
             "nvlink",
             "encoder",
             "decoder",
+            "memory_clock",
+            "memory_temperature",
             "power_limit",
             "remapped_rows",
             "violations",
         ] {
             assert!(HEALTH_FAMILIES.contains(&slow), "{slow}");
         }
-        for fast in [
-            "utilization",
-            "memory",
-            "power",
-            "processes",
-            "gpm",
-            "memory_clock",
-            "memory_temperature",
-        ] {
+        for fast in ["utilization", "memory", "power", "processes", "gpm"] {
             assert!(FAST_FAMILIES.contains(&fast), "{fast}");
         }
     }
