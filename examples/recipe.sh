@@ -2,7 +2,8 @@
 # Reproduces the recipe table of docs/autoscaling.md: every candidate metric set of the
 # bundled scenarios, each over a range of targets, tuned by hpa-sim.
 #
-#   examples/recipe.sh [OUT_DIR]      (default out/recipe; about 2 minutes on 2 cores after the build)
+#   examples/recipe.sh [OUT_DIR]      (default out/recipe; about 5 minutes of CPU on 2 threads after
+#                                      the build: 12 minutes on 2 busy cores)
 #
 # Writes OUT_DIR/<scenario>/ (sweep.txt, candidates.md, sweep.json, sweep.csv, SVG plots).
 set -euo pipefail

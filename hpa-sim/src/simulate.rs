@@ -4,11 +4,12 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use crate::arrivals::Arrivals;
 use crate::controller::{Controller, SyncOutcome};
 use crate::pipeline::Prometheus;
 use crate::rng::Rng;
 use crate::scenario::Loaded;
-use crate::serving::{Fleet, Request};
+use crate::serving::Fleet;
 use crate::spec::{HpaSpec, Invalid};
 
 /// One metric at one sync: the value the HPA read (its status' current value) and the target.
@@ -46,6 +47,8 @@ pub struct Totals {
     /// Time with at least one request waiting, in seconds and as a share of the run.
     pub waiting_seconds: f64,
     pub waiting_share: f64,
+    /// Queue wait of the admitted requests (arrival to a slot in a batch), seconds.
+    pub wait_mean: f64,
     pub wait_p50: f64,
     pub wait_p95: f64,
     pub wait_p99: f64,
@@ -59,6 +62,8 @@ pub struct Totals {
     pub completed: u64,
     pub dropped: u64,
     pub preempted: u64,
+    /// Share of the replicas' busy GPU time spent prefilling.
+    pub prefill_share: f64,
     pub meets_goal: bool,
     /// Why not, when it does not.
     pub misses: Vec<String>,
@@ -95,6 +100,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
     let scrape_every = every(sc.pipeline.scrape_interval_seconds, dt);
     let agent_every = every(sc.pipeline.agent_interval_seconds, dt);
     let mut rng = Rng::new(sc.seed);
+    let mut arrivals = Arrivals::new(&mut rng);
     let mut fleet = Fleet::new(sc.server, sc.initial_replicas());
     let mut prom = Prometheus::new(&sc.pipeline);
     let mut spec_replicas = sc.initial_replicas();
@@ -105,22 +111,11 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
     let mut peak = spec_replicas;
     let mut events: Vec<(f64, i32)> = Vec::new();
     let report_every = (ticks / 20).max(1);
-    let req = sc.requests;
     for k in 0..ticks {
         let t = k as f64 * dt;
-        let n = rng.poisson(loaded.trace.rate(t) * dt);
-        let arrivals: Vec<Request> = (0..n)
-            .map(|_| Request {
-                arrival: t + rng.uniform() * dt,
-                prompt: rng
-                    .lognormal(req.prompt_tokens.mean, req.prompt_tokens.cv)
-                    .max(1.0),
-                output: rng
-                    .lognormal(req.output_tokens.mean, req.output_tokens.cv)
-                    .max(1.0),
-            })
-            .collect();
-        fleet.tick(t, dt, arrivals, &mut rng, &loaded.curves);
+        let rate = loaded.trace.rate(t + dt / 2.0);
+        let reqs = arrivals.tick(t, dt, rate, &mut rng, &sc.requests);
+        fleet.tick(t, dt, reqs, &mut rng, &loaded.curves);
         if fleet.waiting() > 0 {
             waiting_ticks += 1;
         }
@@ -138,7 +133,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
             let obs = prom.observe(now, &fleet, sc, &hpa.metrics);
             let out: SyncOutcome = ctl.sync((now * 1000.0).round() as i64, spec_replicas, &obs);
             let mut waits = fleet.take_waits();
-            waits.sort_by(f64::total_cmp);
+            waits.sort_unstable_by(f64::total_cmp);
             let metrics = hpa
                 .metrics
                 .iter()
@@ -179,7 +174,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
     }
     progress(1.0);
     all_waits.extend(fleet.take_waits());
-    all_waits.sort_by(f64::total_cmp);
+    all_waits.sort_unstable_by(f64::total_cmp);
     let hours = duration / 3600.0;
     let flaps = events
         .windows(2)
@@ -191,6 +186,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
         gpu_hours: fleet.gpu_seconds(duration) / 3600.0,
         waiting_seconds: waiting_ticks as f64 * dt,
         waiting_share: waiting_ticks as f64 / ticks.max(1) as f64,
+        wait_mean: all_waits.iter().sum::<f64>() / all_waits.len().max(1) as f64,
         wait_p50: percentile(&all_waits, 50.0),
         wait_p95: percentile(&all_waits, 95.0),
         wait_p99: percentile(&all_waits, 99.0),
@@ -203,6 +199,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
         completed: c.completed,
         dropped: c.dropped,
         preempted: c.preempted,
+        prefill_share: c.prefill_seconds / c.busy_seconds.max(1e-9),
         meets_goal: true,
         misses: Vec::new(),
     };

@@ -368,21 +368,19 @@ mod tests {
     #[test]
     fn work_that_panics_costs_one_answer_and_the_next_ask_starts_fresh_state() {
         // The state (a count of requests) lives in the thread's work: a fresh thread starts at 0.
-        // The first request waits for `release`, so that the second ask finds it running
-        // however the threads are scheduled (an instant answer would be taken by that ask).
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let hold = Arc::new(Mutex::new(Some(hold)));
+        // A request answers only once `release` is set, so the second ask surely finds it busy.
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let released = Arc::clone(&release);
         let mut w = CycleWorker::new("test-panic".into(), move || {
-            let hold = Arc::clone(&hold);
             let mut seen = 0;
+            let released = Arc::clone(&released);
             move |fail: bool| {
                 seen += 1;
-                let first = hold.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some(first) = first {
-                    let _ = first.recv();
-                }
                 if fail {
                     panic!("a bug");
+                }
+                while !released.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 reply(seen)
             }
@@ -390,7 +388,7 @@ mod tests {
         let mut errors = Vec::new();
         assert!(matches!(w.ask(false, &mut errors), Asked::Sent));
         assert!(matches!(w.ask(false, &mut errors), Asked::Busy));
-        release.send(()).unwrap();
+        release.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(w.wait(soon(), &mut errors), Waited::Fresh(&1));
         assert!(matches!(w.ask(true, &mut errors), Asked::Sent));
         assert_eq!(w.wait(soon(), &mut errors), Waited::Panicked(Some(&1)));
