@@ -163,6 +163,7 @@ impl DeviceState {
         if let Some(mem) = calls.take("memory", || dev.memory_info()) {
             m.memory_used_bytes = Some(mem.used as f64);
             m.memory_total_bytes = Some(mem.total as f64);
+            m.memory_reserved_bytes = Some(mem.reserved as f64);
         }
         m.power_watts = calls
             .take("power", || dev.power_usage())
@@ -401,6 +402,7 @@ fn mig_instances(
         if let Some(mem) = calls.take("memory", || mig.memory_info()) {
             m.memory_used_bytes = Some(mem.used as f64);
             m.memory_total_bytes = Some(mem.total as f64);
+            m.memory_reserved_bytes = Some(mem.reserved as f64);
         }
         let gpm_values = if gpm.supported == Some(true) {
             calls
