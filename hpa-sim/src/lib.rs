@@ -3,22 +3,28 @@
 //!
 //! Flow: `spec` (the HPA as written) -> `controller` (one sync, with `calc` for each metric's
 //! proposal) <- `pipeline` (what Prometheus and the adapter serve) <- `serving` (the replicas,
-//! their batches and queues, driven by a `trace`) ; `simulate` runs that loop, `oracle` gives
-//! the clairvoyant yardstick, `tune` sweeps settings, `report` writes tables and plots.
+//! their batches and queues, driven by the `workload` drawn from a `trace`) ; `simulate` runs
+//! that loop (under the HPA or a fixed `schedule`), `bounds` gives the yardsticks (`lower`, the
+//! lower bound, and the best schedule found with the future known), `tune` sweeps settings,
+//! `report` writes tables and `plots` the SVG figures.
 
+pub mod bounds;
 pub mod calc;
 pub mod controller;
 pub mod curves;
 pub mod input;
-pub mod oracle;
+pub mod lower;
 pub mod pipeline;
+pub mod plots;
 pub mod quantity;
 pub mod replay;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod schedule;
 pub mod serving;
 pub mod simulate;
 pub mod spec;
 pub mod trace;
 pub mod tune;
+pub mod workload;
