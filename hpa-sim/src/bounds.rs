@@ -162,8 +162,8 @@ pub fn compute(
         initial: sc.initial_for(hpa),
         duration: loaded.trace.duration(),
     };
-    let run_share = |rho: f64| -> Result<Run, Invalid> {
-        let s = if rho > 0.0 {
+    let schedule_for = |rho: f64| -> Schedule {
+        if rho > 0.0 {
             let need: Vec<i32> = work
                 .iter()
                 .map(|w| {
@@ -174,9 +174,10 @@ pub fn compute(
             schedule::build(&need, timing)
         } else {
             Schedule::constant(max)
-        };
-        let run =
-            simulate::run_policy(loaded, Policy::Schedule { schedule: &s, hpa }, &mut |_| {})?;
+        }
+    };
+    let run = |rho: f64, s: &Schedule| -> Result<BestSchedule, Invalid> {
+        let run = simulate::run_policy(loaded, Policy::Schedule { schedule: s, hpa }, &mut |_| {})?;
         let t = &run.totals;
         let what = if rho > 0.0 {
             format!("{rho:.3} of a replica")
@@ -193,41 +194,26 @@ pub fn compute(
                 " (misses the goal)"
             }
         ));
-        Ok(run)
+        Ok(best_of(&run, rho, 0))
     };
     let threads = threads.clamp(1, MAX_RUNS);
+    // Every schedule run, with its outcome: a run is deterministic, so a share that gives a
+    // schedule already run is not run again.
+    let mut done: Vec<(Schedule, BestSchedule)> = Vec::new();
     let mut runs = 0;
-    // (share, run) of the cheapest that meets the goal, and of the lowest p95 that does not.
-    let mut meets: Option<(f64, Run)> = None;
-    let mut closest: Option<(f64, Run)> = None;
-    // The bracket: the share is searched in (lo, hi); `lo_meets` once a share there met it.
-    let (mut lo, mut hi, mut lo_meets) = (0.0, MAX_SHARE, false);
-    let mut keep = |rho: f64, run: Run, meets: &mut Option<(f64, Run)>| {
-        let t = &run.totals;
-        if t.meets_goal {
-            if meets
-                .as_ref()
-                .is_none_or(|(_, m)| t.gpu_hours < m.totals.gpu_hours)
-            {
-                *meets = Some((rho, run));
+    // Runs `shares` (new schedules at once, on threads); their outcomes in order.
+    let mut outcomes = |shares: &[f64], runs: &mut usize| -> Result<Vec<BestSchedule>, Invalid> {
+        let schedules: Vec<Schedule> = shares.iter().map(|r| schedule_for(*r)).collect();
+        let mut fresh: Vec<(f64, &Schedule)> = Vec::new();
+        for (rho, s) in shares.iter().zip(&schedules) {
+            if !done.iter().any(|(d, _)| d == s) && !fresh.iter().any(|(_, f)| *f == s) {
+                fresh.push((*rho, s));
             }
-        } else if closest
-            .as_ref()
-            .is_none_or(|(_, c)| t.wait_p95 < c.totals.wait_p95)
-        {
-            closest = Some((rho, run));
         }
-    };
-    while runs < MAX_RUNS && hi - lo > 0.01 {
-        // Evenly inside the bracket, as many as run at once.
-        let n = threads.min(MAX_RUNS - runs);
-        let shares: Vec<f64> = (1..=n)
-            .map(|i| lo + (hi - lo) * i as f64 / (n + 1) as f64)
-            .collect();
-        let results: Vec<Result<Run, Invalid>> = std::thread::scope(|s| {
-            let handles: Vec<_> = shares
+        let results: Vec<Result<BestSchedule, Invalid>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = fresh
                 .iter()
-                .map(|&rho| s.spawn(move || run_share(rho)))
+                .map(|&(rho, s)| sc.spawn(move || run(rho, s)))
                 .collect();
             handles
                 .into_iter()
@@ -237,23 +223,58 @@ pub fn compute(
                 })
                 .collect()
         });
-        runs += n;
+        *runs += fresh.len();
+        for ((_, s), r) in fresh.iter().zip(results) {
+            done.push(((*s).clone(), r?));
+        }
+        Ok(schedules
+            .iter()
+            .zip(shares)
+            .filter_map(|(s, rho)| {
+                let (_, b) = done.iter().find(|(d, _)| d == s)?;
+                Some(BestSchedule {
+                    load_share: *rho,
+                    ..b.clone()
+                })
+            })
+            .collect())
+    };
+    // The cheapest that meets the goal, and the one closest to it (lowest p95) that does not.
+    let mut meets: Option<BestSchedule> = None;
+    let mut closest: Option<BestSchedule> = None;
+    let mut keep = |b: BestSchedule| {
+        if b.meets_goal {
+            if meets.as_ref().is_none_or(|m| b.gpu_hours < m.gpu_hours) {
+                meets = Some(b);
+            }
+        } else if closest.as_ref().is_none_or(|c| b.wait_p95 < c.wait_p95) {
+            closest = Some(b);
+        }
+    };
+    // The bracket: the share is searched in (lo, hi); `lo_meets` once a share there met it.
+    let (mut lo, mut hi, mut lo_meets) = (0.0, MAX_SHARE, false);
+    let mut rounds = 0;
+    while runs < MAX_RUNS && rounds < 2 * MAX_RUNS && hi - lo > 0.01 {
+        rounds += 1;
+        // Evenly inside the bracket, as many as run at once.
+        let n = threads.min(MAX_RUNS - runs);
+        let shares: Vec<f64> = (1..=n)
+            .map(|i| lo + (hi - lo) * i as f64 / (n + 1) as f64)
+            .collect();
         // The share is assumed to meet the goal below one that meets it, and to miss above
         // one that misses (more replicas wait less).
         let (mut new_lo, mut new_hi) = (lo, hi);
-        for (rho, r) in shares.iter().zip(results) {
-            let run = r?;
-            if run.totals.meets_goal {
-                new_lo = new_lo.max(*rho);
+        let mut at_bound = false;
+        for b in outcomes(&shares, &mut runs)? {
+            if b.meets_goal {
+                new_lo = new_lo.max(b.load_share);
                 lo_meets = true;
+                at_bound |= b.gpu_hours <= lower.gpu_hours * (1.0 + 1e-9);
             } else {
-                new_hi = new_hi.min(*rho);
+                new_hi = new_hi.min(b.load_share);
             }
-            keep(*rho, run, &mut meets);
+            keep(b);
         }
-        let at_bound = meets
-            .as_ref()
-            .is_some_and(|(_, m)| m.totals.gpu_hours <= lower.gpu_hours * (1.0 + 1e-9));
         if new_hi <= new_lo || at_bound {
             // Not monotone here (random routing), or nothing can cost less: keep the best.
             break;
@@ -262,12 +283,12 @@ pub fn compute(
     }
     if !lo_meets {
         // The most the range allows, all run long.
-        let run = run_share(0.0)?;
-        runs += 1;
-        keep(0.0, run, &mut meets);
+        for b in outcomes(&[0.0], &mut runs)? {
+            keep(b);
+        }
     }
     let best_schedule = match meets.or(closest) {
-        Some((share, run)) => best_of(&run, share, runs),
+        Some(b) => BestSchedule { runs, ..b },
         None => return Err(BoundsError::NoRun),
     };
     Ok(Bounds {

@@ -1,8 +1,8 @@
 //! Calibration curves: what the GPU series read at a given share of a server's capacity.
 //!
-//! The default is the H200 table of `../shared/FIELD-NOTES.md` ("Which GPU series tracks the
-//! load of an LLM decode server?", measured 2026-11-30 with gpu-pod-exporter on the real
-//! NVML): a decoder-shaped load at batch 1 to 256, each series the mean of 6 scrapes. A user
+//! The default is the H200 table of docs/autoscaling.md ("Measured on an H200": one NVIDIA H200,
+//! driver 580.159.04, measured 2026-11-30 with gpu-pod-exporter on the real NVML): a
+//! decoder-shaped load at batch 1 to 256, each series the mean of 6 scrapes. A user
 //! gives their own as CSV with the columns `share,utilization,sm_active,sm_occupancy,
 //! tensor_active,dram_active` (share 0..1 of the server's maximum throughput).
 
@@ -52,7 +52,7 @@ pub struct Curves {
     points: Vec<(f64, [f64; 5])>,
 }
 
-/// FIELD-NOTES' H200 rows: batch 1, 4, 16, 64, 256 at shares 0.03, 0.12, 0.41, 0.78, 1.00,
+/// The measured H200 rows: batch 1, 4, 16, 64, 256 at shares 0.03, 0.12, 0.41, 0.78, 1.00,
 /// and idle at 0. (The "half the time idle" row is a duty cycle, which the serving model
 /// produces itself by averaging busy and idle time.)
 const H200: [(f64, [f64; 5]); 6] = [
@@ -163,8 +163,8 @@ mod tests {
         // Between rows: linear.
         let mid = c.at(GpuSeries::TensorActive, (0.41 + 0.78) / 2.0);
         assert!((mid - 0.055).abs() < 1e-9);
-        // Tensor activity over its saturation value follows the share (FIELD-NOTES: 0.40,
-        // 0.77, 1.0 against 0.41, 0.78, 1.0).
+        // Tensor activity over its saturation value follows the share (measured: 0.40, 0.77,
+        // 1.0 against 0.41, 0.78, 1.0).
         for (share, norm) in [(0.41, 0.40), (0.78, 0.77), (1.0, 1.0)] {
             let v = c.at(GpuSeries::TensorActive, share) / c.saturation(GpuSeries::TensorActive);
             assert!((v - norm).abs() < 0.01, "{share}: {v}");

@@ -107,8 +107,7 @@ impl Preset {
 const UNMEASURED: Cost = Cost::us(14, 10);
 
 /// One NVML call of each family on one H200 (driver 580.159.04, Firecracker VM), measured
-/// 2026-11-30: median wall and mean CPU of the calling process over 15 calls
-/// (`../shared/FIELD-NOTES.md`, "Cost of one NVML call on that machine"). The README's
+/// by us 2026-11-30: median wall and mean CPU of the calling process over 15 calls. The README's
 /// "Costs" table lists the same figures with the calls they stand for.
 pub const H200: &[(CostKey, Cost)] = &[
     (CostKey::Family(Family::Init), Cost::us(13_000, 13_000)),
