@@ -89,7 +89,7 @@ def uid(i):
 def build_node(root, layout):
     """A host as CONTRACT §5 lays it out: cgroup v2, systemd driver, containerd."""
     os.makedirs(os.path.join(root, 'var/log/containers'), exist_ok=True)
-    os.makedirs(os.path.join(root, 'proc'), exist_ok=True)
+    os.makedirs(os.path.join(root, 'proc/1'), exist_ok=True)  # every procfs has a pid 1
     for _, p, pids in layout:
         u, pod, cid = uid(p), f'vllm-{p}', f'{p:064x}'
         os.makedirs(os.path.join(root, f'var/log/pods/llm_{pod}_{u}/server'), exist_ok=True)

@@ -114,7 +114,7 @@ class FakeNode:
 
     def __init__(self, root):
         self.root = root
-        os.makedirs(os.path.join(root, "proc"))
+        os.makedirs(os.path.join(root, "proc", "1"))  # every procfs has a pid 1
         os.makedirs(os.path.join(root, "var/log/containers"))
 
     def process(self, pid, cgroup):

@@ -32,7 +32,7 @@ class Node:
     def __init__(self, root, scenario, gpus, pods):
         self.root, self.scenario, self.gpus, self.present = root, scenario, gpus, gpus
         self.pods, self.next_pod, self.next_pid = [], 0, 100000
-        os.makedirs(os.path.join(root, 'proc'))
+        os.makedirs(os.path.join(root, 'proc/1'))  # every procfs has a pid 1
         os.makedirs(os.path.join(root, 'var/log/containers'))
         for _ in range(pods):
             self.add_pod()

@@ -187,16 +187,23 @@ impl Flags {
             value: self.listen_address.clone(),
             reason,
         })?;
-        if !self.telemetry_path.starts_with('/') || self.telemetry_path.len() < 2 {
+        if let Err(reason) = check_telemetry_path(&self.telemetry_path) {
             return Err(FlagError {
                 flag: "web.telemetry-path",
                 value: self.telemetry_path,
-                reason: "must start with '/' and name a path other than '/'".into(),
+                reason,
             });
         }
         if let Some(file) = &self.web_config_file {
             let reason = match std::fs::metadata(file) {
                 Ok(m) if m.is_dir() => Some("is a directory, not a file".to_string()),
+                Ok(m) if !m.is_file() => {
+                    Some("not a regular file (a device, FIFO or socket)".to_string())
+                }
+                Ok(m) if m.len() > crate::web::file::MAX_BYTES => Some(format!(
+                    "larger than {} bytes: not a web config",
+                    crate::web::file::MAX_BYTES
+                )),
                 Ok(_) => None,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file".into()),
                 Err(e) => Some(format!("cannot read it: {e}")),
@@ -242,6 +249,20 @@ impl Flags {
             self.sysfs.as_deref(),
             self.pod_resources_socket.as_deref(),
         );
+        if !paths.procfs.is_dir() {
+            let (flag, value) = match &self.procfs {
+                Some(p) => ("path.procfs", p.display().to_string()),
+                None => ("path.rootfs", self.rootfs.display().to_string()),
+            };
+            return Err(FlagError {
+                flag,
+                value,
+                reason: format!(
+                    "{} is not a directory: no procfs there",
+                    paths.procfs.display()
+                ),
+            });
+        }
         Ok(Config {
             listen,
             telemetry_path: self.telemetry_path,
@@ -264,6 +285,42 @@ const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
 /// Checks `--log.level`: a level, or a tracing filter of comma-separated directives, each a
 /// level or `target=level`. A bare word that is not a level is refused: tracing would take
 /// `warning` as a target name and turn every other log line off.
+/// The paths the server answers itself: the telemetry path may be none of them.
+const RESERVED_PATHS: [&str; 3] = ["/", "/healthz", "/readyz"];
+
+/// A telemetry path is a plain absolute path, matched exactly against a request's path: no
+/// query, fragment, space, percent-escape, empty or dot segment (a request could never match
+/// it), and none of the server's own endpoints (the metrics would then be served nowhere).
+fn check_telemetry_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("must be an absolute path, starting with '/'".into());
+    }
+    if RESERVED_PATHS.contains(&path) {
+        return Err(format!(
+            "collides with the server's own endpoints ({})",
+            RESERVED_PATHS.join(", ")
+        ));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/-._~".contains(*c)))
+    {
+        return Err(format!(
+            "{c:?} is not allowed: a plain path of letters, digits and - . _ ~ / only"
+        ));
+    }
+    // A trailing '/' is a path of its own, matched as written.
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if trimmed
+        .split('/')
+        .skip(1)
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("has an empty, '.' or '..' segment".into());
+    }
+    Ok(())
+}
+
 fn check_log_level(value: &str) -> Result<(), String> {
     let expected = || {
         format!(
@@ -363,6 +420,30 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         for bad in ["", "5", "s", "5x", "-1s", "1.5s", "5 s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_telemetry_path_is_a_plain_path_of_its_own() {
+        for good in ["/metrics", "/gpu/metrics", "/metrics/", "/v1.0/m_x~y-z"] {
+            assert_eq!(check_telemetry_path(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("metrics", "absolute"),
+            ("/", "collides"),
+            ("/healthz", "collides"),
+            ("/readyz", "collides"),
+            ("/m?x=1", "'?'"),
+            ("/m#x", "'#'"),
+            ("/a b", "' '"),
+            ("/a%20b", "'%'"),
+            ("/a//b", "segment"),
+            ("/./metrics", "segment"),
+            ("/x/../healthz", "segment"),
+            ("/métriques", "'é'"),
+        ] {
+            let e = check_telemetry_path(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 

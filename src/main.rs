@@ -66,12 +66,20 @@ fn init_logging(level: &str) {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    // Every procfs holds pid 1 (the host's init, or a container's first process). One that does
+    // not is a wrong path, whose empty listing would otherwise pass for process churn.
+    if !config.paths.procfs.join("1").is_dir() {
+        tracing::error!(
+            procfs = %config.paths.procfs.display(),
+            "the procfs holds no pid 1: it is not the host's /proc, and no GPU process can be attributed to a pod (mount the host's /proc there, or set --path.procfs)"
+        );
+    }
+    let http = Arc::new(HttpStats::default());
     let web = match &config.web_config_file {
-        Some(path) => {
-            Some(Arc::new(WebSource::load(path).with_context(|| {
-                format!("--web.config.file {}", path.display())
-            })?))
-        }
+        Some(path) => Some(Arc::new(
+            WebSource::load(path, Arc::clone(&http))
+                .with_context(|| format!("--web.config.file {}", path.display()))?,
+        )),
         None => None,
     };
     let open_files = raise_open_files_limit();
@@ -118,7 +126,6 @@ fn run(config: Config) -> anyhow::Result<()> {
             .context("starting a collector thread")?;
     }
 
-    let http = Arc::new(HttpStats::default());
     let app = Arc::new(App::new(
         Encoder::new(Arc::clone(&store), Arc::clone(&http)),
         store,

@@ -128,11 +128,40 @@ impl Rejection {
     }
 }
 
-/// The HTTP server's own figures: open connections and clients turned away.
+/// How one attempt to reload the web config ended: the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new config is in force.
+    Applied,
+    /// The file (or a file it names) is broken: the last good config stays.
+    Failed,
+    /// The new config would lower security (TLS, client certificates or basic auth removed):
+    /// the config in force stays; lowering security takes a restart.
+    Refused,
+}
+
+impl ReloadResult {
+    pub const ALL: [ReloadResult; 3] = [
+        ReloadResult::Applied,
+        ReloadResult::Failed,
+        ReloadResult::Refused,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Failed => "failed",
+            ReloadResult::Refused => "refused",
+        }
+    }
+}
+
+/// The HTTP server's own figures: open connections, clients turned away, web config reloads.
 #[derive(Debug, Default)]
 pub struct HttpStats {
     open: AtomicU64,
     rejected: [AtomicU64; Rejection::ALL.len()],
+    reloads: [AtomicU64; ReloadResult::ALL.len()],
 }
 
 impl HttpStats {
@@ -154,6 +183,15 @@ impl HttpStats {
     /// Every reason, with its count since start (0 until it happens).
     pub fn rejected(&self) -> [(Rejection, u64); Rejection::ALL.len()] {
         Rejection::ALL.map(|r| (r, self.rejected[r as usize].load(Ordering::Relaxed)))
+    }
+
+    pub fn reloaded(&self, result: ReloadResult) {
+        self.reloads[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Web config reload attempts since start, by result (0 until it happens).
+    pub fn reloads(&self) -> [(ReloadResult, u64); ReloadResult::ALL.len()] {
+        ReloadResult::ALL.map(|r| (r, self.reloads[r as usize].load(Ordering::Relaxed)))
     }
 }
 

@@ -49,6 +49,9 @@ pub struct Snapshot {
     pub interval: Duration,
     /// How long the last attribution pass took (`None` before the first).
     pub attribution_seconds: Option<f64>,
+    /// The kubelet's pod-resources API answered the agent's last poll (`None` before the
+    /// first attribution pass).
+    pub kubelet_up: Option<bool>,
 }
 
 impl Snapshot {
@@ -199,6 +202,7 @@ impl Attributor {
 
     fn apply(&mut self, snap: &mut Snapshot, cycles: BTreeMap<&'static str, u64>) {
         let kubelet = (self.kubelet)();
+        let kubelet_up = kubelet.available;
         let now = Instant::now();
         // Before every collector has reported, allocations would find no devices to match. A
         // report, not a successful one: a failing collector must not hide the others' pods.
@@ -223,6 +227,7 @@ impl Attributor {
         snap.unattributed.clone_from(&self.unattributed);
         snap.attribution_failures.clone_from(&self.failures);
         snap.attribution_seconds = self.last_pass.map(|(_, took)| took.as_secs_f64());
+        snap.kubelet_up = Some(kubelet_up);
     }
 
     /// The kubelet's view with its DRA claims joined to the devices (`attribute::dra`) and added

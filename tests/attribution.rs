@@ -426,8 +426,14 @@ fn a_dead_kubelet_never_blocks_or_breaks_the_scrape() {
     let (_dir, agent, mut kubelet, _) = with_kubelet();
     agent.scrape_until(WAIT, "allocations", |s| {
         allocated(s, "vllm-pending") == Some(1.0)
+            && s.value("gpu_pod_exporter_kubelet_up", &[]) == Some(1.0)
     });
     kubelet.stop();
+    // The broken socket shows at once, long before the allocations fade.
+    agent.scrape_until(WAIT, "kubelet_up 0", |s| {
+        s.value("gpu_pod_exporter_kubelet_up", &[]) == Some(0.0)
+            && allocated(s, "vllm-pending") == Some(1.0)
+    });
     // Process-based series go on; allocations fade only after the grace period.
     for _ in 0..20 {
         let t = std::time::Instant::now();

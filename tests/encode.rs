@@ -198,6 +198,7 @@ fn snapshot() -> Snapshot {
         built_at: None,
         interval: std::time::Duration::from_secs(5),
         attribution_seconds: Some(0.0125),
+        kubelet_up: Some(false),
     }
 }
 

@@ -193,6 +193,28 @@ fn a_hung_call_never_blocks_metrics() {
         slowest < Duration::from_millis(100),
         "a scrape took {slowest:?} while NVML hung"
     );
+    // The hang shows: counted under the call it is blocked in, and said in the log, once.
+    let s = common::prom::parse(&agent.scrape());
+    assert!(
+        s.value(
+            "gpu_pod_exporter_driver_call_errors_total",
+            &[("call", "utilization"), ("error", "TIMEOUT")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{}",
+        agent.scrape()
+    );
+    let log = agent.log_text();
+    let hung_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("has not returned by its deadline"))
+        .collect();
+    assert_eq!(hung_lines.len(), 1, "{log}");
+    assert!(
+        hung_lines[0].contains("call=\"utilization\"")
+            || hung_lines[0].contains("call=utilization"),
+        "{log}"
+    );
 
     // When the call returns, the device comes back.
     agent.set_scenario(&golden());
@@ -200,6 +222,7 @@ fn a_hung_call_never_blocks_metrics() {
         s.value("gpu_up", &[("gpu", "1")]) == Some(1.0)
             && s.value("gpu_pod_exporter_collector_success", &NVIDIA) == Some(1.0)
     });
+    assert!(agent.log_text().contains("the hung NVML call returned"));
 }
 
 #[test]
@@ -223,10 +246,15 @@ fn a_changed_scenario_is_picked_up_within_one_interval() {
     );
 }
 
+/// A GPU that leaves NVML's device list (fallen off the bus) is `gpu_up 0` under its last
+/// identity, its other series gone, until it comes back: `GPUDown` must fire for it.
 #[test]
-fn devices_are_re_enumerated_when_the_count_changes() {
+fn a_gpu_that_leaves_the_device_list_is_down_until_it_returns() {
+    const L4: &str = "GPU-9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4";
     let agent = Agent::with_scenario(&golden()).start();
-    agent.scrape_until(WAIT, "three GPUs", |s| s.find("gpu_up", &[]).len() == 3);
+    agent.scrape_until(WAIT, "three GPUs", |s| {
+        s.find("gpu_up", &[]).len() == 3 && s.value("gpu_up", &[("uuid", L4)]) == Some(1.0)
+    });
     // Drop the last device (the L4).
     let two: String = golden()
         .split("  # A device whose power sensor fails")
@@ -234,10 +262,45 @@ fn devices_are_re_enumerated_when_the_count_changes() {
         .unwrap()
         .to_string();
     agent.set_scenario(&two);
-    agent.scrape_until(WAIT, "two GPUs", |s| {
-        s.find("gpu_up", &[]).len() == 2 && s.find("gpu_info", &[("model", "NVIDIA L4")]).is_empty()
+    let s = agent.scrape_until(WAIT, "the L4 down, the others up", |s| {
+        s.value("gpu_up", &[("uuid", L4)]) == Some(0.0)
+            && s.value("gpu_up", &[("gpu", "0")]) == Some(1.0)
+            && s.value("gpu_up", &[("gpu", "1")]) == Some(1.0)
     });
     assert!(agent.log_text().contains("NVIDIA devices enumerated"));
+    assert!(agent.log_text().contains("GPU left NVML's device list"));
+    assert_eq!(s.find("gpu_up", &[]).len(), 3);
+    assert_eq!(
+        s.value(
+            "gpu_info",
+            &[("uuid", L4), ("gpu", "2"), ("model", "NVIDIA L4")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(s.value("gpu_temperature_celsius", &[("uuid", L4)]), None);
+    assert_eq!(s.value("gpu_memory_used_bytes", &[("uuid", L4)]), None);
+    assert!(s
+        .value(
+            "gpu_pod_exporter_driver_call_errors_total",
+            &[("call", "count"), ("error", "DEVICE_GONE")]
+        )
+        .is_some());
+    // The agent is still ready: a dead GPU is not a dead agent.
+    assert_eq!(agent.get("/readyz", &[]).status, 200);
+
+    // It comes back.
+    agent.set_scenario(&golden());
+    let s = agent.scrape_until(WAIT, "the L4 back", |s| {
+        s.value("gpu_up", &[("uuid", L4)]) == Some(1.0)
+    });
+    assert_eq!(s.find("gpu_up", &[]).len(), 3);
+    assert_eq!(
+        s.value("gpu_temperature_celsius", &[("uuid", L4)]),
+        Some(70.0)
+    );
+    assert!(agent
+        .log_text()
+        .contains("GPU is back in NVML's device list"));
 }
 
 #[test]
@@ -297,6 +360,7 @@ fn bad_flags_are_one_line_naming_the_flag() {
         (vec!["--web.listen-address=nowhere"], "--web.listen-address"),
         (vec!["--web.telemetry-path=metrics"], "--web.telemetry-path"),
         (vec!["--path.rootfs=/nonexistent-root"], "--path.rootfs"),
+        (vec!["--path.procfs=/nonexistent-proc"], "--path.procfs"),
         (
             vec!["--web.config.file=/nonexistent.yml"],
             "--web.config.file",
@@ -309,6 +373,14 @@ fn bad_flags_are_one_line_naming_the_flag() {
         ),
         (vec!["--collect.interval=11m"], "--collect.interval"),
         (vec!["--web.config.file=/"], "is a directory"),
+        (vec!["--web.config.file=/dev/zero"], "not a regular file"),
+        (vec!["--web.telemetry-path=/healthz"], "collides"),
+        (vec!["--web.telemetry-path=/readyz"], "collides"),
+        (vec!["--web.telemetry-path=/"], "collides"),
+        (vec!["--web.telemetry-path=/m?x=1"], "'?' is not allowed"),
+        (vec!["--web.telemetry-path=/a b"], "' ' is not allowed"),
+        (vec!["--web.telemetry-path=/a//b"], "empty"),
+        (vec!["--web.telemetry-path=/a/../healthz"], "'..'"),
         (vec!["--no-such-flag"], "--no-such-flag"),
     ] {
         let (code, stderr) = run_with(&args);
@@ -323,6 +395,24 @@ fn bad_flags_are_one_line_naming_the_flag() {
             "{args:?} does not name {flag}: {stderr}"
         );
     }
+}
+
+/// A procfs without pid 1 is not the host's: said at start as an error, not left to pass for
+/// process churn.
+#[test]
+fn a_procfs_without_pid_1_is_an_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("proc/4242")).unwrap();
+    let agent = Agent::with_scenario(&golden())
+        .arg(format!(
+            "--path.procfs={}",
+            dir.path().join("proc").display()
+        ))
+        .start();
+    agent.wait_for(WAIT, "the error", |a| {
+        a.log_text().contains("holds no pid 1")
+    });
+    assert!(agent.log_text().contains("ERROR"), "{}", agent.log_text());
 }
 
 #[test]

@@ -143,6 +143,26 @@ fn mig_instances_are_devices_and_keep_the_parent_device_wide() {
     assert_eq!(s.value("gpu_utilization_ratio", &[("gpu", "1")]), None);
 }
 
+/// A MIG reconfiguration that removes an instance is not a failure: the instance's series go,
+/// they are not `gpu_up 0` (only physical GPUs that leave the list are reported down).
+#[test]
+fn mig_instances_removed_by_a_reconfiguration_go() {
+    let agent = Agent::with_scenario(&scenario()).start();
+    agent.scrape_until(WAIT, "MIG GPM", settled);
+    let full = scenario();
+    let start = full.find("      - uuid: MIG-1e8f4d22").unwrap();
+    let end = start + 1 + full[start + 1..].find("      - uuid: MIG-").unwrap();
+    let fewer = format!("{}{}", &full[..start], &full[end..]);
+    agent.set_scenario(&fewer);
+    let s = agent.scrape_until(WAIT, "instance 1:5 gone", |s| {
+        s.find("gpu_info", &[("gpu", "1:5")]).is_empty()
+            && s.value("gpu_up", &[("gpu", "1:1")]) == Some(1.0)
+    });
+    assert!(s.find("gpu_up", &[("gpu", "1:5")]).is_empty());
+    assert_eq!(s.value("gpu_up", &[("gpu", "1")]), Some(1.0));
+    assert!(!agent.log_text().contains("GPU left NVML's device list"));
+}
+
 #[test]
 fn pods_on_mig_instances_are_attributed() {
     let dir = tempfile::tempdir().unwrap();

@@ -166,7 +166,22 @@ fn password_certificate_and_tls_itself_change_under_a_running_agent() {
             .lines()
             .any(|l| l.contains("web config reloaded") && l.contains("SIGHUP"))
     });
-    assert_eq!(tls_get(&ca, agent.port, &auth), Some((200, second)));
+    assert_eq!(tls_get(&ca, agent.port, &auth), Some((200, second.clone())));
+
+    // An emptied file would switch TLS and basic auth off: refused (a restart lowers security,
+    // a reload never does), and the agent goes on serving TLS behind the password.
+    write_atomic(&web, "");
+    agent.wait_for(WAIT, "the downgrade refused", |a| {
+        a.log_text().contains("it would lower security")
+    });
+    assert!(
+        agent.log_text().contains("TLS, basic auth"),
+        "{}",
+        agent.log_text()
+    );
+    assert_eq!(tls_get(&ca, agent.port, &auth), Some((200, second.clone())));
+    assert_eq!(tls_get(&ca, agent.port, ""), Some((401, second)));
+    assert!(status_with(&agent, &auth).is_none_or(|s| s != 200));
     let status = agent.terminate();
     assert!(status.success(), "{status:?}");
 }

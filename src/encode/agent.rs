@@ -75,6 +75,15 @@ pub(super) fn encode(
             [(none, snap.interval.as_secs_f64())],
         )?;
     }
+    if let Some(up) = snap.kubelet_up {
+        let none: [(&str, &str); 0] = [];
+        gauge_family(
+            enc,
+            "gpu_pod_exporter_kubelet_up",
+            "1 when the kubelet's pod-resources API answered the agent's last poll, else 0 (no socket, refused, failing): without it, allocations (pod_gpu_allocated, idle allocated GPUs) are missing after about 6 intervals.",
+            [(none, if up { 1.0 } else { 0.0 })],
+        )?;
+    }
     if let Some(seconds) = snap.attribution_seconds {
         let none: [(&str, &str); 0] = [];
         gauge_family(
@@ -98,6 +107,14 @@ pub(super) fn encode(
         http.rejected()
             .into_iter()
             .map(|(r, n)| ([("reason", r.label())], n as f64)),
+    )?;
+    counter_family(
+        enc,
+        "gpu_pod_exporter_web_config_reloads",
+        "Web config reload attempts, by result: applied; failed (a broken file: the last good config stays); refused (it would remove TLS, client certificates or basic auth: the config in force stays, and lowering security takes a restart).",
+        http.reloads()
+            .into_iter()
+            .map(|(r, n)| ([("result", r.label())], n as f64)),
     )?;
     if let Some(p) = &snap.process {
         let none: [(&str, &str); 0] = [];

@@ -203,18 +203,16 @@ impl WebConfig {
     /// Any unreadable file, unknown key, unsupported setting, or unusable bcrypt hash or
     /// header; the error names the config file and the field.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        if path.is_dir() {
-            return Err(WebConfigError::Read {
-                path: path.to_path_buf(),
-                error: std::io::Error::new(
-                    std::io::ErrorKind::IsADirectory,
-                    "is a directory, not a file",
-                ),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|error| WebConfigError::Read {
+        let read_error = |error| WebConfigError::Read {
             path: path.to_path_buf(),
             error,
+        };
+        let bytes = super::file::read_small(path).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
         })?;
         WebConfig::from_text(path, &text)
     }
@@ -450,12 +448,13 @@ impl Ctx<'_> {
                 );
             }
             let file = self.resolve(file);
-            let bytes = std::fs::read(&file).map_err(|error| WebConfigError::ReadFile {
-                path: self.path.to_path_buf(),
-                field: file_field,
-                file: file.clone(),
-                error,
-            })?;
+            let bytes =
+                super::file::read_small(&file).map_err(|error| WebConfigError::ReadFile {
+                    path: self.path.to_path_buf(),
+                    field: file_field,
+                    file: file.clone(),
+                    error,
+                })?;
             let origin = file.display().to_string();
             return Ok(Some(PemInput {
                 bytes,

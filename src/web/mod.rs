@@ -1,13 +1,15 @@
 //! HTTP serving: the telemetry endpoint, health and readiness, the landing page, and the web
 //! config (TLS, basic auth, response headers), reloaded when it changes.
 //!
-//! Rooms: `config` parses and checks the file, `tls` builds the acceptor, `auth` is the
-//! basic-auth gate, `reload` keeps the config in force current, `accept` reads `Accept`-style
+//! Rooms: `config` parses and checks the file (read by `file`: regular files only, bounded in
+//! size and time), `tls` builds the acceptor, `auth` is the basic-auth gate, `reload` keeps
+//! the config in force current (never lowering its security), `accept` reads `Accept`-style
 //! headers, `server` serves.
 
 pub mod accept;
 pub mod auth;
 pub mod config;
+pub mod file;
 pub mod reload;
 pub mod server;
 #[cfg(test)]
@@ -20,7 +22,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use tokio_rustls::TlsAcceptor;
 
 use auth::BasicAuth;
-use config::{WebConfig, WebConfigError};
+use config::{ClientAuth, WebConfig, WebConfigError};
 
 /// A web config ready to serve with: the acceptor built, the auth gate set up.
 pub struct Web {
@@ -32,6 +34,63 @@ pub struct Web {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The files it was built from (the config first), watched for changes.
     pub files: Vec<PathBuf>,
+    /// What it protects: a reload may keep or raise this, never lower it.
+    pub protection: Protection,
+}
+
+/// The protections a web config switches on. A reload that would drop one is refused: an
+/// emptied or truncated file, or a bad edit, must never turn a protected endpoint into an open
+/// one. Lowering security takes a restart, where the operator's intent is plain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Protection {
+    pub tls: bool,
+    /// Clients must present a certificate (`RequireAnyClientCert`, `RequireAndVerifyClientCert`).
+    pub client_cert_required: bool,
+    /// A presented client certificate is verified against the client CA
+    /// (`VerifyClientCertIfGiven`, `RequireAndVerifyClientCert`).
+    pub client_cert_verified: bool,
+    pub basic_auth: bool,
+}
+
+impl Protection {
+    fn of(config: &WebConfig) -> Protection {
+        let client = config
+            .tls
+            .as_ref()
+            .map_or(ClientAuth::None, |t| t.client_auth);
+        Protection {
+            tls: config.tls.is_some(),
+            client_cert_required: matches!(
+                client,
+                ClientAuth::RequireAny | ClientAuth::RequireAndVerify
+            ),
+            client_cert_verified: matches!(
+                client,
+                ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify
+            ),
+            basic_auth: !config.users.is_empty(),
+        }
+    }
+
+    /// What `self` has that `next` would drop, as words for the log; empty when `next` keeps
+    /// every protection (it may add some, or rotate certificates and passwords).
+    pub fn dropped_by(&self, next: &Protection) -> Vec<&'static str> {
+        [
+            (self.tls && !next.tls, "TLS"),
+            (
+                self.client_cert_required && !next.client_cert_required,
+                "required client certificates",
+            ),
+            (
+                self.client_cert_verified && !next.client_cert_verified,
+                "client certificate verification",
+            ),
+            (self.basic_auth && !next.basic_auth, "basic auth"),
+        ]
+        .into_iter()
+        .filter_map(|(dropped, what)| dropped.then_some(what))
+        .collect()
+    }
 }
 
 impl std::fmt::Debug for Web {
@@ -41,6 +100,7 @@ impl std::fmt::Debug for Web {
             .field("auth", &self.auth)
             .field("headers", &self.headers)
             .field("files", &self.files)
+            .field("protection", &self.protection)
             .finish()
     }
 }
@@ -59,11 +119,13 @@ impl Web {
             None => None,
         };
         let files = config.files();
+        let protection = Protection::of(&config);
         Ok(Web {
             tls,
             auth: BasicAuth::new(config.users),
             headers: config.headers,
             files,
+            protection,
         })
     }
 

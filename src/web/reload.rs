@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::config::WebConfigError;
 use super::Web;
+use crate::selfstats::{HttpStats, ReloadResult};
 
 /// How often the files are checked for a change (one `stat` each).
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -38,6 +39,8 @@ pub struct WebSource {
     /// The files as they were at the last load attempt, good or bad: a change from this calls
     /// for a reload, and a broken file is tried (and logged) once, not every poll.
     seen: Mutex<Fingerprint>,
+    /// Where each reload attempt's result is counted.
+    stats: Arc<HttpStats>,
 }
 
 impl WebSource {
@@ -46,7 +49,7 @@ impl WebSource {
     /// # Errors
     ///
     /// See [`Web::load`]: at startup a bad file is an error, not a warning.
-    pub fn load(path: &Path) -> Result<WebSource, WebConfigError> {
+    pub fn load(path: &Path, stats: Arc<HttpStats>) -> Result<WebSource, WebConfigError> {
         let seen = fingerprint(&[path.to_path_buf()]);
         let web = Web::load(path)?;
         let seen = fingerprint_of(&web, seen);
@@ -54,6 +57,7 @@ impl WebSource {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(web)),
             seen: Mutex::new(seen),
+            stats,
         })
     }
 
@@ -78,34 +82,54 @@ impl WebSource {
     }
 
     /// Loads the file again: on success the new config is in force for every new connection
-    /// and request; on failure the last good one stays, and the log says why.
+    /// and request; on failure the last good one stays, and the log says why. A config that
+    /// would drop a protection the one in force has (TLS, client certificates, basic auth) is
+    /// refused the same way, logged as an error: lowering security takes a restart.
     pub fn reload(&self, why: &str) -> bool {
         // Stamped before reading, so a change made during the load is seen by the next poll.
         let before = fingerprint(std::slice::from_ref(&self.path));
-        match Web::load(&self.path) {
-            Ok(web) => {
-                let seen = fingerprint_of(&web, before);
-                *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = seen;
-                tracing::info!(path = %self.path.display(), why, "web config reloaded");
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(web);
-                true
-            }
+        let web = match Web::load(&self.path) {
+            Ok(web) => web,
             Err(e) => {
-                // Watch what failed as well as what is in force, so that fixing either retries.
-                let mut files: Vec<PathBuf> = self.current().files.clone();
-                files.extend(failed_file(&e));
-                let mut seen = fingerprint(&files);
-                if let Some(first) = seen.first_mut() {
-                    *first = before
-                        .into_iter()
-                        .next()
-                        .unwrap_or((self.path.clone(), None));
-                }
-                *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = seen;
+                self.keep_current(before, failed_file(&e));
+                self.stats.reloaded(ReloadResult::Failed);
                 tracing::warn!(error = %e, why, "web config not reloaded; keeping the last good one");
-                false
+                return false;
             }
+        };
+        let dropped = self.current().protection.dropped_by(&web.protection);
+        if !dropped.is_empty() {
+            self.keep_current(before, None);
+            self.stats.reloaded(ReloadResult::Refused);
+            tracing::error!(
+                path = %self.path.display(),
+                why,
+                would_remove = dropped.join(", "),
+                "web config not reloaded: it would lower security; keeping the one in force (lowering security takes a restart)"
+            );
+            return false;
         }
+        let seen = fingerprint_of(&web, before);
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = seen;
+        self.stats.reloaded(ReloadResult::Applied);
+        tracing::info!(path = %self.path.display(), why, "web config reloaded");
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(web);
+        true
+    }
+
+    /// After a load that is not taken: watch what is in force and what failed (`extra`), so
+    /// that fixing either retries, with the config file stamped as it was before the read.
+    fn keep_current(&self, before: Fingerprint, extra: Option<PathBuf>) {
+        let mut files: Vec<PathBuf> = self.current().files.clone();
+        files.extend(extra);
+        let mut seen = fingerprint(&files);
+        if let Some(first) = seen.first_mut() {
+            *first = before
+                .into_iter()
+                .next()
+                .unwrap_or((self.path.clone(), None));
+        }
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = seen;
     }
 }
 
@@ -195,7 +219,7 @@ mod tests {
     #[test]
     fn nothing_changed_nothing_reloaded() {
         let pki = Pki::new();
-        let source = WebSource::load(&write(pki.path(), "web.yml", TLS)).unwrap();
+        let source = WebSource::load(&write(pki.path(), "web.yml", TLS), stats()).unwrap();
         let before = source.current();
         assert!(!source.reload_if_changed());
         assert!(Arc::ptr_eq(&before, &source.current()));
@@ -204,7 +228,7 @@ mod tests {
     #[test]
     fn a_rotated_key_and_certificate_are_picked_up() {
         let pki = Pki::new();
-        let source = WebSource::load(&write(pki.path(), "web.yml", TLS)).unwrap();
+        let source = WebSource::load(&write(pki.path(), "web.yml", TLS), stats()).unwrap();
         let before = source.current();
         let next = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         rewrite(pki.path(), "server.key", &next.signing_key.serialize_pem());
@@ -218,7 +242,7 @@ mod tests {
     fn a_broken_edit_keeps_the_last_good_config_until_it_is_fixed() {
         let pki = Pki::new();
         let path = write(pki.path(), "web.yml", TLS);
-        let source = WebSource::load(&path).unwrap();
+        let source = WebSource::load(&path, stats()).unwrap();
         let good = source.current();
         rewrite(
             pki.path(),
@@ -229,16 +253,95 @@ mod tests {
         assert!(Arc::ptr_eq(&good, &source.current()));
         // Tried once, not at every poll.
         assert!(!source.reload_if_changed());
-        rewrite(pki.path(), "web.yml", "");
+        rewrite(
+            pki.path(),
+            "web.yml",
+            &format!("{TLS}http_server_config:\n  headers:\n    X-Frame-Options: deny\n"),
+        );
         assert!(source.reload_if_changed());
-        assert!(source.current().tls.is_none());
+        assert_eq!(source.current().headers.len(), 1);
+    }
+
+    fn users() -> String {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        format!("basic_auth_users:\n  prometheus: {hash}\n")
+    }
+    const CLIENT_CERTS: &str =
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n";
+
+    /// Loads `first`, rewrites the file to `next`, and says whether the reload was taken.
+    fn reload_from_to(first: &str, next: &str) -> (bool, Arc<HttpStats>) {
+        let pki = Pki::new();
+        let stats = stats();
+        let path = write(pki.path(), "web.yml", first);
+        let source = WebSource::load(&path, Arc::clone(&stats)).unwrap();
+        let before = source.current();
+        rewrite(pki.path(), "web.yml", next);
+        let taken = source.reload_if_changed();
+        assert_eq!(taken, !Arc::ptr_eq(&before, &source.current()));
+        // Refused once, not at every poll.
+        assert!(!source.reload_if_changed());
+        (taken, stats)
+    }
+
+    fn count(stats: &HttpStats, result: ReloadResult) -> u64 {
+        stats
+            .reloads()
+            .into_iter()
+            .find(|(r, _)| *r == result)
+            .map_or(0, |(_, n)| n)
+    }
+
+    #[test]
+    fn a_reload_that_would_lower_security_is_refused_and_counted() {
+        let full = format!("{TLS}{CLIENT_CERTS}{}", users());
+        for (what, next) in [
+            ("an empty file", String::new()),
+            ("the TLS block removed", users()),
+            ("the users removed", format!("{TLS}{CLIENT_CERTS}")),
+            (
+                "client certificates no longer required",
+                format!("{TLS}{}", users()),
+            ),
+            (
+                "client certificates no longer verified",
+                format!("{TLS}  client_auth_type: RequireAnyClientCert\n{}", users()),
+            ),
+        ] {
+            let (taken, stats) = reload_from_to(&full, &next);
+            assert!(!taken, "{what}: reloaded");
+            assert_eq!(count(&stats, ReloadResult::Refused), 1, "{what}");
+            assert_eq!(count(&stats, ReloadResult::Applied), 0, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_reload_that_keeps_or_raises_security_is_taken() {
+        for (what, first, next) in [
+            ("TLS added", String::new(), TLS.to_string()),
+            ("users added", TLS.to_string(), format!("{TLS}{}", users())),
+            (
+                "the user renamed and its password changed",
+                format!("{TLS}{}", users()),
+                format!("{TLS}{}", users().replace("prometheus:", "scraper:")),
+            ),
+            ("nothing to lower", String::new(), String::new() + "\n"),
+        ] {
+            let (taken, stats) = reload_from_to(&first, &next);
+            assert!(taken, "{what}: refused");
+            assert_eq!(count(&stats, ReloadResult::Applied), 1, "{what}");
+        }
+    }
+
+    fn stats() -> Arc<HttpStats> {
+        Arc::new(HttpStats::default())
     }
 
     #[test]
     fn a_missing_certificate_is_retried_when_it_appears() {
         let pki = Pki::new();
         let path = write(pki.path(), "web.yml", TLS);
-        let source = WebSource::load(&path).unwrap();
+        let source = WebSource::load(&path, stats()).unwrap();
         let cert = std::fs::read_to_string(pki.path().join("server.pem")).unwrap();
         rewrite(
             pki.path(),

@@ -211,7 +211,8 @@ impl AgentBuilder {
             .rootfs
             .clone()
             .unwrap_or_else(|| dir.path().join("node"));
-        std::fs::create_dir_all(root.join("proc")).unwrap();
+        // Every host has a pid 1; the agent refuses a procfs without one.
+        std::fs::create_dir_all(root.join("proc/1")).unwrap();
         let log = dir.path().join("agent.log");
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))

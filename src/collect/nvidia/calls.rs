@@ -77,6 +77,7 @@ impl SampleCalls {
         if self.fatal.is_some() {
             return None;
         }
+        crate::collect::worker::calling(call);
         match f() {
             Ok(v) => Some(v),
             Err(NvmlError::NotSupported) => None,

@@ -5,9 +5,11 @@
 mod calls;
 mod device;
 mod events;
+mod hangs;
 mod health;
 mod mps;
 mod procutil;
+mod roster;
 mod tiers;
 
 use std::ffi::OsStr;
@@ -18,7 +20,9 @@ use std::time::{Duration, Instant};
 use nvml_wrapper::Nvml;
 
 use self::calls::error_label;
+use self::hangs::{HangLog, Tier};
 use self::health::HealthRead;
+use self::roster::Roster;
 use self::tiers::HealthSchedule;
 use super::worker::{Asked, CycleWorker, Waited};
 use super::Backend;
@@ -112,6 +116,10 @@ struct Loaded {
     reenumerate: bool,
     /// XID counts from the event thread, by device UUID.
     xids: Arc<events::XidCounts>,
+    /// The physical GPUs seen since NVML was loaded: one that leaves the list stays, down.
+    roster: Roster,
+    /// Calls found running past their deadline: counted, and logged rate-limited.
+    hangs: HangLog,
 }
 
 /// The NVIDIA collector.
@@ -177,6 +185,8 @@ impl NvidiaBackend {
                     gpus: Vec::new(),
                     reenumerate: true,
                     xids,
+                    roster: Roster::default(),
+                    hangs: HangLog::default(),
                 });
                 self.backoff.succeeded();
             }
@@ -221,6 +231,7 @@ impl Loaded {
             });
         }
         self.reenumerate = false;
+        self.hangs.forget_devices();
         self.xids.rearm();
         tracing::debug!(
             interval = ?self.interval,
@@ -239,11 +250,23 @@ impl Loaded {
         for (index, gpu) in self.gpus.iter_mut().enumerate() {
             if let Some(read) = gpu.health.take_late(errors) {
                 self.reenumerate |= gpu.known.accept_health(index, read);
+                self.hangs.answered(index, Tier::Health);
             }
             gpu.first_health_asked = false;
-            if gpu.schedule.due(now) && matches!(gpu.health.ask((), errors), Asked::Sent) {
-                gpu.schedule.asked(now);
-                gpu.first_health_asked = gpu.known.health_last.is_none();
+            if !gpu.schedule.due(now) {
+                continue;
+            }
+            match gpu.health.ask((), errors) {
+                Asked::Sent => {
+                    gpu.schedule.asked(now);
+                    gpu.first_health_asked = gpu.known.health_last.is_none();
+                }
+                // The last read still runs when the next is due: a whole health interval late.
+                Asked::Busy => {
+                    let call = gpu.health.in_call();
+                    self.hangs.hung(index, Tier::Health, call, now, errors);
+                }
+                Asked::NoThread => {}
             }
         }
     }
@@ -258,6 +281,7 @@ impl Loaded {
             }
             if let Waited::Fresh(read) = gpu.health.wait(deadline, errors) {
                 self.reenumerate |= gpu.known.accept_health(index, read);
+                self.hangs.answered(index, Tier::Health);
             }
         }
     }
@@ -295,6 +319,7 @@ impl Loaded {
                 ..DeviceSample::default()
             }]
         };
+        let mut late = false;
         let samples = match gpu.fast.wait(deadline, errors) {
             Waited::Fresh(samples) => {
                 let noted = gpu.known.accept(index, samples);
@@ -302,10 +327,14 @@ impl Loaded {
                 if noted.rearm {
                     self.xids.rearm();
                 }
+                self.hangs.answered(index, Tier::Fast);
                 samples.clone()
             }
             // Not answered in time: the last values, marked down.
-            Waited::Late(last) => timed_out(last.cloned().unwrap_or_else(placeholder)),
+            Waited::Late(last) => {
+                late = true;
+                timed_out(last.cloned().unwrap_or_else(placeholder))
+            }
             // No thread could be started (logged): likewise, once the device has answered.
             Waited::Idle(last) => timed_out(last?.clone()),
             Waited::Panicked(last) => {
@@ -324,6 +353,11 @@ impl Loaded {
                 down
             }
         };
+        if late {
+            let call = gpu.fast.in_call();
+            self.hangs
+                .hung(index, Tier::Fast, call, Instant::now(), errors);
+        }
         Some(samples)
     }
 }
@@ -385,6 +419,12 @@ impl Backend for NvidiaBackend {
                 s.health.xid_errors = loaded.xids.of(&s.identity.uuid);
                 s
             }));
+        }
+        // Only on a cycle that read the device list: a failed count says nothing of who left.
+        if report.completed {
+            success &= loaded
+                .roster
+                .complete(&mut report.devices, &mut report.call_errors);
         }
         report.success = success;
         report

@@ -17,7 +17,9 @@ pub fn sync(root: &Path, pods: &[DemoPod]) -> anyhow::Result<()> {
     for d in [&proc_dir, &pod_logs, &ctr_logs] {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let mut want_pids: BTreeSet<String> = BTreeSet::from([HOST_PID.to_string()]);
+    // pid 1: every procfs has one, and the agent refuses a procfs without it.
+    let mut want_pids: BTreeSet<String> = BTreeSet::from(["1".to_string(), HOST_PID.to_string()]);
+    write_if_changed(&proc_dir.join("1").join("cgroup"), "0::/init.scope\n")?;
     let mut want_pods = BTreeSet::new();
     let mut want_ctrs = BTreeSet::new();
     write_if_changed(
