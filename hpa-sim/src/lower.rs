@@ -113,64 +113,103 @@ struct Dp<'a> {
     batch: usize,
     /// Replicas that serve the whole run, whatever the policy.
     floor: usize,
-    /// Counts above this are one state ("more").
+    /// Counts above this are one state ("more"): at least the initial replicas.
     top: usize,
     initial: usize,
+    /// Counts per state: state `j` stands for the counts `q j ..= q j + q - 1` (1 but for
+    /// very large ranges or runs, to bound the work); each term takes the end of the range
+    /// that lowers the cost, so a coarse state only loosens the bound.
+    q: usize,
 }
 
+/// The counts a state stands for; `None` above: more than `top`.
+type Counts = (usize, Option<usize>);
+
+/// At most this many start-up steps are tried within a window; more are one option that
+/// assumes nothing of the work (a relaxation: it only lowers the bound).
+const MAX_RISES: usize = 48;
+
+/// About this many window transitions per price at most (the states get coarser past it).
+const BUDGET: usize = 400_000;
+
 impl Dp<'_> {
-    /// The least cost of window `w` given the serving counts at its start (`from`; `None`:
-    /// more than `top`) and end (`to`; `top + 1`: more), with `lambda` per request excused
-    /// beyond the in-flight ones: over the start-ups `u` within the window, its serving time
-    /// (at least the work left, `floor` replicas, and the end count less the start-ups after
-    /// each moment) plus `u` start-ups, the work fitting under the peak count `from + u`.
-    fn window_cost(&self, w: &Window, from: Option<usize>, to: usize, lambda: f64) -> f64 {
-        let l = self.len;
-        let more = to > self.top;
-        // In flight at the end: a batch per serving replica, charged as the largest requests.
-        let j0 = if more {
-            w.len()
+    fn states(&self) -> usize {
+        self.top / self.q + 2
+    }
+
+    fn counts(&self, j: usize) -> Counts {
+        if j + 1 == self.states() {
+            (self.top + 1, None)
         } else {
-            (self.batch * to).min(w.len())
+            (self.q * j, Some((self.q * j + self.q - 1).min(self.top)))
+        }
+    }
+
+    /// The least cost of window `w` given the serving counts at its start (`from`) and end
+    /// (`to`), with `lambda` per request excused beyond the in-flight ones: over the start-ups
+    /// `u` within the window, its serving time (at least the work left, `floor` replicas, and
+    /// the end count less the start-ups after each moment) plus `u` start-ups, the work fitting
+    /// under the peak count `from + u`.
+    fn window_cost(&self, w: &Window, from: Counts, to: Counts, lambda: f64) -> f64 {
+        let l = self.len;
+        let q = self.q;
+        // In flight at the end: a batch per serving replica, charged as the largest requests.
+        let j0 = match to.1 {
+            None => w.len(),
+            Some(hi) => (self.batch * hi).min(w.len()),
         };
         let jl = w.first_at_most(j0, lambda);
-        let rise = from.map_or(0, |f| to.saturating_sub(f));
+        let rise = from.1.map_or(0, |hi| to.0.saturating_sub(hi));
         let enough = w.fit.len();
         let u_hi = rise
-            .max(to.saturating_sub(self.floor))
-            .max(from.map_or(0, |f| enough.saturating_sub(f)));
+            .max(to.0.saturating_sub(self.floor))
+            .max(from.1.map_or(0, |hi| enough.saturating_sub(hi)));
         let value = |j: usize, a: f64| w.need(j).max(a) + lambda * (j - j0) as f64;
         let mut best = f64::INFINITY;
-        for u in rise..=u_hi {
-            let a_count = self.floor.max(to.saturating_sub(u));
+        // Start-ups `u .. u + q - 1` at once: the cost of the fewest, the room of the most.
+        let mut u = rise;
+        for _ in 0..MAX_RISES {
+            if u > u_hi {
+                return best;
+            }
+            let most = u + q - 1;
+            let a_count = self.floor.max(to.0.saturating_sub(most));
             let a = l * a_count as f64;
             // The work must fit under the peak, `from + u` replicas all window long.
-            let jf = from.map_or(j0, |f| w.fit(f + u).max(j0));
+            let jf = from.1.map_or(j0, |hi| w.fit(hi + most).max(j0));
             // Excusing beyond `ja` saves nothing: the serving time is `a` anyway.
             let ja = w.fit(a_count).max(j0).max(jf);
             let jx = jl.clamp(jf, ja);
             let c = self.startup * u as f64 + value(ja, a).min(value(jx, a));
             best = best.min(c);
+            u += q;
         }
-        best
+        // Still more start-ups: assume nothing of the work but the floor.
+        let a = l * self.floor as f64;
+        let ja = w.fit(self.floor).max(j0);
+        let jx = jl.clamp(j0, ja);
+        best.min(self.startup * u as f64 + value(ja, a).min(value(jx, a)))
     }
 
     /// The least total cost plus `lambda` per excused request.
     fn value(&self, lambda: f64) -> f64 {
-        let states = self.top + 2;
-        let more = self.top + 1;
+        let states = self.states();
         let mut cost = vec![f64::INFINITY; states];
-        cost[self.initial.min(self.top)] = 0.0;
+        cost[self.initial.min(self.top) / self.q] = 0.0;
         let mut next = vec![f64::INFINITY; states];
         for w in self.windows {
             next.fill(f64::INFINITY);
-            for (to, slot) in next.iter_mut().enumerate().skip(self.floor) {
+            for (to, slot) in next.iter_mut().enumerate() {
+                let to = self.counts(to);
+                // Every count in it is under the floor: impossible.
+                if to.1.is_some_and(|hi| hi < self.floor) {
+                    continue;
+                }
                 for (from, c) in cost.iter().enumerate() {
                     if !c.is_finite() {
                         continue;
                     }
-                    let from = (from != more).then_some(from);
-                    let total = c + self.window_cost(w, from, to, lambda);
+                    let total = c + self.window_cost(w, self.counts(from), to, lambda);
                     if total < *slot {
                         *slot = total;
                     }
@@ -219,14 +258,31 @@ pub fn lower_bound(loaded: &Loaded, hpa: &HpaSpec, requests: &[(f64, f64)]) -> L
             }
         }
         let windows: Vec<Window> = buckets.into_iter().map(|b| Window::new(b, len)).collect();
+        // Counts past `top` are one state, "more", which assumes nothing of the work (so any
+        // `top` gives a bound). Above maxReplicas only draining pods add to the count; and
+        // once the start-ups to reach "more" cost more than the most work a window needs, it
+        // is no way out either, so the states stop there.
+        let needed = windows.iter().map(|w| w.fit.len()).max().unwrap_or(0) + 1;
+        let startup = sc.server.startup_seconds;
+        let range = hpa.max_replicas.max(0) as usize;
+        let dear = if startup > 0.0 {
+            ((needed as f64 * (len / startup).max(1.0)).ceil() as usize).saturating_add(2)
+        } else {
+            range
+        };
+        let top = initial.max(floor).max(range.min(dear));
+        // States coarse enough that windows x states^2 stays within the budget.
+        let fine = (BUDGET / count.max(1)).max(4) as f64;
+        let most_states = (fine.sqrt() as usize).saturating_sub(2).max(1);
         let dp = Dp {
             windows: &windows,
             len,
             startup: sc.server.startup_seconds,
             batch: sc.server.max_num_seqs as usize,
             floor,
-            top: initial.max(hpa.max_replicas.max(0) as usize),
+            top,
             initial,
+            q: (top + 1).div_ceil(most_states).max(1),
         };
         let rest = floor as f64 * (duration - count as f64 * len);
         let bound = |lambda: f64| dp.value(lambda) - lambda * budget + rest;

@@ -177,11 +177,11 @@ pub fn sweep_text(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "  {:<w$}  {:>9} {:>7} {:>6} {:>8} {:>8} {:>8} {:>5} {:>8} {:>5}  goal",
+        "  {:<w$}  {:>9} {:>13} {:>15} {:>8} {:>8} {:>8} {:>5} {:>8} {:>5}  goal",
         "setting",
         "GPU-hours",
-        "x lower",
-        "x best",
+        "x lower bound",
+        "x best schedule",
         "p95 wait",
         "p99 wait",
         "waiting",
@@ -195,7 +195,7 @@ pub fn sweep_text(
         let mark = if Some(i) == best { "*" } else { " " };
         let _ = writeln!(
             s,
-            "{mark} {:<w$}  {:>9.2} {:>7.2} {:>6.2} {:>7.2}s {:>7.2}s {:>7.1}% {:>5} {:>8.2} {:>5}  {}",
+            "{mark} {:<w$}  {:>9.2} {:>13.2} {:>15.2} {:>7.2}s {:>7.2}s {:>7.1}% {:>5} {:>8.2} {:>5}  {}",
             labels[i],
             t.gpu_hours,
             o.ratio_to_lower_bound,

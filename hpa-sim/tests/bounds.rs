@@ -174,6 +174,21 @@ fn a_min_replicas_sweep_is_judged_by_each_settings_own_bounds() {
 }
 
 #[test]
+fn the_bounds_of_a_huge_replica_range_come_quickly() {
+    // maxReplicas 5,000 (and a run that needs one): the lower bound's states get coarser
+    // rather than its work growing with the square of the range.
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = bursty(dir.path(), 1, 1.0);
+    let hpa = with_replicas(&loaded.scenario.hpa, 1, 5_000);
+    let started = std::time::Instant::now();
+    let b = bounds_of(&loaded, &hpa);
+    eprintln!("maxReplicas 5000: {:?}", started.elapsed());
+    assert!(b.lower.gpu_hours >= 1.0 - 1e-9 && b.lower.gpu_hours <= b.best_schedule.gpu_hours);
+    assert!(b.best_schedule.meets_goal);
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
 fn a_queue_left_at_the_end_counts_against_the_goal() {
     // One replica at 10 requests/s for an hour, then 2,000 requests/s for the last 5 s: the
     // burst cannot be admitted before the run ends. Its requests count with the wait they had
