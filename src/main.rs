@@ -151,6 +151,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         server::serve(listener, app, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
+    // A password check still running on a blocking thread gets half a second; the process
+    // does not wait for more (the drain took at most 4 s: exit within 5 s of SIGTERM).
+    runtime.shutdown_timeout(Duration::from_millis(500));
     tracing::info!("shutting down");
     drop(stops);
     hub.close();

@@ -108,14 +108,22 @@ pub enum Rejection {
     HeaderTimeout,
     /// The TLS handshake failed or did not finish within the header timeout: closed.
     TlsHandshake,
+    /// The client read nothing of a response for the write timeout (it sends requests but never
+    /// reads the answers): closed.
+    WriteTimeout,
+    /// Every password-check slot was taken (a flood of credentials the cache does not know):
+    /// answered 429 at once, before any bcrypt.
+    PasswordChecks,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 4] = [
+    pub const ALL: [Rejection; 6] = [
         Rejection::ConnectionLimit,
         Rejection::InFlightLimit,
         Rejection::HeaderTimeout,
         Rejection::TlsHandshake,
+        Rejection::WriteTimeout,
+        Rejection::PasswordChecks,
     ];
 
     pub fn label(self) -> &'static str {
@@ -124,6 +132,8 @@ impl Rejection {
             Rejection::InFlightLimit => "in_flight_limit",
             Rejection::HeaderTimeout => "header_timeout",
             Rejection::TlsHandshake => "tls_handshake",
+            Rejection::WriteTimeout => "write_timeout",
+            Rejection::PasswordChecks => "password_checks",
         }
     }
 }
@@ -263,7 +273,9 @@ mod tests {
                 ("connection_limit", 1),
                 ("in_flight_limit", 0),
                 ("header_timeout", 2),
-                ("tls_handshake", 0)
+                ("tls_handshake", 0),
+                ("write_timeout", 0),
+                ("password_checks", 0),
             ]
         );
     }

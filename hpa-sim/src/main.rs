@@ -1,11 +1,11 @@
-//! The `hpa-sim` command line: `replay`, `simulate` and `tune`.
+//! The `hpa-sim` command line: `replay`, `simulate`, `tune` and `calibrate`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
-use hpa_sim::{bounds, plots, report, scenario, simulate, trace, tune};
+use hpa_sim::{bounds, calibrate, plots, profile, report, scenario, simulate, trace, tune};
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +56,67 @@ enum Command {
         #[command(flatten)]
         prom: PromArgs,
     },
+    /// Fit a serving profile (step-time line, GPU curves) to a load test or a history: per-pod
+    /// decode throughput, running sequences and the agent's GPU series, from a CSV file or a
+    /// Prometheus. Prints the fit and its residuals and writes the profile; refuses data that
+    /// cannot support a fit.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(clap::Args)]
+struct CalibrateArgs {
+    /// Samples as CSV: batch,tokens_per_second[,prompt_tokens_per_second][,utilization,
+    /// sm_active,sm_occupancy,tensor_active,dram_active], one row per pod and interval (or per
+    /// load-test step).
+    #[arg(
+        long,
+        required_unless_present = "prometheus",
+        conflicts_with = "prometheus"
+    )]
+    csv: Option<PathBuf>,
+    /// Read the samples from this Prometheus (http://host:port): vllm:num_requests_running,
+    /// rate(vllm:generation_tokens_total[1m]) and rate(vllm:prompt_tokens_total[1m]) per pod, and
+    /// the GPU series from the shipped recording rules (namespace_pod:pod_gpu_*_ratio:avg1m, or
+    /// the agent's pod_gpu_*_ratio where the rules are not loaded).
+    #[arg(long)]
+    prometheus: Option<String>,
+    /// Label matchers selecting the server's pods, e.g. 'namespace="llm",pod=~"vllm-.*"'.
+    #[arg(long, default_value = "", requires = "prometheus")]
+    selector: String,
+    /// Range start and end for --prometheus (Unix seconds or RFC 3339); default: the last
+    /// --range-hours up to now.
+    #[arg(long, requires_all = ["end", "prometheus"])]
+    start: Option<String>,
+    /// Range end (with --start).
+    #[arg(long, requires = "start")]
+    end: Option<String>,
+    /// How far back from now, in hours, when --start/--end are not given.
+    #[arg(long, default_value_t = 24.0)]
+    range_hours: f64,
+    /// Resolution of the queries, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    step: f64,
+    /// Write the profile here (YAML; a scenario uses it with `profile: PATH`).
+    #[arg(long)]
+    out: PathBuf,
+    /// The profile's name.
+    #[arg(long, default_value = "calibrated")]
+    name: String,
+    /// Prefill cost in ms per prompt token, if you measured it: the profile records it, and
+    /// samples with prompt_tokens_per_second have their prefill time taken out of the step
+    /// time. Without it the profile keeps the bundled profile's estimate, marked not measured.
+    #[arg(long)]
+    prefill_ms_per_token: Option<f64>,
+    /// Provenance recorded in the profile: the GPU, the driver, the date, the load (model,
+    /// precision, context lengths).
+    #[arg(long)]
+    gpu: Option<String>,
+    #[arg(long)]
+    driver: Option<String>,
+    #[arg(long)]
+    date: Option<String>,
+    #[arg(long)]
+    load: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -128,7 +189,101 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             prom,
         } => tune(&scenario, &sweeps, &saturation, threads, &out, &prom),
+        Command::Calibrate(args) => calibrate(&args),
     }
+}
+
+fn calibrate(a: &CalibrateArgs) -> anyhow::Result<()> {
+    if let Some(p) = a.prefill_ms_per_token {
+        if !(p >= 0.0 && p.is_finite()) {
+            anyhow::bail!("--prefill-ms-per-token {p}: must be 0 or more");
+        }
+    }
+    let (samples, method) = match (&a.csv, &a.prometheus) {
+        (Some(csv), _) => (
+            calibrate::from_csv(csv)?,
+            format!("hpa-sim calibrate --csv {}", csv.display()),
+        ),
+        (None, Some(url)) => {
+            eprintln!("hpa-sim: reading the samples from {url}");
+            let source = calibrate::PromSource {
+                range: trace::PromQuery {
+                    url: url.clone(),
+                    query: String::new(),
+                    start: a.start.clone(),
+                    end: a.end.clone(),
+                    range_seconds: a.range_hours * 3600.0,
+                    step_seconds: a.step,
+                    timeout: std::time::Duration::from_secs(30),
+                },
+                selector: a.selector.clone(),
+            };
+            let range = match (&a.start, &a.end) {
+                (Some(s), Some(e)) => format!("{s} to {e}"),
+                _ => format!("the {} h before the run", a.range_hours),
+            };
+            (
+                source.fetch()?,
+                format!(
+                    "hpa-sim calibrate from {url} {{{}}}, {range}, {} s step",
+                    a.selector, a.step
+                ),
+            )
+        }
+        (None, None) => anyhow::bail!("give --csv FILE or --prometheus URL"),
+    };
+    let fit = calibrate::fit(&samples, a.prefill_ms_per_token)?;
+    let bundled = profile::Profile::bundled(profile::DEFAULT)?;
+    let (prefill, prefill_source) = match a.prefill_ms_per_token {
+        Some(p) => (
+            p,
+            "measured by the user, given to hpa-sim calibrate (--prefill-ms-per-token)".to_string(),
+        ),
+        None => (
+            bundled.prefill.ms_per_token,
+            format!(
+                "not measured: the bundled {} profile's estimate, for another model; measure yours (the server's prefill time per prompt token) and set it here",
+                bundled.name
+            ),
+        ),
+    };
+    let meta = calibrate::Meta {
+        name: a.name.clone(),
+        description: None,
+        measured: profile::Provenance {
+            gpu: a.gpu.clone(),
+            driver: a.driver.clone(),
+            date: a.date.clone(),
+            load: a.load.clone(),
+            method: Some(format!(
+                "{method}: {} samples{}",
+                fit.used,
+                if fit.prefill_corrected {
+                    ", prefill time taken out of the step times"
+                } else {
+                    ""
+                }
+            )),
+        },
+        prefill_ms_per_token: prefill,
+        prefill_measured: a.prefill_ms_per_token.is_some(),
+        prefill_source,
+    };
+    let yaml = calibrate::profile_yaml(&fit, &meta);
+    // What is written must read back.
+    let checked: profile::Profile = serde_saphyr::from_str(&yaml)
+        .map_err(|e| anyhow::anyhow!("the profile written does not parse: {e}"))?;
+    checked
+        .check()
+        .map_err(|e| anyhow::anyhow!("the profile written is invalid: {e}"))?;
+    calibrate::write(&a.out, &yaml)?;
+    write!(std::io::stdout().lock(), "{}", calibrate::fit_text(&fit))?;
+    eprintln!(
+        "hpa-sim: profile written to {} (use it with `profile: {}` in a scenario, then hpa-sim tune)",
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 /// The scenario with its trace (from Prometheus when asked), and the name it goes by.
@@ -210,8 +365,11 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
         )?;
         write!(
             std::io::stdout().lock(),
-            "{}",
-            report::totals_text(&run.totals, &bounds)
+            "{}{}",
+            report::totals_text(&run.totals, &bounds),
+            loaded
+                .profile
+                .summary(&loaded.scenario.server, run.totals.prefill_share)
         )?;
     }
     if let Some(dir) = &out.report {
@@ -219,7 +377,13 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
         report::save(
             dir,
             "summary.txt",
-            &report::totals_text(&run.totals, &bounds),
+            &format!(
+                "{}{}",
+                report::totals_text(&run.totals, &bounds),
+                loaded
+                    .profile
+                    .summary(&loaded.scenario.server, run.totals.prefill_share)
+            ),
         )?;
         report::save(
             dir,

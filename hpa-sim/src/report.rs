@@ -66,8 +66,8 @@ pub fn totals_text(t: &Totals, b: &Bounds) -> String {
     );
     let _ = writeln!(
         s,
-        "queue wait           p50 {:.2} s, p95 {:.2} s, p99 {:.2} s",
-        t.wait_p50, t.wait_p95, t.wait_p99
+        "queue wait           mean {:.2} s, p50 {:.2} s, p95 {:.2} s, p99 {:.2} s",
+        t.wait_mean, t.wait_p50, t.wait_p95, t.wait_p99
     );
     let _ = writeln!(
         s,

@@ -1,18 +1,25 @@
 //! The simulator's random numbers: a seeded SplitMix64 generator and the few distributions
-//! the serving model draws from (uniform, Poisson arrivals, log-normal request lengths), so
-//! that a run is reproducible from its seed on every platform.
+//! the serving model draws from (uniform, exponential gaps, Poisson counts, log-normal request
+//! lengths), so that a run is reproducible from its seed on every platform.
 
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng {
+    state: u64,
+    /// Box-Muller's second normal, kept for the next call.
+    spare: Option<f64>,
+}
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+        Rng {
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            spare: None,
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -23,11 +30,22 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Standard normal (Box-Muller).
+    /// Exponential with mean 1.
+    pub fn exponential(&mut self) -> f64 {
+        -(1.0 - self.uniform()).ln()
+    }
+
+    /// Standard normal (Box-Muller: each pair of uniforms gives two).
     pub fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
         let u1 = self.uniform().max(f64::MIN_POSITIVE);
         let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+        self.spare = Some(r * sin);
+        r * cos
     }
 
     /// A Poisson count with mean `lambda`: Knuth's product method for small means, a rounded
@@ -78,6 +96,12 @@ mod tests {
         assert!((p - 120.0).abs() < 0.5, "poisson large {p}");
         let l = mean(&mut || r.lognormal(300.0, 0.8));
         assert!((l - 300.0).abs() < 6.0, "lognormal {l}");
+        // Normals: unit variance, and consecutive draws (a Box-Muller pair) uncorrelated.
+        let z: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        let var = z.iter().map(|x| x * x).sum::<f64>() / n as f64;
+        assert!((var - 1.0).abs() < 0.02, "normal variance {var}");
+        let cov = z.windows(2).map(|w| w[0] * w[1]).sum::<f64>() / n as f64;
+        assert!(cov.abs() < 0.01, "consecutive normals correlate: {cov}");
     }
 
     #[test]

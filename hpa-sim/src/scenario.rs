@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::controller::ControllerConfig;
 use crate::curves::{Curves, GpuSeries};
 use crate::input::{self, InputError};
+use crate::profile::{InlineLine, Profile, ProfileError};
 use crate::spec::{HpaSpec, MetricSpec};
 use crate::trace::{Trace, TraceError};
 
@@ -29,7 +30,16 @@ pub struct Scenario {
     pub trace: TraceSpec,
     #[serde(default)]
     pub requests: Requests,
+    /// The serving profile: a bundled name (`h200-decode`, the default) or a profile file
+    /// relative to the scenario file. Its step-time line, prefill cost and GPU curves apply
+    /// unless `server:` or `gpu:` give them.
     #[serde(default)]
+    pub profile: Option<String>,
+    /// The replica as written; `server` is what the run uses.
+    #[serde(default, rename = "server")]
+    pub server_spec: ServerSpec,
+    /// The replica with its profile applied (filled by `load`).
+    #[serde(skip)]
     pub server: Server,
     #[serde(default)]
     pub gpu: Gpu,
@@ -111,17 +121,20 @@ pub enum Routing {
     LeastRequests,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+/// One replica (vLLM) as the model runs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Server {
     /// vLLM `--max-num-seqs`: the most sequences in one batch.
     pub max_num_seqs: u32,
     /// KV-cache capacity in tokens (vLLM logs it at start as "GPU KV cache size").
     pub kv_cache_tokens: f64,
-    /// Decode step time = `base_ms + per_seq_ms × running sequences`.
+    /// vLLM `--max-num-batched-tokens`: a request is admitted while the prompt tokens admitted
+    /// but not yet prefilled are at most this many (chunked prefill).
+    pub max_num_batched_tokens: f64,
+    /// Decode step time = `base_ms + per_seq_ms × running sequences` (from the profile).
     pub step_base_ms: f64,
     pub step_per_seq_ms: f64,
-    /// Prefill cost per prompt token, added to the step that admits the request.
+    /// Prefill cost per prompt token (from the profile); the replica prefills before it decodes.
     pub prefill_ms_per_token: f64,
     /// Pending before a GPU is bound (scheduling, node provisioning).
     pub pending_seconds: f64,
@@ -133,14 +146,21 @@ pub struct Server {
     pub routing: Routing,
 }
 
+/// The bundled `h200-decode` profile's step-time line and prefill cost (a test checks them
+/// against the profile file).
+pub const H200_STEP_BASE_MS: f64 = 1.0404;
+pub const H200_STEP_PER_SEQ_MS: f64 = 0.031332;
+pub const H200_PREFILL_MS_PER_TOKEN: f64 = 0.0065;
+
 impl Default for Server {
     fn default() -> Self {
         Server {
             max_num_seqs: 256,
             kv_cache_tokens: 500_000.0,
-            step_base_ms: 8.0,
-            step_per_seq_ms: 0.08,
-            prefill_ms_per_token: 0.02,
+            max_num_batched_tokens: 8192.0,
+            step_base_ms: H200_STEP_BASE_MS,
+            step_per_seq_ms: H200_STEP_PER_SEQ_MS,
+            prefill_ms_per_token: H200_PREFILL_MS_PER_TOKEN,
             pending_seconds: 0.0,
             startup_seconds: 180.0,
             termination_grace_seconds: 120.0,
@@ -149,10 +169,58 @@ impl Default for Server {
     }
 }
 
+/// `server:` as written: every key optional; the step-time keys override the profile's.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerSpec {
+    pub max_num_seqs: Option<u32>,
+    pub kv_cache_tokens: Option<f64>,
+    pub max_num_batched_tokens: Option<f64>,
+    pub step_base_ms: Option<f64>,
+    pub step_per_seq_ms: Option<f64>,
+    pub prefill_ms_per_token: Option<f64>,
+    pub pending_seconds: Option<f64>,
+    pub startup_seconds: Option<f64>,
+    pub termination_grace_seconds: Option<f64>,
+    pub routing: Option<Routing>,
+}
+
+impl ServerSpec {
+    /// The replica with `profile` applied under the inline keys.
+    pub fn resolve(&self, profile: &Profile) -> Server {
+        let d = Server::default();
+        let mut s = Server {
+            max_num_seqs: self.max_num_seqs.unwrap_or(d.max_num_seqs),
+            kv_cache_tokens: self.kv_cache_tokens.unwrap_or(d.kv_cache_tokens),
+            max_num_batched_tokens: self
+                .max_num_batched_tokens
+                .unwrap_or(d.max_num_batched_tokens),
+            pending_seconds: self.pending_seconds.unwrap_or(d.pending_seconds),
+            startup_seconds: self.startup_seconds.unwrap_or(d.startup_seconds),
+            termination_grace_seconds: self
+                .termination_grace_seconds
+                .unwrap_or(d.termination_grace_seconds),
+            routing: self.routing.unwrap_or(d.routing),
+            ..d
+        };
+        profile.apply(
+            &mut s,
+            &InlineLine {
+                step_base_ms: self.step_base_ms,
+                step_per_seq_ms: self.step_per_seq_ms,
+                prefill_ms_per_token: self.prefill_ms_per_token,
+            },
+        );
+        s
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Gpu {
-    /// `h200` (default) or a CSV path relative to the scenario file.
+    /// A CSV path relative to the scenario file, keyed by `share` of the full-batch
+    /// throughput, replacing the profile's curves; `h200` (the former name of the bundled
+    /// curves) is the profile's own.
     #[serde(default)]
     pub curves: Option<String>,
 }
@@ -283,6 +351,8 @@ pub struct Loaded {
     pub scenario: Scenario,
     pub trace: Trace,
     pub curves: Curves,
+    /// The serving profile the server and curves come from.
+    pub profile: Profile,
     pub path: PathBuf,
 }
 
@@ -292,6 +362,8 @@ pub enum ScenarioError {
     Input(#[from] InputError),
     #[error(transparent)]
     Trace(#[from] TraceError),
+    #[error("{path}: {error}")]
+    Profile { path: PathBuf, error: ProfileError },
 }
 
 fn invalid(path: &Path, what: impl Into<String>) -> ScenarioError {
@@ -350,6 +422,7 @@ impl Scenario {
         let s = &self.server;
         let positive = [
             ("server.kvCacheTokens", s.kv_cache_tokens),
+            ("server.maxNumBatchedTokens", s.max_num_batched_tokens),
             ("server.stepBaseMs", s.step_base_ms),
             (
                 "pipeline.scrapeIntervalSeconds",
@@ -398,8 +471,14 @@ impl Scenario {
                 return Err(invalid(path, format!("{name}: {v} must be 0 or more")));
             }
         }
-        if s.max_num_seqs == 0 {
-            return Err(invalid(path, "server.maxNumSeqs must be at least 1"));
+        if s.max_num_seqs == 0 || s.max_num_seqs > 65_536 {
+            return Err(invalid(
+                path,
+                format!(
+                    "server.maxNumSeqs: {} must be between 1 and 65536",
+                    s.max_num_seqs
+                ),
+            ));
         }
         if self.tick_seconds > 1.0 {
             return Err(invalid(
@@ -427,9 +506,18 @@ pub const MAX_REQUESTS: f64 = 2e7;
 
 /// Reads a scenario, its trace (unless `trace` is given, e.g. from Prometheus) and its curves.
 pub fn load(path: &Path, trace: Option<Trace>) -> Result<Loaded, ScenarioError> {
-    let scenario: Scenario = input::read_yaml(path)?;
-    scenario.check(path)?;
+    let mut scenario: Scenario = input::read_yaml(path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
+    let profile = match &scenario.profile {
+        None => Profile::bundled(crate::profile::DEFAULT),
+        Some(p) => Profile::resolve(p, dir),
+    }
+    .map_err(|error| ScenarioError::Profile {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    scenario.server = scenario.server_spec.resolve(&profile);
+    scenario.check(path)?;
     let trace = match (trace, &scenario.trace.csv) {
         (Some(t), _) => t,
         (None, Some(csv)) => Trace::from_csv(&dir.join(csv))?,
@@ -462,8 +550,8 @@ pub fn load(path: &Path, trace: Option<Trace>) -> Result<Loaded, ScenarioError> 
         ));
     }
     let curves = match scenario.gpu.curves.as_deref() {
-        None | Some("h200") => Curves::h200(),
-        Some(csv) => Curves::from_csv(&dir.join(csv))?,
+        None | Some("h200") => profile.curves(&scenario.server),
+        Some(csv) => Curves::from_csv(&dir.join(csv), &scenario.server)?,
     };
     for m in scenario
         .hpa
@@ -488,6 +576,7 @@ pub fn load(path: &Path, trace: Option<Trace>) -> Result<Loaded, ScenarioError> 
         scenario,
         trace,
         curves,
+        profile,
         path: path.to_path_buf(),
     })
 }

@@ -1,55 +1,17 @@
 //! The serving Deployment: its pods' lifecycle (pending, loading the model, ready, draining),
-//! request routing, and each replica's continuous batching, queue and KV cache.
+//! the Service's routing, and the agent's GPU samples; each ready pod's batching is a
+//! `replica::Replica`.
 //!
-//! A replica runs like vLLM's scheduler: at each admission round it takes waiting requests in
-//! order while it has fewer than `max_num_seqs` running and KV cache for the prompt; a decode
-//! step takes `base + per_seq × running` milliseconds and gives every running sequence one
-//! token; an admitted prompt's prefill adds `prefill_ms_per_token × tokens` to the step that
-//! admits it, and a tick admits only the prompts whose prefill fits in it (chunked prefill:
-//! the rest waits in the queue). When the KV cache overflows, the newest sequence is preempted back to the head
-//! of the queue (vLLM's recompute preemption). Time advances in ticks of the scenario's
-//! `tickSeconds`; a request admitted at the first round after it arrived waited 0.
+//! Everything happens at its own time, not at tick edges: a pod binds its GPU, becomes ready
+//! and leaves at the exact moment its state says; a request is routed when it arrives, to the
+//! endpoints ready then (for `leastRequests`, by their load at that moment). `tick` only groups
+//! the work between two of the controller's observations.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
-
-use crate::curves::{Curves, GpuSeries};
+use crate::curves::Curves;
+use crate::replica::Replica;
+pub use crate::replica::{Counters, Request};
 use crate::rng::Rng;
 use crate::scenario::{Routing, Server};
-
-#[derive(Debug, Clone, Copy)]
-pub struct Request {
-    pub arrival: f64,
-    pub prompt: f64,
-    pub output: f64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Seq {
-    /// The replica's decode progress at which the last token is out.
-    finish: f64,
-    /// Progress at admission.
-    admitted: f64,
-    req: Request,
-}
-
-impl PartialEq for Seq {
-    fn eq(&self, o: &Self) -> bool {
-        self.finish.total_cmp(&o.finish) == Ordering::Equal
-    }
-}
-impl Eq for Seq {}
-impl PartialOrd for Seq {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Seq {
-    // A min-heap on `finish`.
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.finish.total_cmp(&self.finish)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum State {
@@ -69,53 +31,28 @@ pub enum State {
 }
 
 #[derive(Debug, Clone)]
-struct Waiting {
-    req: Request,
-    /// The admission round it first takes part in: admitted in that round, it waited no
-    /// longer than the scheduler's step. `None`: it already waited elsewhere.
-    round: Option<u64>,
-    /// Its wait is already recorded (a preempted sequence back in the queue).
-    counted: bool,
-}
-
-#[derive(Debug, Clone)]
 pub struct Pod {
     pub name: String,
     pub state: State,
     /// When the pod got its GPU (end of pending).
     pub bound_at: Option<f64>,
     pub ready_at: Option<f64>,
-    waiting: VecDeque<Waiting>,
-    /// Admission rounds so far.
-    round: u64,
-    running: BinaryHeap<Seq>,
-    progress: f64,
-    kv_prompt: f64,
-    kv_admitted: f64,
-    /// Prefill time still owed from a previous tick (ms).
-    debt_ms: f64,
-    /// GPU series summed over the agent's current interval, and the tick count.
-    gpu_sum: [f64; 5],
-    gpu_ticks: u32,
+    rep: Replica,
     /// The agent's last published GPU values (means over its last interval).
     pub gpu_published: Option<[f64; 5]>,
 }
 
 impl Pod {
     pub fn waiting(&self) -> usize {
-        self.waiting.len()
+        self.rep.waiting()
     }
 
     pub fn running(&self) -> usize {
-        self.running.len()
-    }
-
-    fn kv_used(&self) -> f64 {
-        self.kv_prompt + self.running.len() as f64 * self.progress - self.kv_admitted
+        self.rep.running()
     }
 
     pub fn kv_usage(&self, cfg: &Server) -> f64 {
-        (self.kv_used() / cfg.kv_cache_tokens).clamp(0.0, 1.0)
+        self.rep.kv_usage(cfg)
     }
 
     pub fn is_draining(&self) -> bool {
@@ -126,20 +63,13 @@ impl Pod {
         self.bound_at.is_some()
     }
 
-    fn load(&self) -> usize {
-        self.waiting.len() + self.running.len()
+    /// The time of its next lifecycle transition.
+    fn transition(&self) -> Option<f64> {
+        match self.state {
+            State::Pending { until } | State::Loading { until } => Some(until),
+            _ => None,
+        }
     }
-}
-
-/// What happened to requests, for the run's totals.
-#[derive(Debug, Clone, Default)]
-pub struct Counters {
-    pub arrived: u64,
-    pub completed: u64,
-    pub dropped: u64,
-    pub preempted: u64,
-    /// Queue waits of the requests admitted since the last `take_waits`.
-    pub waits: Vec<f64>,
 }
 
 /// The Deployment and its Service.
@@ -147,30 +77,37 @@ pub struct Counters {
 pub struct Fleet {
     pub pods: Vec<Pod>,
     /// Requests that found no ready endpoint (the clients retry until one is ready).
-    front: VecDeque<Request>,
+    front: Vec<Request>,
     cfg: Server,
     next_id: u64,
     rr: usize,
     /// GPU-seconds of pods that are gone.
     gone_gpu_seconds: f64,
     pub counters: Counters,
-    max_tps: f64,
+    /// The end of the last tick, and of the agent's last sample.
+    now: f64,
+    sampled_at: f64,
+    /// The ready pods' indices, and the earliest lifecycle transition due (kept up to date by
+    /// every change of state).
+    ready_idx: Vec<usize>,
+    next_transition: f64,
 }
 
 impl Fleet {
     /// A Deployment with `replicas` pods ready at time 0.
     pub fn new(cfg: Server, replicas: i32) -> Fleet {
-        let b = f64::from(cfg.max_num_seqs);
-        let max_tps = b / ((cfg.step_base_ms + cfg.step_per_seq_ms * b) / 1000.0);
         let mut f = Fleet {
             pods: Vec::new(),
-            front: VecDeque::new(),
+            front: Vec::new(),
             cfg,
             next_id: 0,
             rr: 0,
             gone_gpu_seconds: 0.0,
             counters: Counters::default(),
-            max_tps,
+            now: 0.0,
+            sampled_at: 0.0,
+            ready_idx: Vec::new(),
+            next_transition: f64::INFINITY,
         };
         for _ in 0..replicas.max(0) {
             let mut p = f.new_pod(State::Ready);
@@ -178,7 +115,22 @@ impl Fleet {
             p.ready_at = Some(0.0);
             f.pods.push(p);
         }
+        f.states_changed();
         f
+    }
+
+    /// Refreshes what is derived from the pods' states.
+    fn states_changed(&mut self) {
+        self.ready_idx.clear();
+        self.next_transition = f64::INFINITY;
+        for (i, p) in self.pods.iter().enumerate() {
+            if p.state == State::Ready {
+                self.ready_idx.push(i);
+            }
+            if let Some(t) = p.transition() {
+                self.next_transition = self.next_transition.min(t);
+            }
+        }
     }
 
     pub fn server(&self) -> &Server {
@@ -187,7 +139,8 @@ impl Fleet {
 
     /// Tokens per second of one replica at full batch.
     pub fn max_tokens_per_second(&self) -> f64 {
-        self.max_tps
+        let b = f64::from(self.cfg.max_num_seqs);
+        b / ((self.cfg.step_base_ms + self.cfg.step_per_seq_ms * b) / 1000.0)
     }
 
     fn new_pod(&mut self, state: State) -> Pod {
@@ -198,15 +151,7 @@ impl Fleet {
             state,
             bound_at: None,
             ready_at: None,
-            waiting: VecDeque::new(),
-            round: 0,
-            running: BinaryHeap::new(),
-            progress: 0.0,
-            kv_prompt: 0.0,
-            kv_admitted: 0.0,
-            debt_ms: 0.0,
-            gpu_sum: [0.0; 5],
-            gpu_ticks: 0,
+            rep: Replica::new(0.0),
             gpu_published: None,
         }
     }
@@ -292,130 +237,151 @@ impl Fleet {
                 }
             }
         }
+        self.states_changed();
     }
 
-    fn retire(&mut self, p: Pod, now: f64) {
+    fn retire(&mut self, mut p: Pod, at: f64) {
         if let Some(b) = p.bound_at {
-            self.gone_gpu_seconds += now - b;
+            self.gone_gpu_seconds += at - b;
         }
-        self.counters.dropped += (p.waiting.len() + p.running.len()) as u64;
+        self.counters.dropped += p.rep.drop_all() as u64;
     }
 
-    /// Routes requests to the ready endpoints; `fresh` ones have not waited yet.
-    fn route(&mut self, reqs: impl IntoIterator<Item = Request>, fresh: bool, rng: &mut Rng) {
-        let ready: Vec<usize> = self
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.state == State::Ready)
-            .map(|(i, _)| i)
-            .collect();
-        for req in reqs {
-            if ready.is_empty() {
-                self.front.push_back(req);
-                continue;
+    /// Applies the lifecycle transitions due by `until`, in time order; an endpoint that
+    /// becomes ready takes the requests that found none.
+    fn lifecycle(&mut self, until: f64, rng: &mut Rng, curves: &Curves) {
+        while self.next_transition <= until {
+            let next = self
+                .pods
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.transition().map(|t| (i, t)))
+                .filter(|(_, t)| *t <= until)
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((i, at)) = next else { break };
+            let startup = self.cfg.startup_seconds;
+            let p = &mut self.pods[i];
+            match p.state {
+                State::Pending { .. } => {
+                    p.state = State::Loading {
+                        until: at + startup,
+                    };
+                    p.bound_at = Some(at);
+                    self.states_changed();
+                }
+                _ => {
+                    p.state = State::Ready;
+                    p.ready_at = Some(at);
+                    p.rep = Replica::new(at);
+                    self.states_changed();
+                    if !self.front.is_empty() {
+                        let front = std::mem::take(&mut self.front);
+                        for req in front {
+                            self.route(req, at, rng, curves);
+                        }
+                    }
+                }
             }
-            let i = match self.cfg.routing {
-                Routing::Random => {
-                    ready[(rng.uniform() * ready.len() as f64) as usize % ready.len()]
-                }
-                Routing::RoundRobin => {
-                    self.rr = self.rr.wrapping_add(1);
-                    ready[self.rr % ready.len()]
-                }
-                Routing::LeastRequests => *ready
-                    .iter()
-                    .min_by_key(|i| self.pods[**i].load())
-                    .unwrap_or(&ready[0]),
-            };
-            let pod = &mut self.pods[i];
-            let round = fresh.then_some(pod.round);
-            pod.waiting.push_back(Waiting {
-                req,
-                round,
-                counted: false,
-            });
         }
     }
 
-    /// Advances the Deployment by one tick `[now, now + dt)` with the requests arriving in it.
+    /// Routes a request at time `at` to a ready endpoint, or holds it at the Service.
+    fn route(&mut self, req: Request, at: f64, rng: &mut Rng, curves: &Curves) {
+        let n = self.ready_idx.len();
+        if n == 0 {
+            self.front.push(req);
+            return;
+        }
+        let pick = match self.cfg.routing {
+            Routing::Random => Some((rng.uniform() * n as f64) as usize % n),
+            Routing::RoundRobin => {
+                self.rr = self.rr.wrapping_add(1);
+                Some(self.rr % n)
+            }
+            Routing::LeastRequests => None,
+        };
+        let cfg = self.cfg;
+        let i = match pick {
+            Some(k) => self.ready_idx.get(k).copied(),
+            None => {
+                // The load each endpoint has at this moment.
+                let mut best: Option<(usize, usize)> = None;
+                for &i in &self.ready_idx {
+                    let p = &mut self.pods[i];
+                    p.rep.advance(at, &cfg, curves, &mut self.counters, false);
+                    let load = p.rep.load();
+                    if best.is_none_or(|(_, l)| load < l) {
+                        best = Some((i, load));
+                    }
+                }
+                best.map(|(i, _)| i)
+            }
+        };
+        match i {
+            Some(i) => self.pods[i].rep.enqueue(req, at),
+            None => self.front.push(req),
+        }
+    }
+
+    /// Advances the Deployment over `[now, now + dt)` with the requests arriving in it.
     pub fn tick(
         &mut self,
         now: f64,
         dt: f64,
-        arrivals: Vec<Request>,
+        mut arrivals: Vec<Request>,
         rng: &mut Rng,
         curves: &Curves,
     ) {
-        // Lifecycle transitions.
-        for p in &mut self.pods {
+        let end = now + dt;
+        if !arrivals.is_sorted_by(|a, b| a.arrival <= b.arrival) {
+            arrivals.sort_by(|a, b| a.arrival.total_cmp(&b.arrival));
+        }
+        self.counters.arrived += arrivals.len() as u64;
+        for req in arrivals {
+            let at = req.arrival.clamp(now, end);
+            self.lifecycle(at, rng, curves);
+            self.route(req, at, rng, curves);
+        }
+        self.lifecycle(end, rng, curves);
+        let cfg = self.cfg;
+        let mut gone = Vec::new();
+        for (i, p) in self.pods.iter_mut().enumerate() {
             match p.state {
-                State::Pending { until } if now >= until => {
-                    p.state = State::Loading {
-                        until: now + self.cfg.startup_seconds,
-                    };
-                    p.bound_at = Some(now);
+                State::Ready => {
+                    p.rep.advance(end, &cfg, curves, &mut self.counters, false);
                 }
-                State::Loading { until } if now >= until => {
-                    p.state = State::Ready;
-                    p.ready_at = Some(now);
+                State::Draining { deadline } => {
+                    let to = deadline.min(end);
+                    let at = p.rep.advance(to, &cfg, curves, &mut self.counters, true);
+                    if p.rep.load() == 0 || at >= deadline {
+                        gone.push((i, at));
+                    }
                 }
                 _ => {}
             }
         }
-        self.counters.arrived += arrivals.len() as u64;
-        if !self.front.is_empty() && self.pods.iter().any(|p| p.state == State::Ready) {
-            let front: Vec<Request> = self.front.drain(..).collect();
-            self.route(front, false, rng);
-        }
-        self.route(arrivals, true, rng);
-
-        let cfg = self.cfg;
-        let max_tps = self.max_tps;
-        let mut gone = Vec::new();
-        for (i, p) in self.pods.iter_mut().enumerate() {
-            let serving = matches!(p.state, State::Ready | State::Draining { .. });
-            let mut g = [0.0; 5];
-            if serving {
-                let share = step_pod(p, now, dt, &cfg, max_tps, &mut self.counters);
-                if let Some(share) = share {
-                    for s in GpuSeries::ALL {
-                        g[s as usize] = curves.at(s, share);
-                    }
-                }
+        if !gone.is_empty() {
+            for (i, at) in gone.into_iter().rev() {
+                let p = self.pods.remove(i);
+                self.retire(p, at);
             }
-            if p.has_gpu() {
-                for (a, v) in p.gpu_sum.iter_mut().zip(g) {
-                    *a += v;
-                }
-                p.gpu_ticks += 1;
-            }
-            if let State::Draining { deadline } = p.state {
-                if p.load() == 0 || now + dt >= deadline {
-                    gone.push(i);
-                }
-            }
+            self.states_changed();
         }
-        for i in gone.into_iter().rev() {
-            let p = self.pods.remove(i);
-            self.retire(p, now + dt);
-        }
+        self.now = end;
     }
 
-    /// The agent's sample: each pod with a GPU publishes its mean over the interval.
+    /// The agent's sample: each pod with a GPU publishes its series' means over the time it
+    /// held the GPU since the previous sample.
     pub fn agent_sample(&mut self) {
         for p in &mut self.pods {
-            if p.gpu_ticks > 0 {
-                let n = f64::from(p.gpu_ticks);
-                let mut v = [0.0; 5];
-                for (o, s) in v.iter_mut().zip(p.gpu_sum) {
-                    *o = s / n;
-                }
-                p.gpu_published = Some(v);
+            let Some(bound) = p.bound_at else { continue };
+            let span = self.now - bound.max(self.sampled_at);
+            if span > 0.0 {
+                p.gpu_published = Some(p.rep.gpu.map(|g| g / span));
             }
-            p.gpu_sum = [0.0; 5];
-            p.gpu_ticks = 0;
+            p.rep.gpu = [0.0; 5];
         }
+        self.sampled_at = self.now;
     }
 
     /// The waits recorded since the last call.
@@ -426,112 +392,17 @@ impl Fleet {
     /// Arrival times of the requests waiting that were never admitted (their wait is not yet
     /// recorded): at the end of a run they count with the wait they had so far.
     pub fn unadmitted_arrivals(&self) -> Vec<f64> {
-        let queued = self
-            .pods
-            .iter()
-            .flat_map(|p| p.waiting.iter())
-            .filter(|w| !w.counted)
-            .map(|w| w.req.arrival);
+        let queued = self.pods.iter().flat_map(|p| p.rep.unadmitted_arrivals());
         self.front.iter().map(|r| r.arrival).chain(queued).collect()
     }
-}
-
-/// One replica's tick: admission, decode, completions, preemption. Returns the share of
-/// capacity it worked at, or `None` when it was idle.
-fn step_pod(
-    p: &mut Pod,
-    now: f64,
-    dt: f64,
-    cfg: &Server,
-    max_tps: f64,
-    c: &mut Counters,
-) -> Option<f64> {
-    let max = cfg.max_num_seqs as usize;
-    let mut prefill_ms = 0.0;
-    // Admission round, in order.
-    let tick_ms = dt * 1000.0;
-    while p.running.len() < max {
-        // Chunked prefill: a tick prefills only what fits in it; the rest waits.
-        if p.debt_ms + prefill_ms >= tick_ms {
-            break;
-        }
-        let Some(front) = p.waiting.front() else {
-            break;
-        };
-        if p.kv_used() + front.req.prompt > cfg.kv_cache_tokens {
-            break;
-        }
-        let Some(w) = p.waiting.pop_front() else {
-            break;
-        };
-        if !w.counted {
-            c.waits.push(if w.round == Some(p.round) {
-                0.0
-            } else {
-                (now - w.req.arrival).max(0.0)
-            });
-        }
-        prefill_ms += w.req.prompt * cfg.prefill_ms_per_token;
-        p.kv_prompt += w.req.prompt;
-        p.kv_admitted += p.progress;
-        p.running.push(Seq {
-            finish: p.progress + w.req.output.max(1.0),
-            admitted: p.progress,
-            req: w.req,
-        });
-    }
-    p.round += 1;
-    let b = p.running.len();
-    if b == 0 && prefill_ms == 0.0 && p.debt_ms == 0.0 {
-        return None;
-    }
-    // Decode for what is left of the tick after prefill.
-    let prefill_paid_ms = (prefill_ms + p.debt_ms).min(tick_ms);
-    let budget_ms = tick_ms - prefill_ms - p.debt_ms;
-    p.debt_ms = (-budget_ms).max(0.0);
-    let mut tokens = 0.0;
-    if b > 0 && budget_ms > 0.0 {
-        let step_ms = cfg.step_base_ms + cfg.step_per_seq_ms * b as f64;
-        let steps = budget_ms / step_ms;
-        p.progress += steps;
-        tokens = steps * b as f64;
-    }
-    // Completions.
-    while p.running.peek().is_some_and(|s| s.finish <= p.progress) {
-        if let Some(s) = p.running.pop() {
-            p.kv_prompt -= s.req.prompt;
-            p.kv_admitted -= s.admitted;
-            c.completed += 1;
-        }
-    }
-    // KV overflow: preempt the newest sequences back to the head of the queue.
-    if p.kv_used() > cfg.kv_cache_tokens && p.running.len() > 1 {
-        let mut seqs = std::mem::take(&mut p.running).into_vec();
-        seqs.sort_by(|a, b| a.admitted.total_cmp(&b.admitted));
-        while p.kv_prompt + seqs.len() as f64 * p.progress - p.kv_admitted > cfg.kv_cache_tokens
-            && seqs.len() > 1
-        {
-            if let Some(s) = seqs.pop() {
-                p.kv_prompt -= s.req.prompt;
-                p.kv_admitted -= s.admitted;
-                c.preempted += 1;
-                // Its wait was recorded at its first admission.
-                p.waiting.push_front(Waiting {
-                    req: s.req,
-                    round: None,
-                    counted: true,
-                });
-            }
-        }
-        p.running = seqs.into_iter().collect();
-    }
-    let share = (tokens / (dt * max_tps) + prefill_paid_ms / tick_ms).min(1.0);
-    Some(share.max(1e-6))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arrivals::Arrivals;
+    use crate::curves::GpuSeries;
+    use crate::scenario::{Length, Requests};
 
     fn server() -> Server {
         Server {
@@ -544,16 +415,20 @@ mod tests {
     fn run(f: &mut Fleet, from: f64, secs: f64, rate: f64, rng: &mut Rng) {
         let dt = 0.25;
         let curves = Curves::h200();
+        let req = Requests {
+            prompt_tokens: Length {
+                mean: 500.0,
+                cv: 0.0,
+            },
+            output_tokens: Length {
+                mean: 200.0,
+                cv: 0.0,
+            },
+        };
+        let mut arrivals = Arrivals::new(rng);
         let mut t = from;
         while t < from + secs {
-            let n = rng.poisson(rate * dt);
-            let arr = (0..n)
-                .map(|_| Request {
-                    arrival: t + rng.uniform() * dt,
-                    prompt: 500.0,
-                    output: 200.0,
-                })
-                .collect();
+            let arr = arrivals.tick(t, dt, rate, rng, &req);
             f.tick(t, dt, arr, rng, &curves);
             t += dt;
         }
@@ -565,15 +440,14 @@ mod tests {
         let mut f = Fleet::new(server(), 1);
         run(&mut f, 0.0, 120.0, 2.0, &mut rng);
         let waits = f.take_waits();
+        assert!(!waits.is_empty());
         assert!(waits.iter().all(|w| *w == 0.0), "light load waited");
         assert_eq!(f.waiting(), 0);
-        // Far past capacity: each prompt's prefill (500 × 0.02 ms) and 200 decode steps of
-        // ~28 ms at full batch give well under 200 req/s.
+        // Far past capacity: each prompt's prefill (500 x 0.0065 ms) and 200 decode steps of
+        // ~9 ms at full batch give under 100 req/s.
         run(&mut f, 120.0, 120.0, 200.0, &mut rng);
-        assert!(f.waiting() > 1000, "overload queued only {}", f.waiting());
-        // The batch is full or the ticks are spent on prefill: either way, busy.
-        let running = f.pods[0].running();
-        assert!(running > 64, "overloaded replica runs only {running}");
+        assert!(f.waiting() > 5000, "overload queued only {}", f.waiting());
+        assert_eq!(f.pods[0].running(), 256);
     }
 
     #[test]
@@ -584,6 +458,8 @@ mod tests {
         assert_eq!((f.live(), f.ready(), f.gpus()), (3, 1, 3));
         run(&mut f, 0.0, 61.0, 1.0, &mut rng);
         assert_eq!(f.ready(), 3);
+        // Ready at the exact end of the start-up.
+        assert_eq!(f.pods[1].ready_at, Some(60.0));
         run(&mut f, 61.0, 10.0, 20.0, &mut rng);
         f.set_replicas(1, 71.0);
         assert_eq!(f.live(), 1);
@@ -593,6 +469,29 @@ mod tests {
         assert_eq!(f.pods[0].name, "vllm-00000");
         assert_eq!(f.counters.dropped, 0);
         assert_eq!(f.counters.arrived, f.counters.completed);
+        // A drained pod's GPU is charged until its last request ends, not to a tick's end.
+        let charged = f.gpu_seconds(271.0) - 271.0;
+        assert!(
+            charged > 2.0 * 71.0 && charged < 2.0 * 71.0 + 2.0 * 3.0,
+            "{charged}"
+        );
+    }
+
+    #[test]
+    fn a_pending_pod_binds_its_gpu_when_pending_ends() {
+        let mut rng = Rng::new(6);
+        let mut f = Fleet::new(
+            Server {
+                pending_seconds: 10.1,
+                ..server()
+            },
+            1,
+        );
+        f.set_replicas(2, 0.0);
+        assert_eq!(f.gpus(), 1);
+        run(&mut f, 0.0, 11.0, 0.0, &mut rng);
+        assert_eq!(f.pods[1].bound_at, Some(10.1));
+        assert_eq!(f.pods[1].state, State::Loading { until: 70.1 });
     }
 
     #[test]
@@ -609,5 +508,38 @@ mod tests {
         }
         assert!(tensor[0] < tensor[1] && tensor[1] < tensor[2], "{tensor:?}");
         assert!(tensor[2] <= curves.saturation(GpuSeries::TensorActive));
+    }
+
+    #[test]
+    fn a_replica_always_decoding_one_batch_reads_that_batch_row() {
+        // 64 sequences of a million tokens: the batch stays at 64 for the whole sample.
+        let mut rng = Rng::new(8);
+        let curves = Curves::h200();
+        let mut f = Fleet::new(
+            Server {
+                prefill_ms_per_token: 0.0,
+                kv_cache_tokens: 1e12,
+                ..server()
+            },
+            1,
+        );
+        let arr = (0..64)
+            .map(|_| Request {
+                arrival: 0.0,
+                prompt: 1.0,
+                output: 1e6,
+            })
+            .collect();
+        f.tick(0.0, 0.25, arr, &mut rng, &curves);
+        for k in 1..20 {
+            f.tick(k as f64 * 0.25, 0.25, Vec::new(), &mut rng, &curves);
+        }
+        f.agent_sample();
+        let v = f.pods[0].gpu_published.expect("sampled");
+        assert!(
+            (v[GpuSeries::TensorActive as usize] - 0.072).abs() < 1e-12,
+            "{v:?}"
+        );
+        assert!((v[GpuSeries::Utilization as usize] - 0.97).abs() < 1e-12);
     }
 }

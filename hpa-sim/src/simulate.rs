@@ -48,6 +48,9 @@ pub struct Totals {
     /// Time with at least one request waiting, in seconds and as a share of the run.
     pub waiting_seconds: f64,
     pub waiting_share: f64,
+    /// Queue wait (arrival to a slot in a batch) of every request, seconds; one never admitted
+    /// counts with the wait it had by the end.
+    pub wait_mean: f64,
     pub wait_p50: f64,
     pub wait_p95: f64,
     pub wait_p99: f64,
@@ -64,6 +67,8 @@ pub struct Totals {
     /// Requests never admitted by the end of the run; each counts in the percentiles with the
     /// wait it had so far.
     pub waiting_at_end: u64,
+    /// Share of the replicas' busy GPU time spent prefilling.
+    pub prefill_share: f64,
     pub meets_goal: bool,
     /// Why not, when it does not.
     pub misses: Vec<String>,
@@ -187,7 +192,7 @@ pub fn run_policy(
                 ),
             };
             let mut waits = fleet.take_waits();
-            waits.sort_by(f64::total_cmp);
+            waits.sort_unstable_by(f64::total_cmp);
             steps.push(Step {
                 t: now,
                 requests_per_second: loaded.trace.rate(now),
@@ -220,7 +225,7 @@ pub fn run_policy(
     let end = ticks as f64 * dt;
     let unadmitted = fleet.unadmitted_arrivals();
     all_waits.extend(unadmitted.iter().map(|a| (end - a).max(0.0)));
-    all_waits.sort_by(f64::total_cmp);
+    all_waits.sort_unstable_by(f64::total_cmp);
     let hours = duration / 3600.0;
     let flaps = events
         .windows(2)
@@ -232,6 +237,7 @@ pub fn run_policy(
         gpu_hours: fleet.gpu_seconds(duration) / 3600.0,
         waiting_seconds: waiting_ticks as f64 * dt,
         waiting_share: waiting_ticks as f64 / ticks.max(1) as f64,
+        wait_mean: all_waits.iter().sum::<f64>() / all_waits.len().max(1) as f64,
         wait_p50: percentile(&all_waits, 50.0),
         wait_p95: percentile(&all_waits, 95.0),
         wait_p99: percentile(&all_waits, 99.0),
@@ -245,6 +251,7 @@ pub fn run_policy(
         dropped: c.dropped,
         preempted: c.preempted,
         waiting_at_end: unadmitted.len() as u64,
+        prefill_share: c.prefill_seconds / c.busy_seconds.max(1e-9),
         meets_goal: true,
         misses: Vec::new(),
     };

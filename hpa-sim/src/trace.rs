@@ -199,8 +199,9 @@ impl PromQuery {
         ))
     }
 
-    /// Runs the query; several series are summed point by point.
-    pub fn fetch(&self) -> Result<Trace, TraceError> {
+    /// Runs the query; each series' labels and `(time, value)` samples (non-finite values
+    /// left out). No series is not an error here.
+    pub fn matrix(&self) -> Result<Vec<PromSeries>, TraceError> {
         let url = self.request_url()?;
         let perr = |what: String| TraceError::Prometheus {
             url: self.url.clone(),
@@ -222,20 +223,24 @@ impl PromQuery {
             .ok_or_else(|| {
                 perr("the answer has no data.result array (is the query a range vector?)".into())
             })?;
-        if result.is_empty() {
-            return Err(perr(format!(
-                "the query {:?} returned no series in that range",
-                self.query
-            )));
-        }
-        let mut sum: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+        let mut out = Vec::with_capacity(result.len());
         for series in result {
+            let labels = series
+                .get("metric")
+                .and_then(|m| m.as_object())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
             let values = series
                 .get("values")
                 .and_then(|v| v.as_array())
                 .ok_or_else(|| {
                     perr("a series has no values (query_range answers a matrix)".into())
                 })?;
+            let mut samples = Vec::with_capacity(values.len());
             for pair in values {
                 let ts = pair.get(0).and_then(|t| t.as_f64());
                 let val = pair
@@ -243,12 +248,33 @@ impl PromQuery {
                     .and_then(|t| t.as_str())
                     .and_then(|s| s.parse::<f64>().ok());
                 match (ts, val) {
-                    (Some(ts), Some(val)) if val.is_finite() => {
-                        *sum.entry((ts * 1000.0).round() as i64).or_default() += val;
-                    }
+                    (Some(ts), Some(val)) if val.is_finite() => samples.push((ts, val)),
                     (Some(_), Some(_)) => {}
                     _ => return Err(perr(format!("a malformed sample {pair}"))),
                 }
+            }
+            out.push(PromSeries { labels, samples });
+        }
+        Ok(out)
+    }
+
+    /// Runs the query; several series are summed point by point.
+    pub fn fetch(&self) -> Result<Trace, TraceError> {
+        let perr = |what: String| TraceError::Prometheus {
+            url: self.url.clone(),
+            what,
+        };
+        let result = self.matrix()?;
+        if result.is_empty() {
+            return Err(perr(format!(
+                "the query {:?} returned no series in that range",
+                self.query
+            )));
+        }
+        let mut sum: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+        for series in &result {
+            for (ts, val) in &series.samples {
+                *sum.entry((ts * 1000.0).round() as i64).or_default() += val;
             }
         }
         let rows: Vec<(usize, f64, f64)> = sum
@@ -262,6 +288,14 @@ impl PromQuery {
             source: format!("{} {}", self.url, self.query),
         })
     }
+}
+
+/// One series of a `query_range` answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSeries {
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `(Unix time, value)`.
+    pub samples: Vec<(f64, f64)>,
 }
 
 /// One HTTP/1.1 GET with hyper, on a runtime of its own.

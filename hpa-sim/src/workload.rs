@@ -2,6 +2,7 @@
 //! stream of their own, so that every policy run on a scenario (and its bounds) sees the same
 //! requests at the same moments. Routing draws from another stream.
 
+use crate::arrivals;
 use crate::rng::Rng;
 use crate::scenario::{Loaded, Requests, Server};
 use crate::serving::Request;
@@ -10,45 +11,37 @@ use crate::trace::Trace;
 /// Salt of the routing stream (kube-proxy's random choice), kept apart from the arrivals.
 pub const ROUTING_SALT: u64 = 0x5EED_0F0A_7E00;
 
-/// The arrivals of a scenario, tick by tick.
+/// The arrivals of a scenario, tick by tick: the Poisson process of `arrivals` at the trace's
+/// rate, on the scenario's seed.
 #[derive(Debug, Clone)]
 pub struct Arrivals<'a> {
     trace: &'a Trace,
     req: Requests,
     dt: f64,
     rng: Rng,
+    process: arrivals::Arrivals,
 }
 
 impl<'a> Arrivals<'a> {
     pub fn new(loaded: &'a Loaded) -> Arrivals<'a> {
+        let mut rng = Rng::new(loaded.scenario.seed);
+        let process = arrivals::Arrivals::new(&mut rng);
         Arrivals {
             trace: &loaded.trace,
             req: loaded.scenario.requests,
             dt: loaded.scenario.tick_seconds,
-            rng: Rng::new(loaded.scenario.seed),
+            rng,
+            process,
         }
     }
 
-    /// The requests arriving in tick `k`, `[k dt, (k + 1) dt)`, in order. Call it for
-    /// `k = 0, 1, 2, ...`: the stream is sequential.
+    /// The requests arriving in tick `k`, `[k dt, (k + 1) dt)`, in order (at the trace's rate
+    /// at the tick's middle). Call it for `k = 0, 1, 2, ...`: the stream is sequential.
     pub fn tick(&mut self, k: u64) -> Vec<Request> {
         let t = k as f64 * self.dt;
-        let n = self.rng.poisson(self.trace.rate(t) * self.dt);
-        let mut out: Vec<Request> = (0..n)
-            .map(|_| Request {
-                arrival: t + self.rng.uniform() * self.dt,
-                prompt: self
-                    .rng
-                    .lognormal(self.req.prompt_tokens.mean, self.req.prompt_tokens.cv)
-                    .max(1.0),
-                output: self
-                    .rng
-                    .lognormal(self.req.output_tokens.mean, self.req.output_tokens.cv)
-                    .max(1.0),
-            })
-            .collect();
-        out.sort_by(|a, b| a.arrival.total_cmp(&b.arrival));
-        out
+        let rate = self.trace.rate(t + self.dt / 2.0);
+        self.process
+            .tick(t, self.dt, rate, &mut self.rng, &self.req)
     }
 }
 

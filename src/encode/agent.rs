@@ -103,7 +103,7 @@ pub(super) fn encode(
     counter_family(
         enc,
         "gpu_pod_exporter_http_rejected",
-        "HTTP clients turned away, by reason: connection_limit and in_flight_limit (answered 503), header_timeout and tls_handshake (closed).",
+        "HTTP clients turned away, by reason: connection_limit and in_flight_limit (answered 503), password_checks (answered 429), header_timeout, tls_handshake and write_timeout (closed).",
         http.rejected()
             .into_iter()
             .map(|(r, n)| ([("reason", r.label())], n as f64)),

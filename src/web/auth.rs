@@ -1,9 +1,13 @@
 //! The basic-auth gate: checks `Authorization: Basic` against the configured bcrypt hashes,
-//! with a small cache of verified credentials and one bcrypt run at a time.
+//! with a small cache of verified credentials (checked without bcrypt, so a scraper already
+//! verified never waits behind password checks), one bcrypt run at a time, and every failure
+//! padded to the time of the slowest configured hash, so that response time does not tell which
+//! user names exist.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
@@ -16,9 +20,7 @@ const AUTH_CACHE_CAPACITY: usize = 100;
 pub struct BasicAuth {
     /// User name -> bcrypt hash, each checked to parse when the config was loaded.
     users: BTreeMap<String, String>,
-    /// The hash with the highest bcrypt cost: an unknown user is checked against it, so that it
-    /// costs as much as the slowest configured user and response time does not tell which user
-    /// names exist.
+    /// The hash with the highest bcrypt cost: an unknown user is checked against it.
     decoy: String,
     /// SHA-256 of (user, password) pairs that bcrypt accepted. Only successes are kept, so
     /// failed guesses can neither fill the cache nor evict the scraper's entry.
@@ -26,6 +28,53 @@ pub struct BasicAuth {
     /// One bcrypt run at a time, as in exporter-toolkit: a flood of bad passwords costs one core,
     /// not all of them.
     bcrypt_gate: Mutex<()>,
+    /// How long the slowest hash takes to check here: what every failure is padded to.
+    slowest: Arc<Slowest>,
+}
+
+/// How many recent checks of the costliest hash its time is taken over.
+const SLOWEST_WINDOW: usize = 16;
+
+/// The time one check of the costliest hash takes on this machine: the longest of its last
+/// [`SLOWEST_WINDOW`] checks, the first measured on a thread of its own when the gate is built
+/// (a failure before then waits for it). A window, not the longest ever: one check slowed by a
+/// loaded machine must not slow every later failure for good.
+#[derive(Debug, Default)]
+struct Slowest {
+    recent: Mutex<std::collections::VecDeque<Duration>>,
+    measured: Condvar,
+}
+
+impl Slowest {
+    fn note(&self, took: Duration) {
+        let mut recent = lock(&self.recent);
+        if recent.len() == SLOWEST_WINDOW {
+            recent.pop_front();
+        }
+        recent.push_back(took);
+        self.measured.notify_all();
+    }
+
+    /// The time, waiting for the first measurement if none has come.
+    fn get(&self) -> Duration {
+        let mut recent = lock(&self.recent);
+        loop {
+            if let Some(t) = recent.iter().max() {
+                return *t;
+            }
+            recent = self
+                .measured
+                .wait(recent)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A bcrypt check of `password` against `hash`, and how long it took.
+fn timed_verify(password: &[u8], hash: &str) -> (bool, Duration) {
+    let start = Instant::now();
+    let ok = matches!(bcrypt::verify(password, hash), Ok(true));
+    (ok, start.elapsed())
 }
 
 impl fmt::Debug for BasicAuth {
@@ -37,8 +86,35 @@ impl fmt::Debug for BasicAuth {
     }
 }
 
+/// What the cache alone says of an `Authorization` header.
+#[derive(Debug)]
+pub enum Cached {
+    /// These credentials were verified before: let in, no bcrypt.
+    Verified,
+    /// No header, another scheme, or not `user:password`: refused, no bcrypt (there is no user
+    /// name whose existence timing could tell).
+    Malformed,
+    /// Credentials never verified: [`BasicAuth::verify`] runs bcrypt.
+    Unverified(Candidate),
+}
+
+/// Credentials waiting for bcrypt.
+pub struct Candidate {
+    user: Vec<u8>,
+    password: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl fmt::Debug for Candidate {
+    // Hand-written so that passwords never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Candidate").finish_non_exhaustive()
+    }
+}
+
 impl BasicAuth {
     /// The gate for `users` (name -> bcrypt hash); `None` when there are none (auth is off).
+    /// Starts measuring the costliest hash on a thread of its own.
     pub fn new(users: BTreeMap<String, String>) -> Option<BasicAuth> {
         let decoy = users
             .values()
@@ -47,36 +123,80 @@ impl BasicAuth {
                     .map_or(0, |p| p.get_cost())
             })?
             .clone();
+        let slowest = Arc::new(Slowest::default());
+        let (measure, hash) = (Arc::clone(&slowest), decoy.clone());
+        let spawned = std::thread::Builder::new()
+            .name("bcrypt-measure".into())
+            .spawn(move || measure.note(timed_verify(b"", &hash).1));
+        if spawned.is_err() {
+            // No thread: measured here, once, rather than never.
+            slowest.note(timed_verify(b"", &decoy).1);
+        }
         Some(BasicAuth {
             users,
             decoy,
             verified: Mutex::new(HashSet::new()),
             bcrypt_gate: Mutex::new(()),
+            slowest,
         })
     }
 
-    /// True when the `Authorization: Basic` header matches a user.
-    ///
-    /// A cache miss runs bcrypt (tens of milliseconds at cost 10) on the calling thread; call it
-    /// from `spawn_blocking` if that must not stall an async worker. Cache hits are cheap.
-    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+    /// What the cache says of the `Authorization` header, without bcrypt: cheap enough for an
+    /// async worker.
+    pub fn check_cached(&self, authorization: Option<&[u8]>) -> Cached {
         let Some((user, password)) = authorization.and_then(parse_basic) else {
-            return false;
+            return Cached::Malformed;
         };
         let key = cache_key(&user, &password);
         if lock(&self.verified).contains(&key) {
-            return true;
+            return Cached::Verified;
         }
-        let known = std::str::from_utf8(&user)
+        Cached::Unverified(Candidate {
+            user,
+            password,
+            key,
+        })
+    }
+
+    /// Checks credentials the cache does not know with bcrypt, one check at a time, and
+    /// remembers them when they are right. A failure (a wrong password, or a user that does
+    /// not exist, checked against the costliest hash) returns no sooner than the costliest
+    /// hash takes to check, so both failures take the same time.
+    ///
+    /// Blocks for tens to hundreds of milliseconds: call it from `spawn_blocking`. `go_on` is
+    /// asked when the check's turn comes: `false` (the agent is shutting down) drops it
+    /// unchecked, and the answer is `None`.
+    pub fn verify(&self, candidate: Candidate, go_on: impl Fn() -> bool) -> Option<bool> {
+        let known = std::str::from_utf8(&candidate.user)
             .ok()
             .and_then(|user| self.users.get(user));
-        let ok = match known {
-            Some(hash) => self.bcrypt_verify(&password, hash),
-            None => {
-                // Unknown user: still pay for the slowest configured hash (see `decoy`).
-                self.bcrypt_verify(&password, &self.decoy);
-                false
+        let (ok, started) = {
+            // Waited for in steps, asking `go_on` between them: a check queued behind others
+            // is dropped at shutdown, not run.
+            let _gate = loop {
+                match self.bcrypt_gate.try_lock() {
+                    Ok(g) => break g,
+                    Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {}
+                }
+                if !go_on() {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            if !go_on() {
+                return None;
             }
+            let started = Instant::now();
+            let ok = match known {
+                Some(hash) => timed_verify(&candidate.password, hash).0,
+                None => {
+                    let (_, took) = timed_verify(&candidate.password, &self.decoy);
+                    self.slowest.note(took);
+                    false
+                }
+            };
+            (ok, started)
         };
         if ok {
             let mut verified = lock(&self.verified);
@@ -85,14 +205,33 @@ impl BasicAuth {
                     verified.remove(&old);
                 }
             }
-            verified.insert(key);
+            verified.insert(candidate.key);
+            return Some(true);
         }
-        ok
+        // Padded outside the gate: the next check need not wait for the sleep. Not while
+        // shutting down (asked every 50 ms): the answer is then no answer, and timing tells
+        // nothing.
+        let until = started + self.slowest.get();
+        loop {
+            if !go_on() {
+                return None;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Some(false);
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
     }
 
-    fn bcrypt_verify(&self, password: &[u8], hash: &str) -> bool {
-        let _gate = lock(&self.bcrypt_gate);
-        matches!(bcrypt::verify(password, hash), Ok(true))
+    /// True when the `Authorization: Basic` header matches a user: [`Self::check_cached`], then
+    /// [`Self::verify`] (bcrypt, on the calling thread) where the cache does not know it.
+    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        match self.check_cached(authorization) {
+            Cached::Verified => true,
+            Cached::Malformed => false,
+            Cached::Unverified(candidate) => self.verify(candidate, || true) == Some(true),
+        }
     }
 }
 
@@ -202,8 +341,8 @@ mod tests {
     }
 
     /// An unknown user is checked against the costliest hash, whichever user holds it and
-    /// wherever it sorts, so it takes as long as the slowest configured user (issue 15: it was
-    /// the first user's hash, 2 ms against 317 ms).
+    /// wherever it sorts, so it takes as long as the slowest configured user (it once was the
+    /// first user's hash: 2 ms against 317 ms).
     #[test]
     fn an_unknown_user_costs_the_slowest_configured_hash() {
         for order in [[("aaa", 4), ("zzz", 6)], [("aaa", 6), ("zzz", 4)]] {
@@ -219,18 +358,52 @@ mod tests {
             );
             assert!(!auth.authorized(Some(&basic("mallory", "pw"))));
         }
-        // The figures, printed (`--nocapture`), not asserted: wrong passwords are never cached.
+        // Every failure is padded to the costliest hash's time, so a wrong password of a cheap
+        // user takes as long as an unknown user (which the costliest hash checks). The figures
+        // are printed (`--nocapture`); what is asserted is the padding itself.
         let auth = gate(&[("fast", "pw", 4), ("slow", "pw", 8)]);
         let time = |user: &str| {
+            let floor = auth.slowest.get();
             let start = std::time::Instant::now();
             assert!(!auth.authorized(Some(&basic(user, "wrong"))));
-            start.elapsed()
+            let took = start.elapsed();
+            assert!(
+                took >= floor,
+                "{user}: {took:?} < the costliest hash's {floor:?}"
+            );
+            took
         };
         println!(
-            "wrong password, cost 4 user: {:?}; cost 8 user: {:?}; unknown user: {:?}",
+            "wrong password, cost 4 user: {:?}; cost 8 user: {:?}; unknown user: {:?}; the cost 8 hash: {:?}",
             time("fast"),
             time("slow"),
-            time("mallory")
+            time("mallory"),
+            auth.slowest.get()
         );
+    }
+
+    #[test]
+    fn verified_credentials_need_no_bcrypt() {
+        let auth = gate(&[("alice", "pw", 4)]);
+        let header = basic("alice", "pw");
+        let Cached::Unverified(candidate) = auth.check_cached(Some(&header)) else {
+            panic!("verified before any check");
+        };
+        assert_eq!(auth.verify(candidate, || true), Some(true));
+        assert!(matches!(auth.check_cached(Some(&header)), Cached::Verified));
+        assert!(matches!(
+            auth.check_cached(Some(&basic("alice", "nope"))),
+            Cached::Unverified(_)
+        ));
+        assert!(matches!(auth.check_cached(None), Cached::Malformed));
+        assert!(matches!(
+            auth.check_cached(Some(b"Bearer x")),
+            Cached::Malformed
+        ));
+        // Dropped when its turn comes during shutdown: no bcrypt, no answer.
+        let Cached::Unverified(candidate) = auth.check_cached(Some(&basic("alice", "x"))) else {
+            panic!("a wrong password was cached");
+        };
+        assert_eq!(auth.verify(candidate, || false), None);
     }
 }

@@ -9,6 +9,7 @@
 pub mod accept;
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod file;
 pub mod reload;
 pub mod server;
