@@ -5,8 +5,9 @@
 //!
 //! The schedule: the work arriving each minute (at a full batch's speed) over a share `rho`
 //! of one replica, rounded up, within the replica range; built by `schedule::build`; run. The
-//! share is searched (bisection, a bounded number of runs) for the cheapest schedule that
-//! meets the goal; when none does, the one closest to it is reported as missing it.
+//! share is searched (bisection from a share of 1, to within 0.02, at most 12 runs) for the
+//! cheapest schedule that meets the goal; when none does, the one closest to it is reported as
+//! missing it.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -254,12 +255,14 @@ pub fn compute(
     // The bracket: the share is searched in (lo, hi); `lo_meets` once a share there met it.
     let (mut lo, mut hi, mut lo_meets) = (0.0, MAX_SHARE, false);
     let mut rounds = 0;
-    while runs < MAX_RUNS && rounds < 2 * MAX_RUNS && hi - lo > 0.01 {
+    while runs < MAX_RUNS && rounds < 2 * MAX_RUNS && hi - lo > 0.02 {
         rounds += 1;
-        // Evenly inside the bracket, as many as run at once.
+        // Evenly inside the bracket, as many as run at once; the first round around a share
+        // of 1, where the search usually ends.
         let n = threads.min(MAX_RUNS - runs);
+        let (a, b) = if rounds == 1 { (0.5, 1.5) } else { (lo, hi) };
         let shares: Vec<f64> = (1..=n)
-            .map(|i| lo + (hi - lo) * i as f64 / (n + 1) as f64)
+            .map(|i| a + (b - a) * i as f64 / (n + 1) as f64)
             .collect();
         // The share is assumed to meet the goal below one that meets it, and to miss above
         // one that misses (more replicas wait less).

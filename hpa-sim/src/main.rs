@@ -29,6 +29,11 @@ enum Command {
     Simulate {
         /// The SCENARIO file (YAML).
         scenario: PathBuf,
+        /// Skip the bounds (the lower bound and the best schedule found with the future known:
+        /// about ten more runs of the model) for a quicker run; `--json` then has `"bounds":
+        /// null`.
+        #[arg(long)]
+        no_bounds: bool,
         #[command(flatten)]
         out: Output,
         #[command(flatten)]
@@ -178,9 +183,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate {
             scenario,
+            no_bounds,
             out,
             prom,
-        } => simulate(&scenario, &out, &prom),
+        } => simulate(&scenario, !no_bounds, &out, &prom),
         Command::Tune {
             scenario,
             sweeps,
@@ -333,14 +339,23 @@ fn bounds_log(label: String) -> impl Fn(&str) + Sync {
     move |line: &str| eprintln!("hpa-sim: {label}: {line}")
 }
 
-fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Result<()> {
+fn simulate(
+    path: &std::path::Path,
+    with_bounds: bool,
+    out: &Output,
+    prom: &PromArgs,
+) -> anyhow::Result<()> {
     let (loaded, name) = load(path, prom)?;
     let hpa = &loaded.scenario.hpa;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // The run and its yardsticks at once.
     let log = bounds_log(format!("{name}: bounds"));
     let (bounds, run) = std::thread::scope(|s| {
-        let b = s.spawn(|| bounds::compute(&loaded, hpa, threads, &log));
+        let b = s.spawn(|| {
+            with_bounds
+                .then(|| bounds::compute(&loaded, hpa, threads, &log))
+                .transpose()
+        });
         let run = simulate::run(
             &loaded,
             hpa,
@@ -366,7 +381,7 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
         write!(
             std::io::stdout().lock(),
             "{}{}",
-            report::totals_text(&run.totals, &bounds),
+            report::totals_text(&run.totals, bounds.as_ref()),
             loaded
                 .profile
                 .summary(&loaded.scenario.server, run.totals.prefill_share)
@@ -379,7 +394,7 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
             "summary.txt",
             &format!(
                 "{}{}",
-                report::totals_text(&run.totals, &bounds),
+                report::totals_text(&run.totals, bounds.as_ref()),
                 loaded
                     .profile
                     .summary(&loaded.scenario.server, run.totals.prefill_share)
@@ -397,7 +412,7 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
             &dir.join("replicas.svg"),
             &format!("{name}: replicas and load"),
             &run,
-            &bounds.best_schedule,
+            bounds.as_ref().map(|b| &b.best_schedule),
         )?;
         plots::metrics_svg(
             &dir.join("metrics.svg"),
@@ -554,7 +569,7 @@ fn tune(
                 &dir.join("replicas.svg"),
                 &format!("{name}: the recommendation's replicas and load"),
                 &run,
-                &per_setting[b].best_schedule,
+                Some(&per_setting[b].best_schedule),
             )?;
             plots::metrics_svg(
                 &dir.join("metrics.svg"),

@@ -123,14 +123,15 @@ fn short(v: f64) -> String {
 }
 
 /// Replicas and load over time: the trace's rate, the ready replicas, the GPUs the HPA and
-/// the best schedule held (what each is charged), the HPA's replicas on top, and below, the
-/// requests waiting.
+/// the best schedule (when computed) held, what each is charged, the HPA's replicas on top,
+/// and below, the requests waiting.
 pub fn replicas_svg(
     path: &Path,
     title: &str,
     run: &Run,
-    best: &BestSchedule,
+    best: Option<&BestSchedule>,
 ) -> Result<(), ReportError> {
+    let best_gpus: &[(f64, usize)] = best.map_or(&[], |b| &b.gpus);
     let e = plot_err(path);
     let hours = |t: f64| t / 3600.0;
     let t_max = run.steps.last().map_or(1.0, |s| hours(s.t)).max(1e-3);
@@ -138,7 +139,7 @@ pub fn replicas_svg(
         .steps
         .iter()
         .map(|s| s.current_replicas.max(s.gpus as i32))
-        .chain(best.gpus.iter().map(|g| g.1 as i32))
+        .chain(best_gpus.iter().map(|g| g.1 as i32))
         .max()
         .unwrap_or(1) as f64
         + 1.0;
@@ -215,7 +216,7 @@ pub fn replicas_svg(
             "GPUs held by the best schedule (charged)",
             BEST,
             2,
-            best.gpus
+            best_gpus
                 .iter()
                 .map(|(t, g)| (hours(*t), *g as f64))
                 .collect(),
@@ -231,6 +232,9 @@ pub fn replicas_svg(
         ),
     ];
     for (name, color, width, pts) in series {
+        if pts.is_empty() {
+            continue;
+        }
         chart
             .draw_series(LineSeries::new(step_line(&pts), color.stroke_width(width)))
             .map_err(|x| e(x.to_string()))?

@@ -55,15 +55,23 @@ pub fn bounds_text(b: &Bounds) -> String {
 }
 
 /// The totals of one run, for a terminal.
-pub fn totals_text(t: &Totals, b: &Bounds) -> String {
+/// `b`: its bounds, when they were computed.
+pub fn totals_text(t: &Totals, b: Option<&Bounds>) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "GPU-hours            {:.2}  ({:.2} x lower bound, {:.2} x best schedule)",
-        t.gpu_hours,
-        t.gpu_hours / b.lower.gpu_hours.max(1e-9),
-        t.gpu_hours / b.best_schedule.gpu_hours.max(1e-9),
-    );
+    match b {
+        Some(b) => {
+            let _ = writeln!(
+                s,
+                "GPU-hours            {:.2}  ({:.2} x lower bound, {:.2} x best schedule)",
+                t.gpu_hours,
+                t.gpu_hours / b.lower.gpu_hours.max(1e-9),
+                t.gpu_hours / b.best_schedule.gpu_hours.max(1e-9),
+            );
+        }
+        None => {
+            let _ = writeln!(s, "GPU-hours            {:.2}", t.gpu_hours);
+        }
+    }
     let _ = writeln!(
         s,
         "queue wait           mean {:.2} s, p50 {:.2} s, p95 {:.2} s, p99 {:.2} s",
@@ -80,22 +88,27 @@ pub fn totals_text(t: &Totals, b: &Bounds) -> String {
         "scale events         {} ({:.2} per hour), {} flaps",
         t.scale_events, t.scale_events_per_hour, t.flaps
     );
+    let best_peak = b
+        .map(|b| format!(" (best schedule {})", b.best_schedule.peak_replicas))
+        .unwrap_or_default();
     let _ = writeln!(
         s,
-        "peak replicas        {} (best schedule {}), {:.0} s at maxReplicas",
-        t.peak_replicas, b.best_schedule.peak_replicas, t.seconds_at_max_replicas
+        "peak replicas        {}{best_peak}, {:.0} s at maxReplicas",
+        t.peak_replicas, t.seconds_at_max_replicas
     );
     let _ = writeln!(
         s,
         "requests             {} arrived, {} completed, {} dropped, {} preempted, {} never admitted",
         t.requests, t.completed, t.dropped, t.preempted, t.waiting_at_end
     );
-    let _ = writeln!(
-        s,
-        "one replica serves   at most {:.2} requests/s (the mean request, a full batch)",
-        b.lower.max_requests_per_second_per_replica
-    );
-    s.push_str(&bounds_text(b));
+    if let Some(b) = b {
+        let _ = writeln!(
+            s,
+            "one replica serves   at most {:.2} requests/s (the mean request, a full batch)",
+            b.lower.max_requests_per_second_per_replica
+        );
+        s.push_str(&bounds_text(b));
+    }
     let verdict = if t.meets_goal {
         "meets the goal".to_string()
     } else {

@@ -148,6 +148,20 @@ fn simulate_prints_the_totals_as_text_and_json() {
 }
 
 #[test]
+fn simulate_without_bounds_skips_them_and_says_so() {
+    let path = fixture("step-queue.yaml");
+    let (stdout, _) = ok(&["simulate", "--json", "--no-bounds", path_str(&path)]);
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(json["bounds"].is_null(), "{}", json["bounds"]);
+    // The same run as with them.
+    assert_eq!(json["totals"], simulate_json("step-queue.yaml")["totals"]);
+    let (text, _) = ok(&["simulate", "--no-bounds", path_str(&path)]);
+    let gpu = line_after(&text, "GPU-hours");
+    assert!(!gpu.contains("lower bound"), "{gpu}");
+    assert!(!text.contains("\nbest schedule "), "{text}");
+}
+
+#[test]
 fn simulate_writes_a_report_folder() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report");
