@@ -43,6 +43,12 @@ def device_yaml(g, processes, costly_health=True):
             '    nvlink: {tx_bytes: 5368709120, rx_bytes: 4294967296}',
             '    encoder_percent: 0',
             '    decoder_percent: 0',
+            # dcgm-exporter's counters, which an H200 reports too.
+            '    memory_clock_mhz: 3201',
+            '    memory_temperature_celsius: 45',
+            '    power_limit_milliwatts: 700000',
+            '    remapped_rows: {correctable: 0, uncorrectable: 0, pending: false, failure: false}',
+            '    violations_ns: {power: 0, thermal: 0, sync_boost: 0, board_limit: 0, low_utilization: 0, reliability: 0}',
         ]
     out.append('    processes:' + ('' if processes else ' []'))
     for pid, sm in processes:

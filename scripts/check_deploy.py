@@ -48,6 +48,9 @@ AGENT_METRICS = {
     "gpu_clock_throttled", "gpu_pcie_transmit_bytes_per_second", "gpu_pcie_receive_bytes_per_second",
     "gpu_pcie_replay_errors_total", "gpu_nvlink_transmit_bytes_total", "gpu_nvlink_receive_bytes_total",
     "gpu_encoder_utilization_ratio", "gpu_decoder_utilization_ratio", "gpu_processes",
+    "gpu_memory_reserved_bytes", "gpu_memory_clock_hertz", "gpu_memory_temperature_celsius",
+    "gpu_power_limit_watts", "gpu_remapped_rows_total", "gpu_row_remap_pending", "gpu_row_remap_failed",
+    "gpu_throttle_seconds_total",
     "gpu_unattributed_memory_bytes", "gpu_unattributed_processes",
     "pod_gpu_utilization_ratio", "pod_gpu_memory_used_bytes", "pod_gpu_allocated",
     "pod_gpu_sm_active_ratio", "pod_gpu_sm_occupancy_ratio", "pod_gpu_tensor_active_ratio",
@@ -70,6 +73,7 @@ EXTERNAL_METRICS = {
         "kube_horizontalpodautoscaler_status_desired_replicas",
         "kube_horizontalpodautoscaler_spec_min_replicas",
         "kube_horizontalpodautoscaler_spec_max_replicas",
+        "kube_horizontalpodautoscaler_status_condition",
     },
     "vllm": {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"},
 }

@@ -247,7 +247,14 @@ def gpu_node():
                  unit="bytes", min_=0,
                  description="GPU memory of processes in no pod: host daemons and jobs, an MPS server, "
                              "processes the agent could not attribute (gpu_unattributed_memory_bytes).")
-    b.timeseries("Power", [(f"gpu_power_watts{{{sel}}}", legend)], unit="watt", min_=0)
+    b.timeseries("Power and its limit", [
+        (f"gpu_power_watts{{{sel}}}", legend),
+        (f"gpu_power_limit_watts{{{sel}}}", "limit {{node}} gpu {{gpu}}"),
+    ], unit="watt", min_=0, overrides=[{
+        "matcher": {"id": "byFrameRefID", "options": "B"},
+        "properties": [{"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
+                       {"id": "custom.fillOpacity", "value": 0}],
+    }], description="Power draw, and (dashed) the limit the driver enforces (NVIDIA, read every health interval).")
     b.timeseries("Temperature", [(f"gpu_temperature_celsius{{{sel}}}", legend)], unit="celsius")
     b.timeseries("SM clock", [(f"gpu_sm_clock_hertz{{{sel}}}", legend)], unit="hertz", min_=0)
     b.timeseries("SM, tensor and DRAM activity (GPM)", [
@@ -301,6 +308,26 @@ def gpu_node():
     b.timeseries("PCIe replay errors", [(
         f"rate(gpu_pcie_replay_errors_total{{{sel}}}[$__rate_interval])", "{{node}} gpu {{gpu}}")],
         unit="cps", min_=0, w=8, description="A rising rate points at a bad riser, slot or link.")
+    b.timeseries("Time throttled, by reason", [(
+        f"rate(gpu_throttle_seconds_total{{{sel}}}[$__rate_interval]) > 0", "{{node}} gpu {{gpu}} {{reason}}")],
+        unit="percentunit", min_=0, max_=1, w=8,
+        description="Share of time the clocks were held below their target, by NVML's violation counters. power is "
+                    "normal for a GPU running flat out (alert GPUPowerThrottling, info, above half the time); "
+                    "thermal means the cooling cannot keep up (alert GPUThermalThrottling, above a tenth).")
+    b.timeseries("Memory temperature and clock", [
+        (f"gpu_memory_temperature_celsius{{{sel}}}", "{{node}} gpu {{gpu}}"),
+        (f"gpu_memory_clock_hertz{{{sel}}} / 1e6", "clock MHz {{node}} gpu {{gpu}}"),
+    ], w=8, description="HBM temperature (absent on GDDR boards) and the memory clock in MHz.")
+    b.table("Row remapping", f"max by (node, gpu, uuid) (gpu_row_remap_pending{{{sel}}} + 2 * gpu_row_remap_failed{{{sel}}}) > 0",
+            w=8, h=8, description="GPUs with a remap pending (1: reset the GPU when drained; alert GPURowRemapPending) or "
+                                  "failed (2 or 3: the GPU needs service; alert GPURowRemapFailed). Empty when all is well. "
+                                  "NVML reports none for a GPU with MIG instances.",
+            overrides=[{"matcher": {"id": "byName", "options": "Value"},
+                        "properties": [{"id": "mappings", "value": [{"type": "value", "options": {
+                            "1": {"color": "orange", "index": 0, "text": "pending: reset"},
+                            "2": {"color": "red", "index": 1, "text": "failed: service"},
+                            "3": {"color": "red", "index": 2, "text": "failed: service"}}}]},
+                                       {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}])
 
     b.row("Agent")
     b.timeseries("Collector success", [(f"gpu_pod_exporter_collector_success{{{nsel}}}", "{{node}} {{collector}}")],
@@ -432,6 +459,37 @@ def gpu_autoscaling():
                     "before the HPA's 0.1 tolerance, min/max and behavior limits. Current, desired, max and the "
                     "target: " + KSM)
 
+    b.row("Can the HPAs scale? (conditions)")
+    b.table("HPA conditions in $namespace",
+            'max by (horizontalpodautoscaler, condition, status) (kube_horizontalpodautoscaler_status_condition'
+            '{namespace="$namespace", condition=~"ScalingActive|AbleToScale"} == 1)',
+            w=12, h=8, hide=("Value",),
+            description="Every HPA of the namespace, with the status of its ScalingActive and AbleToScale conditions. "
+                        "ScalingActive false: the HPA cannot get its metric and holds its replicas (alert "
+                        "HPAScalingInactive after 10 minutes; `kubectl describe hpa` says why, docs/autoscaling.md "
+                        "gives the recipe for each GPU), or its target is scaled to zero. AbleToScale false: it cannot "
+                        "read or write its target's scale. " + KSM,
+            overrides=[{"matcher": {"id": "byName", "options": "status"},
+                        "properties": [{"id": "mappings", "value": [{"type": "value", "options": {
+                            "true": {"color": "green", "index": 0},
+                            "false": {"color": "red", "index": 1},
+                            "unknown": {"color": "orange", "index": 2}}}]},
+                                       {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}])
+    b.panel("state-timeline", "ScalingActive and AbleToScale of $hpa", [
+        (f'max by (condition) (kube_horizontalpodautoscaler_status_condition{{{hpa}, condition=~"ScalingActive|AbleToScale", status="true"}})',
+         "{{condition}}"),
+    ], w=12, h=8,
+        description="1 (true) while the condition holds. ScalingActive false: no usable metric, the replicas stay where "
+                    "they are. " + KSM,
+        field={"color": {"mode": "thresholds"},
+               "mappings": [{"type": "value", "options": {
+                   "0": {"color": "red", "index": 0, "text": "false"},
+                   "1": {"color": "green", "index": 1, "text": "true"}}}],
+               "thresholds": {"mode": "absolute", "steps": [
+                   {"color": "red", "value": None}, {"color": "green", "value": 1}]}},
+        options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8,
+                 "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}})
+
     b.row("Tensor activity metric (gpu_tensor_active_ratio)")
     b.timeseries("Per-pod value served to the HPA", [(per_pod_tensor, "{{pod}}")], unit="percentunit", min_=0,
                  description="The Prometheus Adapter's query for gpu_tensor_active_ratio, as it renders it for the HPA's "
@@ -463,7 +521,10 @@ def gpu_autoscaling():
                      "An HPA that scales an LLM server on its GPUs' tensor activity: the metric against its target, "
                      "the replicas it proposes, what the HPA did, and the queue the users see.", b, [
                          var_datasource(),
-                         var_query("namespace", "Namespace", "label_values(pod_gpu_tensor_active_ratio, namespace)",
+                         # Namespaces with GPU pods, whether or not their GPUs give the HPA's metric: the
+                         # dashboard must show an HPA that cannot get it.
+                         var_query("namespace", "Namespace",
+                                   'label_values({__name__=~"pod_gpu_allocated|pod_gpu_tensor_active_ratio"}, namespace)',
                                    multi=False, include_all=False),
                          var_query("hpa", "HPA",
                                    'label_values(kube_horizontalpodautoscaler_spec_max_replicas{namespace="$namespace"}, horizontalpodautoscaler)',

@@ -106,7 +106,8 @@ pub struct Flags {
     pub interval: Duration,
 
     /// How often slow counters and state are read: energy, ECC, PCIe, NVLink, encoder and
-    /// decoder. Never below --collect.interval [default: 30s, or --collect.interval if longer].
+    /// decoder, memory clock and temperature, power limit, remapped rows, violation time. Never
+    /// below --collect.interval [default: 30s, or --collect.interval if longer].
     #[arg(long = "collect.health-interval", env = "GPU_POD_EXPORTER_COLLECT_HEALTH_INTERVAL", value_name = "DURATION", value_parser = parse_interval)]
     pub health_interval: Option<Duration>,
 

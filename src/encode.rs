@@ -14,6 +14,7 @@ use crate::selfstats::HttpStats;
 use crate::snapshot::{Snapshot, SnapshotStore};
 
 mod agent;
+mod limits;
 
 /// The exposition formats a scrape can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +117,11 @@ const DEVICE_GAUGES: &[(&str, &str, Getter)] = &[
         m.sm_clock_hertz
     }),
     (
+        "gpu_memory_reserved_bytes",
+        "Device memory the driver and firmware reserve, outside used memory, in bytes; free is total - used - reserved.",
+        |m| m.memory_reserved_bytes,
+    ),
+    (
         "gpu_sm_active_ratio",
         "GPM: share of time SMs had at least one warp assigned (0..1).",
         |m| m.sm_active_ratio,
@@ -137,7 +143,7 @@ const DEVICE_GAUGES: &[(&str, &str, Getter)] = &[
     ),
 ];
 
-fn device_labels(d: &DeviceSample) -> [(&'static str, &str); 3] {
+pub(crate) fn device_labels(d: &DeviceSample) -> [(&'static str, &str); 3] {
     [
         ("gpu", d.identity.gpu.as_str()),
         ("uuid", d.identity.uuid.as_str()),
@@ -291,7 +297,11 @@ const HEALTH_COUNTERS: &[(&str, &str, HealthGetter)] = &[
 ];
 
 /// Device labels plus one more, as owned strings.
-fn labels_plus(d: &DeviceSample, key: &'static str, value: String) -> Vec<(&'static str, String)> {
+pub(crate) fn labels_plus(
+    d: &DeviceSample,
+    key: &'static str,
+    value: String,
+) -> Vec<(&'static str, String)> {
     let mut v: Vec<(&'static str, String)> = device_labels(d)
         .iter()
         .map(|(k, v)| (*k, v.to_string()))
@@ -362,7 +372,7 @@ fn encode_health(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt
             live().filter_map(|d| get(&d.health).map(|v| (device_labels(d), v))),
         )?;
     }
-    Ok(())
+    limits::encode(live, enc)
 }
 
 /// Labels of a pod series: the container's names and its device's labels.

@@ -50,6 +50,30 @@ pub const THROTTLE_REASONS: [&str; 6] = [
     "sync_boost",
 ];
 
+/// NVML's violation counters (performance policies) exported as
+/// `gpu_throttle_seconds_total{reason}`, in label order.
+pub const VIOLATION_REASONS: [&str; 6] = [
+    "power",
+    "thermal",
+    "sync_boost",
+    "board_limit",
+    "low_utilization",
+    "reliability",
+];
+
+/// Row remapping (A100 and later): how many memory rows were replaced by spares, and whether
+/// one waits for a GPU reset or could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RemappedRows {
+    /// Counters: rows remapped for correctable and for uncorrectable errors.
+    pub correctable: f64,
+    pub uncorrectable: f64,
+    /// A remap is waiting for the next GPU reset to take effect.
+    pub pending: bool,
+    /// A remap failed: the GPU could not repair a memory fault itself.
+    pub failed: bool,
+}
+
 /// Health and long-tail values of one device; `None` where the device does not report them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeviceHealth {
@@ -69,6 +93,15 @@ pub struct DeviceHealth {
     pub nvlink_receive_bytes: Option<f64>,
     pub encoder_utilization_ratio: Option<f64>,
     pub decoder_utilization_ratio: Option<f64>,
+    pub memory_clock_hertz: Option<f64>,
+    /// Device memory (HBM) temperature.
+    pub memory_temperature_celsius: Option<f64>,
+    /// The power limit the driver enforces, watts.
+    pub power_limit_watts: Option<f64>,
+    pub remapped_rows: Option<RemappedRows>,
+    /// Counters: seconds the clocks were held down by each of `VIOLATION_REASONS`, in that
+    /// order; `None` for a reason the device does not report.
+    pub throttle_seconds: [Option<f64>; 6],
     /// Counters: XID events since the agent started watching, by XID code.
     pub xid_errors: Vec<(u64, u64)>,
 }
@@ -83,6 +116,9 @@ pub struct DeviceMetrics {
     pub power_watts: Option<f64>,
     pub temperature_celsius: Option<f64>,
     pub sm_clock_hertz: Option<f64>,
+    /// Framebuffer the driver and firmware reserve, outside `memory_used_bytes`: the free
+    /// memory is total - used - reserved.
+    pub memory_reserved_bytes: Option<f64>,
     pub sm_active_ratio: Option<f64>,
     pub sm_occupancy_ratio: Option<f64>,
     pub tensor_active_ratio: Option<f64>,

@@ -14,7 +14,7 @@ use gpu_pod_exporter::encode::{Encoder, Format};
 use gpu_pod_exporter::pod::{ContainerKey, Failure, PodGpm, PodSample, Unattributed};
 use gpu_pod_exporter::sample::{
     CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, ErrorLabel,
-    MigIdentity, Vendor,
+    MigIdentity, RemappedRows, Vendor,
 };
 use gpu_pod_exporter::selfstats::{HttpStats, Rejection, SelfStats};
 use gpu_pod_exporter::snapshot::{CollectorSummary, Snapshot, SnapshotStore};
@@ -39,6 +39,7 @@ fn metrics(util: f64, used: f64) -> DeviceMetrics {
         power_watts: Some(312.5),
         temperature_celsius: Some(61.0),
         sm_clock_hertz: Some(1_980_000_000.0),
+        memory_reserved_bytes: Some(565_182_464.0),
         ..DeviceMetrics::default()
     }
 }
@@ -69,6 +70,17 @@ fn snapshot() -> Snapshot {
             nvlink_receive_bytes: Some(2e9),
             encoder_utilization_ratio: Some(0.0),
             decoder_utilization_ratio: Some(0.5),
+            memory_clock_hertz: Some(2_619_000_000.0),
+            memory_temperature_celsius: Some(48.0),
+            power_limit_watts: Some(700.0),
+            remapped_rows: Some(RemappedRows {
+                correctable: 3.0,
+                uncorrectable: 1.0,
+                pending: true,
+                failed: false,
+            }),
+            // The reliability policy not reported: its series is absent.
+            throttle_seconds: [Some(1.5), Some(0.25), Some(0.0), Some(0.0), Some(8.0), None],
             xid_errors: vec![(79, 1)],
         },
         per_process_utilization: true,

@@ -192,12 +192,18 @@ fn hpa_desired(values: &[f64], target_milli: i64, current: i64) -> i64 {
 }
 
 /// The every-layout node's scenario, with every health field on GPU 0 (so that every health
-/// panel has data, the error panels included: a second XID and an ECC count that move with the
-/// load, a failing clock call), pod v2-systemd-containerd's load set to `sm` percent, and a sixth
+/// panel has data, the error panels included: a second XID, an ECC count and time throttled by
+/// power that move with the load, a failing clock call, a row remap pending), pod
+/// v2-systemd-containerd's load set to `sm` percent, and a sixth
 /// GPU, an idle H100 with GPM and no process, for the allocated-but-idle panels and for the
 /// per-pod GPM ones (the pod it is allocated to holds it alone).
 fn scenario(sm: u32) -> String {
     let ecc = if sm > 20 { 13 } else { 12 };
+    let power_ns = if sm > 20 {
+        3_000_000_000u64
+    } else {
+        1_000_000_000
+    };
     // A second XID 79 arrives with the load change, once Prometheus has seen the first.
     let xids = if sm > 20 {
         "[{xid: 79, after_ms: 0}, {xid: 79, after_ms: 0}]"
@@ -214,12 +220,18 @@ fn scenario(sm: u32) -> String {
                   \x20   pcie: {tx_kib_per_second: 1200000, rx_kib_per_second: 800000, replay_errors: 3}\n\
                   \x20   nvlink: {tx_bytes: 5368709120, rx_bytes: 4294967296}\n\
                   \x20   encoder_percent: 7\n\
-                  \x20   decoder_percent: 12\n";
+                  \x20   decoder_percent: 12\n\
+                  \x20   memory_clock_mhz: 2619\n\
+                  \x20   memory_temperature_celsius: 48\n\
+                  \x20   power_limit_milliwatts: 700000\n\
+                  \x20   remapped_rows: {correctable: 1, uncorrectable: 0, pending: true, failure: false}\n\
+                  \x20   violations_ns: {power: POWER, thermal: 0}\n";
     base.replacen(
         "    gpm: null\n",
         &health
             .replace("ECC", &ecc.to_string())
-            .replace("XIDS", xids),
+            .replace("XIDS", xids)
+            .replace("POWER", &power_ns.to_string()),
         1,
     )
     .replace(

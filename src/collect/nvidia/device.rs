@@ -153,6 +153,7 @@ impl DeviceState {
         if let Some(mem) = calls.take("memory", || dev.memory_info()) {
             m.memory_used_bytes = Some(mem.used as f64);
             m.memory_total_bytes = Some(mem.total as f64);
+            m.memory_reserved_bytes = Some(mem.reserved as f64);
         }
         m.power_watts = calls
             .take("power", || dev.power_usage())
@@ -394,6 +395,7 @@ fn mig_instances(
         if let Some(mem) = calls.take("memory", || mig.memory_info()) {
             m.memory_used_bytes = Some(mem.used as f64);
             m.memory_total_bytes = Some(mem.total as f64);
+            m.memory_reserved_bytes = Some(mem.reserved as f64);
         }
         if gpm.supported == Some(true) {
             if let Some(v) = calls

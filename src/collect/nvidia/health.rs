@@ -1,5 +1,6 @@
 //! NVIDIA health and long-tail values: energy, ECC, clock event reasons, PCIe, NVLink (field
-//! values summed over all links), encoder and decoder. Absent where not supported, never zero.
+//! values summed over all links), encoder and decoder, and `limits.rs`' health-tier share.
+//! Absent where not supported, never zero.
 //!
 //! Clock event reasons are read on every interval by the device worker ([`throttled`]); the
 //! rest on the health tier by the device's health thread ([`read_slow`]), which the cycle
@@ -17,6 +18,7 @@ use nvml_wrapper::{Device, Nvml};
 use nvml_wrapper_sys::bindings::{nvmlFieldValue_t, nvmlReturn_enum_NVML_SUCCESS};
 
 use super::calls::SampleCalls;
+use super::limits;
 use crate::collect::worker::{CycleWorker, Reply};
 use crate::sample::DeviceHealth;
 
@@ -65,6 +67,7 @@ pub(super) fn read_slow(calls: &mut SampleCalls, nvml: &Nvml, dev: &Device<'_>) 
     h.decoder_utilization_ratio = calls
         .take("decoder", || dev.decoder_utilization())
         .map(|u| f64::from(u.utilization.min(100)) / 100.0);
+    limits::read_health(calls, nvml, dev, &mut h);
     h
 }
 

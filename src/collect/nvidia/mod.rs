@@ -7,6 +7,7 @@ mod device;
 mod events;
 mod hangs;
 mod health;
+mod limits;
 mod mps;
 mod procutil;
 mod roster;

@@ -22,9 +22,21 @@ pub(super) const FAST_FAMILIES: &[&str] = &[
 
 /// Call families read by the device's health thread, once per health interval: slow counters
 /// and state (energy alone costs 3.4 ms of CPU per call on an H200, PCIe throughput waits
-/// 20 ms per direction).
+/// 20 ms per direction), and dcgm-exporter's counters: memory clock and temperature, power
+/// limit, remapped rows and violation counters (see `limits.rs` for why they are here).
 pub(super) const HEALTH_FAMILIES: &[&str] = &[
-    "energy", "ecc", "pcie", "nvlink", "encoder", "decoder", "uuid",
+    "energy",
+    "ecc",
+    "pcie",
+    "nvlink",
+    "encoder",
+    "decoder",
+    "memory_clock",
+    "memory_temperature",
+    "power_limit",
+    "remapped_rows",
+    "violations",
+    "uuid",
 ];
 
 /// The two tiers' intervals: `--collect.interval` and `--collect.health-interval`.
@@ -275,7 +287,19 @@ mod tests {
         for f in FAST_FAMILIES {
             assert!(!HEALTH_FAMILIES.contains(f), "{f} on both tiers");
         }
-        for slow in ["energy", "ecc", "pcie", "nvlink", "encoder", "decoder"] {
+        for slow in [
+            "energy",
+            "ecc",
+            "pcie",
+            "nvlink",
+            "encoder",
+            "decoder",
+            "memory_clock",
+            "memory_temperature",
+            "power_limit",
+            "remapped_rows",
+            "violations",
+        ] {
             assert!(HEALTH_FAMILIES.contains(&slow), "{slow}");
         }
         for fast in ["utilization", "memory", "power", "processes", "gpm"] {

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use nvidia_ml_mock::api::{
-    device::*, events::*, fields::*, gpm::*, health::*, mig::*, processes::*, system::*,
+    device::*, events::*, fields::*, gpm::*, health::*, limits::*, mig::*, processes::*, system::*,
 };
 use nvml_wrapper_sys::bindings::NvmlLib;
 
@@ -68,6 +68,10 @@ fn exports_match_nvml_wrapper_sys() {
         nvmlDeviceGetPcieReplayCounter,
         nvmlDeviceGetEncoderUtilization,
         nvmlDeviceGetDecoderUtilization,
+        // limits
+        nvmlDeviceGetEnforcedPowerLimit,
+        nvmlDeviceGetRemappedRows,
+        nvmlDeviceGetViolationStatus,
         // fields
         nvmlDeviceGetFieldValues,
         // events

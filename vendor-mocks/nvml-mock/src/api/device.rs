@@ -130,11 +130,17 @@ pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(
     })
 }
 
-/// (total, used) of a GPU, or of a MIG instance's slice of it.
-fn memory_of(t: Target<'_>) -> (u64, u64) {
+/// (total, used, reserved) of a GPU, or of a MIG instance's slice of it (nothing reserved).
+fn memory_of(t: Target<'_>) -> (u64, u64, u64) {
     match t {
-        Target::Gpu(d, _) => (d.memory_total_bytes, d.memory_used_bytes),
-        Target::Mig { instance, .. } => (instance.memory_total_bytes, instance.memory_used_bytes),
+        Target::Gpu(d, _) => (
+            d.memory_total_bytes,
+            d.memory_used_bytes,
+            d.memory_reserved_bytes,
+        ),
+        Target::Mig { instance, .. } => {
+            (instance.memory_total_bytes, instance.memory_used_bytes, 0)
+        }
     }
 }
 
@@ -145,18 +151,20 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(
     memory: *mut nvmlMemory_t,
 ) -> nvmlReturn_t {
     target_call(device, Family::Memory, |t| {
-        let (total, used) = memory_of(t);
+        let (total, used, reserved) = memory_of(t);
+        // v1 counts the reserved memory as used (nvml.h: "Sum of Reserved and Allocated").
         let value = nvmlMemory_t {
             total,
-            free: total - used,
-            used,
+            free: total - used - reserved,
+            used: used + reserved,
         };
         unsafe { out(memory, value) }
     })
 }
 
 /// The caller sets `version` to `NVML_STRUCT_VERSION(Memory, 2)`; anything else is
-/// `ARGUMENT_VERSION_MISMATCH`. `reserved` is 0. For a MIG device, the instance's memory.
+/// `ARGUMENT_VERSION_MISMATCH`. `reserved` is `memory_reserved_bytes` (0 for a MIG device), and
+/// `free = total - used - reserved`. For a MIG device, the instance's memory.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
     device: nvmlDevice_t,
@@ -167,11 +175,11 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
         if info.version != MEMORY_V2_VERSION {
             return Err(ARGUMENT_VERSION_MISMATCH);
         }
-        let (total, used) = memory_of(t);
+        let (total, used, reserved) = memory_of(t);
         info.total = total;
-        info.reserved = 0;
+        info.reserved = reserved;
         info.used = used;
-        info.free = total - used;
+        info.free = total - used - reserved;
         Ok(())
     })
 }
@@ -219,21 +227,29 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperature(
     })
 }
 
-/// Graphics and SM clocks are `sm_clock_mhz`; memory and video clocks are `NOT_SUPPORTED`;
-/// other values are `INVALID_ARGUMENT`.
+/// Graphics and SM clocks are `sm_clock_mhz` (the `clock` family); the memory clock is
+/// `memory_clock_mhz` (the `memory_clock` family: its own delay, error and cost), `NOT_SUPPORTED`
+/// without it; the video clock is `NOT_SUPPORTED`; other values are `INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
     device: nvmlDevice_t,
     type_: nvmlClockType_t,
     clock: *mut c_uint,
 ) -> nvmlReturn_t {
-    device_call(device, Family::Clock, |d, _| match type_ {
+    let family = if type_ == nvmlClockType_enum_NVML_CLOCK_MEM {
+        Family::MemoryClock
+    } else {
+        Family::Clock
+    };
+    device_call(device, family, |d, _| match type_ {
         nvmlClockType_enum_NVML_CLOCK_GRAPHICS | nvmlClockType_enum_NVML_CLOCK_SM => unsafe {
             out(clock, d.sm_clock_mhz)
         },
-        nvmlClockType_enum_NVML_CLOCK_MEM | nvmlClockType_enum_NVML_CLOCK_VIDEO => {
-            Err(NOT_SUPPORTED)
+        nvmlClockType_enum_NVML_CLOCK_MEM => {
+            let mhz = d.memory_clock_mhz.ok_or(NOT_SUPPORTED)?;
+            unsafe { out(clock, mhz) }
         }
+        nvmlClockType_enum_NVML_CLOCK_VIDEO => Err(NOT_SUPPORTED),
         _ => Err(INVALID_ARGUMENT),
     })
 }

@@ -1,11 +1,15 @@
 //! `nvmlDeviceGetFieldValues`: NVML's batch query of numbered fields, of which the mock
-//! models the NVLink ones (the `nvlink` family).
+//! models the NVLink ones (the `nvlink` family) and the memory temperature (the
+//! `memory_temperature` family).
 //!
-//! The call as a whole is the `nvlink` family (its delay and error apply to the call; a MIG
-//! device handle is `NOT_SUPPORTED`). Each requested field then gets its own `nvmlReturn`:
+//! The call as a whole belongs to the family of its first requested field: `memory_temperature`
+//! when that is `NVML_FI_DEV_MEMORY_TEMP`, `nvlink` otherwise. That family's delay and error
+//! apply to the call, and each requested field costs one call of it; a MIG device handle is
+//! `NOT_SUPPORTED`. Each requested field then gets its own `nvmlReturn`:
 //!
 //! | field | value |
 //! |---|---|
+//! | `NVML_FI_DEV_MEMORY_TEMP` (82) | `memory_temperature_celsius`, `unsigned int` (`scopeId` ignored); `NOT_SUPPORTED` without it |
 //! | `NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX` (138), `_RX` (139) | KiB of data sent / received since the driver loaded, `unsigned long long`. `scopeId` = a link (0 .. links-1): that link's share; `UINT_MAX`: all links summed |
 //! | `NVML_FI_DEV_NVLINK_LINK_COUNT` (91) | the device's link count, `unsigned int` (`scopeId` ignored) |
 //! | anything else | `NOT_SUPPORTED` |
@@ -21,7 +25,7 @@ use std::ffi::c_int;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nvml_wrapper_sys::bindings::field_id::{
-    NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+    NVML_FI_DEV_MEMORY_TEMP, NVML_FI_DEV_NVLINK_LINK_COUNT, NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
     NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
 };
 use nvml_wrapper_sys::bindings::*;
@@ -48,12 +52,19 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
     valuesCount: c_int,
     values: *mut nvmlFieldValue_t,
 ) -> nvmlReturn_t {
+    let first = if valuesCount >= 1 {
+        // SAFETY: NVML's contract: `values` is NULL or holds `valuesCount` entries.
+        unsafe { values.as_ref() }.map(|v| v.fieldId)
+    } else {
+        None
+    };
+    let family = call_family(first);
     // The H200 figure is for one field; a batch costs each of its fields.
     let price = Price {
         times: u32::try_from(valuesCount).unwrap_or(0),
-        ..Price::of(Family::Nvlink)
+        ..Price::of(family)
     };
-    device_call_priced(device, Family::Nvlink, price, |d, _| {
+    device_call_priced(device, family, price, |d, _| {
         let count = usize::try_from(valuesCount).map_err(|_| INVALID_ARGUMENT)?;
         if values.is_null() || count == 0 {
             return Err(INVALID_ARGUMENT);
@@ -66,6 +77,14 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
         }
         Ok(())
     })
+}
+
+/// The family a call belongs to, by its first requested field.
+fn call_family(first_field: Option<u32>) -> Family {
+    match first_field {
+        Some(NVML_FI_DEV_MEMORY_TEMP) => Family::MemoryTemperature,
+        _ => Family::Nvlink,
+    }
 }
 
 fn fill(v: &mut nvmlFieldValue_t, d: &Device, stamp: i64) {
@@ -106,6 +125,10 @@ fn answer(d: &Device, field: u32, scope: u32) -> NvmlResult<Value> {
             )?))
         }
         NVML_FI_DEV_NVLINK_LINK_COUNT => Ok(Value::UnsignedInt(nvlink(d)?.links)),
+        NVML_FI_DEV_MEMORY_TEMP => d
+            .memory_temperature_celsius
+            .map(Value::UnsignedInt)
+            .ok_or(NOT_SUPPORTED),
         _ => Err(NOT_SUPPORTED),
     }
 }
@@ -138,6 +161,20 @@ fn now_us() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_is_the_family_of_its_first_field() {
+        assert_eq!(
+            call_family(Some(NVML_FI_DEV_MEMORY_TEMP)),
+            Family::MemoryTemperature
+        );
+        assert_eq!(
+            call_family(Some(NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX)),
+            Family::Nvlink
+        );
+        assert_eq!(call_family(Some(12_345)), Family::Nvlink);
+        assert_eq!(call_family(None), Family::Nvlink);
+    }
 
     #[test]
     fn shares_add_up_to_the_total() {

@@ -20,6 +20,7 @@ pub mod events;
 pub mod fields;
 pub mod gpm;
 pub mod health;
+pub mod limits;
 pub mod mig;
 pub mod processes;
 pub mod system;

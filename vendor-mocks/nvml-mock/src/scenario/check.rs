@@ -60,6 +60,19 @@ impl Device {
             )
         })?;
         check_memory("", self.memory_used_bytes, self.memory_total_bytes)?;
+        if self
+            .memory_used_bytes
+            .checked_add(self.memory_reserved_bytes)
+            .is_none_or(|in_use| in_use > self.memory_total_bytes)
+        {
+            return Err(format!(
+                "memory_used_bytes ({}) + memory_reserved_bytes ({}) exceeds memory_total_bytes ({})",
+                self.memory_used_bytes, self.memory_reserved_bytes, self.memory_total_bytes
+            ));
+        }
+        if let Some(t) = self.memory_temperature_celsius {
+            check_celsius("memory_temperature_celsius", t)?;
+        }
         check_percent("utilization_gpu_percent", self.utilization_gpu_percent)?;
         check_percent(
             "utilization_memory_percent",
@@ -160,6 +173,17 @@ fn check_memory(prefix: &str, used: u64, total: u64) -> Result<(), String> {
     if used > total {
         return Err(format!(
             "{prefix}memory_used_bytes ({used}) exceeds {prefix}memory_total_bytes ({total})"
+        ));
+    }
+    Ok(())
+}
+
+/// A temperature a GPU sensor could report: NVML gives whole degrees, and no GPU runs at
+/// 200 °C (HBM throttles near 95 °C).
+fn check_celsius(what: &str, value: u32) -> Result<(), String> {
+    if value >= 200 {
+        return Err(format!(
+            "{what} is {value}; a GPU sensor reads below 200 °C"
         ));
     }
     Ok(())

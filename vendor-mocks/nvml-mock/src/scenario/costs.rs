@@ -107,8 +107,9 @@ impl Preset {
 const UNMEASURED: Cost = Cost::us(14, 10);
 
 /// One NVML call of each family on one H200 (driver 580.159.04, Firecracker VM), measured
-/// by us 2026-11-30: median wall and mean CPU of the calling process over 15 calls. The README's
-/// "Costs" table lists the same figures with the calls they stand for.
+/// 2026-11-30: median wall and mean CPU of the calling process over 15 calls. The README's
+/// "Costs" table lists the same figures with the calls they stand for, and says which are
+/// measured and which are given by analogy.
 pub const H200: &[(CostKey, Cost)] = &[
     (CostKey::Family(Family::Init), Cost::us(13_000, 13_000)),
     (CostKey::Family(Family::Count), UNMEASURED),
@@ -144,6 +145,21 @@ pub const H200: &[(CostKey, Cost)] = &[
     (CostKey::Family(Family::Nvlink), Cost::us(25, 15)),
     (CostKey::Family(Family::Encoder), Cost::us(4, 3)),
     (CostKey::Family(Family::Decoder), Cost::us(4, 3)),
+    // Not measured: each is given the figures of the most similar measured call (README,
+    // "Costs"), an analogy and not a measurement.
+    // `nvmlDeviceGetClockInfo(MEM)`: the same call as the SM clock's.
+    (CostKey::Family(Family::MemoryClock), Cost::us(30, 3)),
+    // `nvmlDeviceGetFieldValues(MEMORY_TEMP)`, per field: as one NVLink field value.
+    (CostKey::Family(Family::MemoryTemperature), Cost::us(25, 15)),
+    // `nvmlDeviceGetEnforcedPowerLimit`: as `nvmlDeviceGetPowerUsage`, the same power
+    // management interface.
+    (CostKey::Family(Family::PowerLimit), Cost::us(130, 2)),
+    // `nvmlDeviceGetRemappedRows`: as one `nvmlDeviceGetTotalEccErrors`, the other memory
+    // error bookkeeping read.
+    (CostKey::Family(Family::RemappedRows), Cost::us(180, 5)),
+    // `nvmlDeviceGetViolationStatus`, one policy per call: as
+    // `nvmlDeviceGetCurrentClocksThrottleReasons`, the other clock-limit state read.
+    (CostKey::Family(Family::Violations), Cost::us(35, 3)),
     (CostKey::Family(Family::Mig), UNMEASURED),
 ];
 

@@ -51,6 +51,13 @@ pub enum Family {
     Nvlink,
     Encoder,
     Decoder,
+    // dcgm-exporter's counters: memory clock and temperature, power limit, remapped rows,
+    // violation (throttle) time.
+    MemoryClock,
+    MemoryTemperature,
+    PowerLimit,
+    RemappedRows,
+    Violations,
     Mig,
     /// Mock extension: `nvmlDeviceGetMPSComputeRunningProcesses_v3`.
     Mps,
@@ -82,6 +89,11 @@ impl Family {
         Family::Nvlink,
         Family::Encoder,
         Family::Decoder,
+        Family::MemoryClock,
+        Family::MemoryTemperature,
+        Family::PowerLimit,
+        Family::RemappedRows,
+        Family::Violations,
         Family::Mig,
         Family::Mps,
     ];
@@ -117,6 +129,11 @@ impl Family {
             Family::Nvlink => "nvlink",
             Family::Encoder => "encoder",
             Family::Decoder => "decoder",
+            Family::MemoryClock => "memory_clock",
+            Family::MemoryTemperature => "memory_temperature",
+            Family::PowerLimit => "power_limit",
+            Family::RemappedRows => "remapped_rows",
+            Family::Violations => "violations",
             Family::Mig => "mig",
             Family::Mps => "mps",
         }
@@ -207,6 +224,28 @@ pub struct Device {
     pub encoder_percent: Option<u32>,
     #[serde(default)]
     pub decoder_percent: Option<u32>,
+
+    // dcgm-exporter's counters (optional: absent means the family answers NOT_SUPPORTED).
+    /// `nvmlDeviceGetClockInfo(NVML_CLOCK_MEM)`, MHz.
+    #[serde(default)]
+    pub memory_clock_mhz: Option<u32>,
+    /// Field value `NVML_FI_DEV_MEMORY_TEMP`, °C (HBM; boards with GDDR have none).
+    #[serde(default)]
+    pub memory_temperature_celsius: Option<u32>,
+    /// `nvmlDeviceGetEnforcedPowerLimit`, milliwatts.
+    #[serde(default)]
+    pub power_limit_milliwatts: Option<u32>,
+    /// `nvmlDeviceGetRemappedRows` (A100 and later).
+    #[serde(default)]
+    pub remapped_rows: Option<RemappedRows>,
+    /// `nvmlDeviceGetViolationStatus`, by policy; a policy left out is NOT_SUPPORTED alone.
+    #[serde(default)]
+    pub violations_ns: Option<Violations>,
+    /// Mock extension: framebuffer the driver and firmware reserve
+    /// (`nvmlMemory_v2_t.reserved`), outside `memory_used_bytes`. Default 0.
+    #[serde(default)]
+    pub memory_reserved_bytes: u64,
+
     /// MIG mode enabled with these instances (an empty list: enabled, no instances yet).
     #[serde(default)]
     pub mig: Option<Vec<MigInstance>>,
@@ -322,6 +361,38 @@ pub struct Nvlink {
     /// spread. Default 18, an H100 SXM's count.
     #[serde(default = "default_nvlink_links")]
     pub links: u32,
+}
+
+/// Row remapping state (`nvmlDeviceGetRemappedRows`): rows remapped for correctable and
+/// uncorrectable errors, a remap waiting for the next GPU reset, and a remap that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemappedRows {
+    pub correctable: u32,
+    pub uncorrectable: u32,
+    #[serde(default)]
+    pub pending: bool,
+    #[serde(default)]
+    pub failure: bool,
+}
+
+/// NVML's violation counters: nanoseconds the clocks were held down by each performance
+/// policy since the driver loaded. A policy left out answers NOT_SUPPORTED on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Violations {
+    #[serde(default)]
+    pub power: Option<u64>,
+    #[serde(default)]
+    pub thermal: Option<u64>,
+    #[serde(default)]
+    pub sync_boost: Option<u64>,
+    #[serde(default)]
+    pub board_limit: Option<u64>,
+    #[serde(default)]
+    pub low_utilization: Option<u64>,
+    #[serde(default)]
+    pub reliability: Option<u64>,
 }
 
 /// NVLinks of a device when the scenario does not say: an H100 SXM has 18.
