@@ -4,18 +4,22 @@
 //! Flow: `spec` (the HPA as written) -> `controller` (one sync, with `calc` for each metric's
 //! proposal) <- `pipeline` (what Prometheus and the adapter serve) <- `serving` (the pods and
 //! the Service; each pod's batching, queue and KV cache in `replica`, in continuous time, its
-//! step time and GPU curves from a `profile`) <- `arrivals` (drawn from a `trace`); `simulate`
-//! runs that loop, `oracle` gives the clairvoyant yardstick, `tune` sweeps settings, `report`
-//! writes tables and plots, `calibrate` fits a profile to a load test or a history.
+//! step time and GPU curves from a `profile`) <- the `workload` (the `arrivals` drawn from a
+//! `trace`, the same for every policy); `simulate` runs that loop (under the HPA or a fixed
+//! `schedule`), `bounds` gives the yardsticks (`lower`, the lower bound, and the best schedule
+//! found with the future known), `tune` sweeps settings, `report` writes tables and `plots` the
+//! SVG figures, `calibrate` fits a profile to a load test or a history.
 
 pub mod arrivals;
+pub mod bounds;
 pub mod calc;
 pub mod calibrate;
 pub mod controller;
 pub mod curves;
 pub mod input;
-pub mod oracle;
+pub mod lower;
 pub mod pipeline;
+pub mod plots;
 pub mod profile;
 pub mod quantity;
 pub mod replay;
@@ -23,8 +27,10 @@ pub mod replica;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod schedule;
 pub mod serving;
 pub mod simulate;
 pub mod spec;
 pub mod trace;
 pub mod tune;
+pub mod workload;

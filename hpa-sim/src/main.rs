@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
-use hpa_sim::{calibrate, oracle, profile, report, scenario, simulate, trace, tune};
+use hpa_sim::{bounds, calibrate, plots, profile, report, scenario, simulate, trace, tune};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,11 @@ enum Command {
     Simulate {
         /// The SCENARIO file (YAML).
         scenario: PathBuf,
+        /// Skip the bounds (the lower bound and the best schedule found with the future known:
+        /// about ten more runs of the model) for a quicker run; `--json` then has `"bounds":
+        /// null`.
+        #[arg(long)]
+        no_bounds: bool,
         #[command(flatten)]
         out: Output,
         #[command(flatten)]
@@ -138,9 +143,11 @@ struct PromArgs {
     /// 'sum(rate(vllm:request_success_total{namespace="llm"}[1m]))'.
     #[arg(long, requires = "prometheus")]
     query: Option<String>,
-    /// Range start and end (Unix seconds or RFC 3339); default: --range up to now.
+    /// Start of the query's range (Unix seconds or RFC 3339), with --end; without them the
+    /// range is the last --range-hours up to now.
     #[arg(long, requires = "end")]
     start: Option<String>,
+    /// End of the query's range (Unix seconds or RFC 3339), with --start.
     #[arg(long, requires = "start")]
     end: Option<String>,
     /// How far back from now, in hours, when --start/--end are not given.
@@ -176,9 +183,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate {
             scenario,
+            no_bounds,
             out,
             prom,
-        } => simulate(&scenario, &out, &prom),
+        } => simulate(&scenario, !no_bounds, &out, &prom),
         Command::Tune {
             scenario,
             sweeps,
@@ -326,19 +334,42 @@ fn progress_bar(label: String) -> impl FnMut(f64) {
     }
 }
 
-fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Result<()> {
+/// The bounds' search on stderr.
+fn bounds_log(label: String) -> impl Fn(&str) + Sync {
+    move |line: &str| eprintln!("hpa-sim: {label}: {line}")
+}
+
+fn simulate(
+    path: &std::path::Path,
+    with_bounds: bool,
+    out: &Output,
+    prom: &PromArgs,
+) -> anyhow::Result<()> {
     let (loaded, name) = load(path, prom)?;
-    let clv = oracle::clairvoyant(&loaded);
-    let run = simulate::run(
-        &loaded,
-        &loaded.scenario.hpa,
-        &mut progress_bar(format!("simulating {name}")),
-    )?;
+    let hpa = &loaded.scenario.hpa;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The run and its yardsticks at once.
+    let log = bounds_log(format!("{name}: bounds"));
+    let (bounds, run) = std::thread::scope(|s| {
+        let b = s.spawn(|| {
+            with_bounds
+                .then(|| bounds::compute(&loaded, hpa, threads, &log))
+                .transpose()
+        });
+        let run = simulate::run(
+            &loaded,
+            hpa,
+            &mut progress_bar(format!("simulating {name}")),
+        );
+        (b.join(), run)
+    });
+    let run = run?;
+    let bounds = bounds.map_err(|_| anyhow::anyhow!("the bounds' computation failed"))??;
     if out.json {
         writeln!(
             std::io::stdout().lock(),
             "{}",
-            serde_json::json!({"scenario": name, "totals": run.totals, "clairvoyant": clv, "steps": run.steps})
+            serde_json::json!({"scenario": name, "totals": run.totals, "bounds": bounds, "steps": run.steps})
         )?;
     } else {
         writeln!(
@@ -350,7 +381,7 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
         write!(
             std::io::stdout().lock(),
             "{}{}",
-            report::totals_text(&run.totals, &clv),
+            report::totals_text(&run.totals, bounds.as_ref()),
             loaded
                 .profile
                 .summary(&loaded.scenario.server, run.totals.prefill_share)
@@ -363,7 +394,7 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
             "summary.txt",
             &format!(
                 "{}{}",
-                report::totals_text(&run.totals, &clv),
+                report::totals_text(&run.totals, bounds.as_ref()),
                 loaded
                     .profile
                     .summary(&loaded.scenario.server, run.totals.prefill_share)
@@ -373,17 +404,17 @@ fn simulate(path: &std::path::Path, out: &Output, prom: &PromArgs) -> anyhow::Re
             dir,
             "summary.json",
             &serde_json::to_string_pretty(
-                &serde_json::json!({"scenario": name, "totals": run.totals, "clairvoyant": clv}),
+                &serde_json::json!({"scenario": name, "totals": run.totals, "bounds": bounds}),
             )?,
         )?;
         report::save(dir, "steps.csv", &report::steps_csv(&run))?;
-        report::replicas_svg(
+        plots::replicas_svg(
             &dir.join("replicas.svg"),
             &format!("{name}: replicas and load"),
             &run,
-            &clv,
+            bounds.as_ref().map(|b| &b.best_schedule),
         )?;
-        report::metrics_svg(
+        plots::metrics_svg(
             &dir.join("metrics.svg"),
             &format!("{name}: each metric against its target"),
             &run,
@@ -405,8 +436,7 @@ fn tune(
     let sweeps = sweeps
         .iter()
         .map(|s| tune::parse_sweep(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .collect::<Result<Vec<_>, _>>()?;
     let mut sat = std::collections::BTreeMap::new();
     for s in saturation {
         let (k, v) = s
@@ -429,9 +459,26 @@ fn tune(
     if settings.is_empty() {
         anyhow::bail!("the sweep leaves no valid setting");
     }
-    let clv = oracle::clairvoyant(&loaded);
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Each setting is judged by the bounds of its own replica range (computed once a range).
+    let cache = bounds::Cache::default();
+    let per_setting = settings
+        .iter()
+        .map(|s| {
+            let r = bounds::Range::of(&loaded, &s.hpa);
+            cache.get(
+                &loaded,
+                &s.hpa,
+                threads,
+                &bounds_log(format!(
+                    "{name}: bounds for minReplicas {} maxReplicas {}",
+                    r.min, r.max
+                )),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ranges = cache.all();
     eprintln!(
         "hpa-sim: {name}: {} settings on {threads} threads",
         settings.len()
@@ -440,7 +487,7 @@ fn tune(
     let outcomes = tune::run_all(
         &loaded,
         &settings,
-        clv.gpu_hours,
+        &per_setting,
         threads,
         &|done, total, o| {
             let p: Vec<String> = o.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -457,16 +504,27 @@ fn tune(
                 }
             );
         },
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let best = tune::recommend(&outcomes);
     let per = tune::best_per_candidate(&outcomes);
     let has_candidates = outcomes.iter().any(|o| o.candidate.is_some());
-    let table = report::sweep_text(&outcomes, best, &clv);
+    let table = report::sweep_text(&outcomes, best, &ranges);
     let cands = has_candidates.then(|| report::candidates_text(&outcomes, &per));
+    let bounds_json: Vec<serde_json::Value> = ranges
+        .iter()
+        .map(|(r, b)| {
+            serde_json::json!({
+                "minReplicas": r.min,
+                "maxReplicas": r.max,
+                "initialReplicas": r.initial,
+                "lower": b.lower,
+                "bestSchedule": b.best_schedule,
+            })
+        })
+        .collect();
     let json = serde_json::json!({
         "scenario": name,
-        "clairvoyant": {"gpuHours": clv.gpu_hours, "capacityPerReplica": clv.capacity_per_replica, "peakReplicas": clv.peak_replicas},
+        "bounds": bounds_json,
         "outcomes": outcomes,
         "recommendation": best,
         "bestPerCandidate": per,
@@ -498,7 +556,7 @@ fn tune(
         }
         report::save(dir, "sweep.json", &serde_json::to_string_pretty(&json)?)?;
         report::save(dir, "sweep.csv", &report::sweep_csv(&outcomes))?;
-        report::cost_latency_svg(
+        plots::cost_latency_svg(
             &dir.join("cost-latency.svg"),
             &format!("{name}: cost against latency"),
             &outcomes,
@@ -507,13 +565,13 @@ fn tune(
         )?;
         if let Some(b) = best {
             let run = simulate::run(&loaded, &settings[b].hpa, &mut |_| {})?;
-            report::replicas_svg(
+            plots::replicas_svg(
                 &dir.join("replicas.svg"),
                 &format!("{name}: the recommendation's replicas and load"),
                 &run,
-                &clv,
+                Some(&per_setting[b].best_schedule),
             )?;
-            report::metrics_svg(
+            plots::metrics_svg(
                 &dir.join("metrics.svg"),
                 &format!("{name}: the recommendation's metrics against targets"),
                 &run,

@@ -1,5 +1,5 @@
-//! `hpa-sim replay`: the controller alone over a CASE file's timeline (CONTRACT §6), one JSON
-//! line per sync.
+//! `hpa-sim replay`: the controller alone over a CASE file's timeline (format in
+//! docs/autoscaling.md, "CASE format"), one JSON line per sync.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -331,6 +331,14 @@ impl Replica {
         self.running = seqs.into_iter().collect();
     }
 
+    /// Arrival times of the queued requests never admitted (a preempted one was).
+    pub fn unadmitted_arrivals(&self) -> impl Iterator<Item = f64> + '_ {
+        self.waiting
+            .iter()
+            .filter(|w| !w.counted)
+            .map(|w| w.req.arrival)
+    }
+
     /// Drops everything (a pod gone); returns how many requests it held.
     pub fn drop_all(&mut self) -> usize {
         let n = self.load();

@@ -383,8 +383,13 @@ impl Scenario {
     }
 
     pub fn initial_replicas(&self) -> i32 {
-        self.initial_replicas
-            .unwrap_or_else(|| self.hpa.min_replicas())
+        self.initial_for(&self.hpa)
+    }
+
+    /// The replicas ready at t = 0 under `hpa` (a sweep's variant): `initialReplicas`, else
+    /// that HPA's `minReplicas`.
+    pub fn initial_for(&self, hpa: &HpaSpec) -> i32 {
+        self.initial_replicas.unwrap_or_else(|| hpa.min_replicas())
     }
 
     /// Every check that does not need the trace.
@@ -495,6 +500,10 @@ impl Scenario {
     }
 }
 
+/// The most requests one run simulates: every request is drawn, queued and served, and its wait
+/// kept for the percentiles (a week at 30 requests/s is 18 million).
+pub const MAX_REQUESTS: f64 = 2e7;
+
 /// Reads a scenario, its trace (unless `trace` is given, e.g. from Prometheus) and its curves.
 pub fn load(path: &Path, trace: Option<Trace>) -> Result<Loaded, ScenarioError> {
     let mut scenario: Scenario = input::read_yaml(path)?;
@@ -529,6 +538,17 @@ pub fn load(path: &Path, trace: Option<Trace>) -> Result<Loaded, ScenarioError> 
         }
         None => trace,
     };
+    let requests = trace.expected_requests();
+    if requests.is_nan() || requests > MAX_REQUESTS {
+        return Err(invalid(
+            path,
+            format!(
+                "the trace asks for about {requests:.3e} requests over {:.1} h (peak {:.3e} requests/s); hpa-sim simulates at most {MAX_REQUESTS:.0e} in one run: scale the trace down (trace.scale) or shorten it",
+                trace.duration() / 3600.0,
+                trace.peak()
+            ),
+        ));
+    }
     let curves = match scenario.gpu.curves.as_deref() {
         None | Some("h200") => profile.curves(&scenario.server),
         Some(csv) => Curves::from_csv(&dir.join(csv), &scenario.server)?,

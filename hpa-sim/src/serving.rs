@@ -388,6 +388,13 @@ impl Fleet {
     pub fn take_waits(&mut self) -> Vec<f64> {
         std::mem::take(&mut self.counters.waits)
     }
+
+    /// Arrival times of the requests waiting that were never admitted (their wait is not yet
+    /// recorded): at the end of a run they count with the wait they had so far.
+    pub fn unadmitted_arrivals(&self) -> Vec<f64> {
+        let queued = self.pods.iter().flat_map(|p| p.rep.unadmitted_arrivals());
+        self.front.iter().map(|r| r.arrival).chain(queued).collect()
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
-//! `hpa-sim simulate`: the controller against the serving model, driven by the trace; one
-//! record per sync and the run's totals.
+//! `hpa-sim simulate`: the controller (or a fixed replica schedule) against the serving model,
+//! driven by the trace; one record per sync and the run's totals.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::arrivals::Arrivals;
 use crate::controller::{Controller, SyncOutcome};
 use crate::pipeline::Prometheus;
 use crate::rng::Rng;
 use crate::scenario::Loaded;
+use crate::schedule::Schedule;
 use crate::serving::Fleet;
 use crate::spec::{HpaSpec, Invalid};
+use crate::workload::{self, Arrivals};
 
 /// One metric at one sync: the value the HPA read (its status' current value) and the target.
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +48,8 @@ pub struct Totals {
     /// Time with at least one request waiting, in seconds and as a share of the run.
     pub waiting_seconds: f64,
     pub waiting_share: f64,
-    /// Queue wait of the admitted requests (arrival to a slot in a batch), seconds.
+    /// Queue wait (arrival to a slot in a batch) of every request, seconds; one never admitted
+    /// counts with the wait it had by the end.
     pub wait_mean: f64,
     pub wait_p50: f64,
     pub wait_p95: f64,
@@ -62,6 +64,9 @@ pub struct Totals {
     pub completed: u64,
     pub dropped: u64,
     pub preempted: u64,
+    /// Requests never admitted by the end of the run; each counts in the percentiles with the
+    /// wait it had so far.
+    pub waiting_at_end: u64,
     /// Share of the replicas' busy GPU time spent prefilling.
     pub prefill_share: f64,
     pub meets_goal: bool,
@@ -88,22 +93,54 @@ fn every(interval: f64, tick: f64) -> u64 {
     ((interval / tick).round() as u64).max(1)
 }
 
+/// What sets the Deployment's replicas at each sync.
+#[derive(Debug, Clone, Copy)]
+pub enum Policy<'a> {
+    /// The HPA controller, reading the metrics through the pipeline.
+    Hpa(&'a HpaSpec),
+    /// A replica count fixed in advance (the best schedule found with the future known, or a
+    /// constant), within `hpa`'s `minReplicas` and `maxReplicas`.
+    Schedule {
+        schedule: &'a Schedule,
+        hpa: &'a HpaSpec,
+    },
+}
+
+impl Policy<'_> {
+    fn hpa(&self) -> &HpaSpec {
+        match self {
+            Policy::Hpa(h) | Policy::Schedule { hpa: h, .. } => h,
+        }
+    }
+}
+
 /// Runs the scenario with `hpa` (its own, or a sweep's variant). `progress` is called with
 /// the share done, about every 5 % of the run.
 pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Result<Run, Invalid> {
+    run_policy(loaded, Policy::Hpa(hpa), progress)
+}
+
+/// Runs the scenario with any policy.
+pub fn run_policy(
+    loaded: &Loaded,
+    policy: Policy,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Run, Invalid> {
     let sc = &loaded.scenario;
+    let hpa = policy.hpa();
     let mut ctl = Controller::new(hpa.clone(), sc.controller)?;
     let dt = sc.tick_seconds;
     let duration = loaded.trace.duration();
-    let ticks = (duration / dt).ceil() as u64;
+    let ticks = workload::ticks(loaded);
     let sync_every = every(sc.controller.sync_period_seconds, dt);
     let scrape_every = every(sc.pipeline.scrape_interval_seconds, dt);
     let agent_every = every(sc.pipeline.agent_interval_seconds, dt);
-    let mut rng = Rng::new(sc.seed);
-    let mut arrivals = Arrivals::new(&mut rng);
-    let mut fleet = Fleet::new(sc.server, sc.initial_replicas());
+    let mut arrivals = Arrivals::new(loaded);
+    let mut rng = Rng::new(sc.seed ^ workload::ROUTING_SALT);
+    let initial = sc.initial_for(hpa);
+    let mut fleet = Fleet::new(sc.server, initial);
     let mut prom = Prometheus::new(&sc.pipeline);
-    let mut spec_replicas = sc.initial_replicas();
+    let mut spec_replicas = initial;
     let mut steps = Vec::new();
     let mut all_waits: Vec<f64> = Vec::new();
     let mut waiting_ticks = 0u64;
@@ -113,9 +150,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
     let report_every = (ticks / 20).max(1);
     for k in 0..ticks {
         let t = k as f64 * dt;
-        let rate = loaded.trace.rate(t + dt / 2.0);
-        let reqs = arrivals.tick(t, dt, rate, &mut rng, &sc.requests);
-        fleet.tick(t, dt, reqs, &mut rng, &loaded.curves);
+        fleet.tick(t, dt, arrivals.tick(k), &mut rng, &loaded.curves);
         if fleet.waiting() > 0 {
             waiting_ticks += 1;
         }
@@ -130,40 +165,51 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
             prom.scrape(now, &fleet);
         }
         if (k + 1) % sync_every == 0 {
-            let obs = prom.observe(now, &fleet, sc, &hpa.metrics);
-            let out: SyncOutcome = ctl.sync((now * 1000.0).round() as i64, spec_replicas, &obs);
+            let (desired, metrics, reason) = match policy {
+                Policy::Hpa(hpa) => {
+                    let obs = prom.observe(now, &fleet, sc, &hpa.metrics);
+                    let out: SyncOutcome =
+                        ctl.sync((now * 1000.0).round() as i64, spec_replicas, &obs);
+                    let metrics = hpa
+                        .metrics
+                        .iter()
+                        .map(|m| {
+                            let name = m.name().to_string();
+                            let point = MetricPoint {
+                                value: out.usage.get(&name).map(|u| *u as f64 / 1000.0),
+                                target: m.target_milli().map_or(0.0, |v| v.as_f64()),
+                                proposal: out.proposals.get(&name).copied(),
+                            };
+                            (name, point)
+                        })
+                        .collect();
+                    (out.desired, metrics, out.reason)
+                }
+                Policy::Schedule { schedule, hpa } => (
+                    schedule.at(now).clamp(hpa.min_replicas(), hpa.max_replicas),
+                    BTreeMap::new(),
+                    "schedule".to_string(),
+                ),
+            };
             let mut waits = fleet.take_waits();
             waits.sort_unstable_by(f64::total_cmp);
-            let metrics = hpa
-                .metrics
-                .iter()
-                .map(|m| {
-                    let name = m.name().to_string();
-                    let point = MetricPoint {
-                        value: out.usage.get(&name).map(|u| *u as f64 / 1000.0),
-                        target: m.target_milli().map_or(0.0, |v| v.as_f64()),
-                        proposal: out.proposals.get(&name).copied(),
-                    };
-                    (name, point)
-                })
-                .collect();
             steps.push(Step {
                 t: now,
                 requests_per_second: loaded.trace.rate(now),
                 current_replicas: spec_replicas,
-                desired_replicas: out.desired,
+                desired_replicas: desired,
                 ready_replicas: fleet.ready(),
                 gpus: fleet.gpus(),
                 waiting: fleet.waiting(),
                 wait_p50: (!waits.is_empty()).then(|| percentile(&waits, 50.0)),
                 wait_p95: (!waits.is_empty()).then(|| percentile(&waits, 95.0)),
                 metrics,
-                reason: out.reason.clone(),
+                reason,
             });
             all_waits.extend(waits);
-            if out.desired != spec_replicas {
-                events.push((now, out.desired - spec_replicas));
-                spec_replicas = out.desired;
+            if desired != spec_replicas {
+                events.push((now, desired - spec_replicas));
+                spec_replicas = desired;
                 fleet.set_replicas(spec_replicas, now);
                 peak = peak.max(spec_replicas);
             }
@@ -174,6 +220,11 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
     }
     progress(1.0);
     all_waits.extend(fleet.take_waits());
+    // A request never admitted by the end has waited at least until then: it counts with that
+    // wait (a run cannot meet the goal by leaving a queue behind).
+    let end = ticks as f64 * dt;
+    let unadmitted = fleet.unadmitted_arrivals();
+    all_waits.extend(unadmitted.iter().map(|a| (end - a).max(0.0)));
     all_waits.sort_unstable_by(f64::total_cmp);
     let hours = duration / 3600.0;
     let flaps = events
@@ -199,6 +250,7 @@ pub fn run(loaded: &Loaded, hpa: &HpaSpec, progress: &mut dyn FnMut(f64)) -> Res
         completed: c.completed,
         dropped: c.dropped,
         preempted: c.preempted,
+        waiting_at_end: unadmitted.len() as u64,
         prefill_share: c.prefill_seconds / c.busy_seconds.max(1e-9),
         meets_goal: true,
         misses: Vec::new(),

@@ -52,6 +52,14 @@ impl Trace {
         self.points.iter().map(|p| p.1).fold(0.0, f64::max)
     }
 
+    /// The requests the trace asks for: the integral of its rate (linear between points).
+    pub fn expected_requests(&self) -> f64 {
+        self.points
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+            .sum()
+    }
+
     pub fn scaled(mut self, factor: f64) -> Trace {
         for p in &mut self.points {
             p.1 *= factor;

@@ -14,12 +14,13 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use crate::bounds::Bounds;
 use crate::quantity::Milli;
 use crate::scenario::{Loaded, Series};
 use crate::simulate::{self, Totals};
-use crate::spec::{Behavior, HpaSpec, ScalingRules};
+use crate::spec::{Behavior, HpaSpec, Invalid, ScalingRules};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -55,27 +56,52 @@ pub struct Sweep {
 
 const PARAMS: &str = "target.<metric>, share.<metric>, minReplicas, maxReplicas, tolerance, scaleUp.stabilizationWindowSeconds, scaleDown.stabilizationWindowSeconds, candidate";
 
+/// Parameters whose values are whole numbers (replica counts, seconds in an `int32` field).
+const WHOLE: [&str; 4] = [
+    "minReplicas",
+    "maxReplicas",
+    "scaleUp.stabilizationWindowSeconds",
+    "scaleDown.stabilizationWindowSeconds",
+];
+
+/// A `--sweep` that cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SweepError {
+    #[error("--sweep {0:?}: expected NAME=FROM:TO:STEP or NAME=A,B,C")]
+    Syntax(String),
+    #[error("--sweep {text:?}: unknown parameter {param:?} (one of {PARAMS})")]
+    Unknown { text: String, param: String },
+    #[error("--sweep {text:?}: {count} values; at most 1000")]
+    TooMany { text: String, count: usize },
+    #[error("--sweep {0:?}: FROM:TO:STEP needs three numbers, FROM <= TO and STEP > 0")]
+    Range(String),
+    #[error("--sweep {0:?}: values must be numbers")]
+    NotNumbers(String),
+    #[error("--sweep {0:?}: no values")]
+    Empty(String),
+    #[error("--sweep {text:?}: {param} takes whole numbers, and {value} is not one")]
+    NotWhole {
+        text: String,
+        param: String,
+        value: String,
+    },
+}
+
 /// Parses `NAME=FROM:TO:STEP` or `NAME=A,B,C`.
-pub fn parse_sweep(text: &str) -> Result<Sweep, String> {
+pub fn parse_sweep(text: &str) -> Result<Sweep, SweepError> {
     let (param, spec) = text
         .split_once('=')
-        .ok_or_else(|| format!("--sweep {text:?}: expected NAME=FROM:TO:STEP or NAME=A,B,C"))?;
+        .ok_or_else(|| SweepError::Syntax(text.to_string()))?;
     let param = param.trim().to_string();
     let known = param.starts_with("target.")
         || param.starts_with("share.")
-        || matches!(
-            param.as_str(),
-            "minReplicas"
-                | "maxReplicas"
-                | "tolerance"
-                | "scaleUp.stabilizationWindowSeconds"
-                | "scaleDown.stabilizationWindowSeconds"
-                | "candidate"
-        );
+        || WHOLE.contains(&param.as_str())
+        || matches!(param.as_str(), "tolerance" | "candidate");
     if !known {
-        return Err(format!(
-            "--sweep {text:?}: unknown parameter {param:?} (one of {PARAMS})"
-        ));
+        return Err(SweepError::Unknown {
+            text: text.to_string(),
+            param,
+        });
     }
     let values: Vec<Value> = if param == "candidate" {
         spec.split(',')
@@ -89,27 +115,42 @@ pub fn parse_sweep(text: &str) -> Result<Sweep, String> {
             (3, Ok(n)) if n[2] > 0.0 && n[1] >= n[0] && n.iter().all(|x| x.is_finite()) => {
                 let count = ((n[1] - n[0]) / n[2] + 1e-9).floor() as usize + 1;
                 if count > 1000 {
-                    return Err(format!("--sweep {text:?}: {count} values; at most 1000"));
+                    return Err(SweepError::TooMany {
+                        text: text.to_string(),
+                        count,
+                    });
                 }
                 (0..count)
                     .map(|i| Value::Num(n[0] + i as f64 * n[2]))
                     .collect()
             }
-            _ => {
-                return Err(format!(
-                    "--sweep {text:?}: FROM:TO:STEP needs three numbers, FROM <= TO and STEP > 0"
-                ))
-            }
+            _ => return Err(SweepError::Range(text.to_string())),
         }
     } else {
         let nums: Result<Vec<f64>, _> = spec.split(',').map(|p| p.trim().parse::<f64>()).collect();
-        nums.map_err(|_| format!("--sweep {text:?}: values must be numbers"))?
+        nums.map_err(|_| SweepError::NotNumbers(text.to_string()))?
             .into_iter()
             .map(Value::Num)
             .collect()
     };
     if values.is_empty() {
-        return Err(format!("--sweep {text:?}: no values"));
+        return Err(SweepError::Empty(text.to_string()));
+    }
+    if WHOLE.contains(&param.as_str()) {
+        // A replica count of 1.5 would run as 1 under the label 1.5.
+        for v in &values {
+            if let Value::Num(n) = v {
+                let whole =
+                    n.fract() == 0.0 && (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(n);
+                if !whole {
+                    return Err(SweepError::NotWhole {
+                        text: text.to_string(),
+                        param,
+                        value: trim(*n),
+                    });
+                }
+            }
+        }
     }
     Ok(Sweep { param, values })
 }
@@ -299,37 +340,61 @@ pub struct Outcome {
     pub params: BTreeMap<String, String>,
     pub candidate: Option<String>,
     pub totals: Totals,
-    /// GPU-hours over the clairvoyant's.
-    pub gpu_hours_ratio: f64,
+    /// The yardsticks of this setting's own replica range.
+    pub lower_bound_gpu_hours: f64,
+    pub best_schedule_gpu_hours: f64,
+    pub best_schedule_meets_goal: bool,
+    /// GPU-hours over the lower bound's (at least 1 for a setting that meets the goal) and
+    /// over the best schedule's.
+    pub ratio_to_lower_bound: f64,
+    pub ratio_to_best_schedule: f64,
 }
 
-/// Runs every setting on `threads` threads; `progress(done, total, outcome)` after each.
+/// A sweep that could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("a sweep worker failed")]
+    Worker,
+    #[error("setting {0} was not run")]
+    NotRun(usize),
+}
+
+/// Runs every setting on `threads` threads, each judged by its own bounds (`bounds[i]` for
+/// `settings[i]`); `progress(done, total, outcome)` after each.
 pub fn run_all(
     loaded: &Loaded,
     settings: &[Setting],
-    clairvoyant_gpu_hours: f64,
+    bounds: &[Arc<Bounds>],
     threads: usize,
     progress: &(dyn Fn(usize, usize, &Outcome) + Sync),
-) -> Result<Vec<Outcome>, String> {
+) -> Result<Vec<Outcome>, RunError> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Outcome, String>>>> =
+    let results: Mutex<Vec<Option<Result<Outcome, Invalid>>>> =
         Mutex::new(vec![None; settings.len()]);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(setting) = settings.get(i) else {
+                let (Some(setting), Some(b)) = (settings.get(i), bounds.get(i)) else {
                     break;
                 };
-                let r = simulate::run(loaded, &setting.hpa, &mut |_| {})
-                    .map(|run| Outcome {
+                let r = simulate::run(loaded, &setting.hpa, &mut |_| {}).map(|run| {
+                    let lower = b.lower.gpu_hours;
+                    let best = b.best_schedule.gpu_hours;
+                    Outcome {
                         params: setting.params.iter().cloned().collect(),
                         candidate: setting.candidate.clone(),
-                        gpu_hours_ratio: run.totals.gpu_hours / clairvoyant_gpu_hours.max(1e-9),
+                        lower_bound_gpu_hours: lower,
+                        best_schedule_gpu_hours: best,
+                        best_schedule_meets_goal: b.best_schedule.meets_goal,
+                        ratio_to_lower_bound: run.totals.gpu_hours / lower.max(1e-9),
+                        ratio_to_best_schedule: run.totals.gpu_hours / best.max(1e-9),
                         totals: run.totals,
-                    })
-                    .map_err(|e| e.to_string());
+                    }
+                });
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Ok(o) = &r {
                     progress(n, settings.len(), o);
@@ -340,11 +405,13 @@ pub fn run_all(
             });
         }
     });
-    let res = results
-        .into_inner()
-        .map_err(|_| "a sweep worker failed".to_string())?;
+    let res = results.into_inner().map_err(|_| RunError::Worker)?;
     res.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err("a setting was not run".into())))
+        .enumerate()
+        .map(|(i, r)| match r {
+            Some(r) => r.map_err(RunError::from),
+            None => Err(RunError::NotRun(i)),
+        })
         .collect()
 }
 
@@ -433,6 +500,30 @@ mod tests {
         ] {
             assert!(parse_sweep(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn whole_number_parameters_refuse_fractions() {
+        for bad in [
+            "maxReplicas=1.5",
+            "minReplicas=1,2.5",
+            "minReplicas=1:3:0.5",
+            "scaleUp.stabilizationWindowSeconds=30.5",
+            "maxReplicas=1e12",
+        ] {
+            let e = parse_sweep(bad).expect_err(bad);
+            assert!(matches!(e, SweepError::NotWhole { .. }), "{bad}: {e}");
+        }
+        let e = parse_sweep("maxReplicas=1.5").expect_err("fraction");
+        assert_eq!(
+            e.to_string(),
+            "--sweep \"maxReplicas=1.5\": maxReplicas takes whole numbers, and 1.5 is not one"
+        );
+        let s = parse_sweep("maxReplicas=2:6:2").expect("whole range");
+        assert_eq!(s.values.len(), 3);
+        // Fractions stay fine where they mean something.
+        parse_sweep("tolerance=0.05,0.15").expect("tolerance");
+        parse_sweep("target.vllm_num_requests_waiting=2.5").expect("target");
     }
 
     #[test]

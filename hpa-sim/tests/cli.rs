@@ -97,10 +97,12 @@ fn simulate_prints_the_totals_as_text_and_json() {
     );
     let gpu = line_after(&text, "GPU-hours");
     assert!(
-        gpu.contains("x the clairvoyant's"),
-        "the GPU-hours line gives the clairvoyant ratio: {gpu}"
+        gpu.contains("x lower bound,") && gpu.contains("x best schedule)"),
+        "the GPU-hours line gives both ratios: {gpu}"
     );
     for label in [
+        "lower bound",
+        "best schedule",
         "queue wait",
         "scale events",
         "peak replicas",
@@ -113,13 +115,22 @@ fn simulate_prints_the_totals_as_text_and_json() {
     let json = simulate_json("step-queue.yaml");
     assert_eq!(json["scenario"], "step-queue");
     let gpu_hours = f(&json, "/totals/gpuHours");
-    let clv = f(&json, "/clairvoyant/gpuHours");
-    assert!(gpu_hours > 0.0 && clv > 0.0);
+    let lower = f(&json, "/bounds/lower/gpuHours");
+    let best = f(&json, "/bounds/bestSchedule/gpuHours");
+    assert!(gpu_hours > 0.0 && lower > 0.0 && best >= lower);
+    assert!(json["bounds"]["lower"]["method"].is_string());
+    assert!(f(&json, "/bounds/bestSchedule/waitP95") >= 0.0);
+    assert_eq!(json["bounds"]["bestSchedule"]["meetsGoal"], true);
+    assert!(json.get("clairvoyant").is_none(), "the old key is gone");
     assert_eq!(f(&json, "/totals/hours"), 0.5);
     // The text and the JSON are the same run (the seed is fixed).
     assert!(
-        gpu.starts_with(&format!("{gpu_hours:.2}  ({:.2} x", gpu_hours / clv)),
-        "text {gpu:?} against JSON {gpu_hours} / {clv}"
+        gpu.starts_with(&format!(
+            "{gpu_hours:.2}  ({:.2} x lower bound, {:.2} x best schedule)",
+            gpu_hours / lower,
+            gpu_hours / best
+        )),
+        "text {gpu:?} against JSON {gpu_hours} / {lower}, {best}"
     );
     // One step per 15 s sync over the 30 min trace.
     let steps = json["steps"].as_array().expect("steps");
@@ -137,6 +148,20 @@ fn simulate_prints_the_totals_as_text_and_json() {
 }
 
 #[test]
+fn simulate_without_bounds_skips_them_and_says_so() {
+    let path = fixture("step-queue.yaml");
+    let (stdout, _) = ok(&["simulate", "--json", "--no-bounds", path_str(&path)]);
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(json["bounds"].is_null(), "{}", json["bounds"]);
+    // The same run as with them.
+    assert_eq!(json["totals"], simulate_json("step-queue.yaml")["totals"]);
+    let (text, _) = ok(&["simulate", "--no-bounds", path_str(&path)]);
+    let gpu = line_after(&text, "GPU-hours");
+    assert!(!gpu.contains("lower bound"), "{gpu}");
+    assert!(!text.contains("\nbest schedule "), "{text}");
+}
+
+#[test]
 fn simulate_writes_a_report_folder() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report");
@@ -146,11 +171,13 @@ fn simulate_writes_a_report_folder() {
 
     let summary = read(&report, "summary.txt");
     assert!(summary.starts_with("GPU-hours"), "{summary}");
-    assert!(summary.contains("x the clairvoyant's"), "{summary}");
+    assert!(summary.contains("x lower bound"), "{summary}");
+    assert!(!summary.contains("clairvoyant"), "{summary}");
 
     let json: Value = serde_json::from_str(&read(&report, "summary.json")).unwrap();
     assert!(f(&json, "/totals/gpuHours") > 0.0);
-    assert!(f(&json, "/clairvoyant/gpuHours") > 0.0);
+    assert!(f(&json, "/bounds/lower/gpuHours") > 0.0);
+    assert!(json.get("clairvoyant").is_none());
     assert_eq!(
         json["totals"],
         simulate_json("step-queue.yaml")["totals"],
@@ -172,13 +199,20 @@ fn simulate_writes_a_report_folder() {
     check_svg(
         &report,
         "replicas.svg",
-        &["replicas", "hours", "requests/s"],
+        &[
+            "replicas",
+            "hours",
+            "requests/s",
+            "GPUs held by the best schedule (charged)",
+            "HPA replicas",
+        ],
     );
+    hpa_line_is_drawn_last(&read(&report, "replicas.svg"));
     check_svg(&report, "metrics.svg", &["hours", "value / target"]);
 }
 
 #[test]
-fn a_queue_hpa_follows_a_step_up_and_costs_more_than_the_clairvoyant() {
+fn a_queue_hpa_follows_a_step_up_and_costs_more_than_the_lower_bound() {
     let json = simulate_json("step-queue.yaml");
     let steps = json["steps"].as_array().unwrap();
     let replicas = |s: &Value| i(s, "/currentReplicas");
@@ -201,11 +235,11 @@ fn a_queue_hpa_follows_a_step_up_and_costs_more_than_the_clairvoyant() {
         steps.iter().any(|s| f(s, "/t") > 600.0 && replicas(s) > 1),
         "it scales after the step"
     );
-    assert!(i(&json, "/clairvoyant/peakReplicas") >= 2);
-    let ratio = f(&json, "/totals/gpuHours") / f(&json, "/clairvoyant/gpuHours");
+    assert!(i(&json, "/bounds/bestSchedule/peakReplicas") >= 2);
+    let ratio = f(&json, "/totals/gpuHours") / f(&json, "/bounds/lower/gpuHours");
     assert!(
         ratio >= 1.0,
-        "an HPA that sees only the past does not beat the clairvoyant ({ratio})"
+        "an HPA that meets the goal is not under the lower bound ({ratio})"
     );
 }
 
@@ -214,12 +248,13 @@ fn nvml_utilization_runs_max_replicas_where_the_queue_runs_one() {
     // A steady 15 requests/s; one replica serves about 20 within the goal.
     let nvml = simulate_json("steady-nvml.yaml");
     let queue = simulate_json("steady-queue.yaml");
-    let capacity = f(&nvml, "/clairvoyant/capacityPerReplica");
+    let capacity = f(&nvml, "/bounds/lower/maxRequestsPerSecondPerReplica");
     assert!(
         capacity > 15.0 * 1.2,
         "one replica serves the load with room ({capacity} requests/s)"
     );
-    assert_eq!(i(&nvml, "/clairvoyant/peakReplicas"), 1);
+    assert_eq!(i(&nvml, "/bounds/bestSchedule/peakReplicas"), 1);
+    assert_eq!(nvml["bounds"]["bestSchedule"]["meetsGoal"], true);
 
     assert_eq!(
         i(&nvml, "/totals/peakReplicas"),
@@ -290,7 +325,9 @@ fn tune_sweeps_a_target_and_max_replicas_and_recommends_one() {
         rec.starts_with(label),
         "{rec:?} is the marked row {label:?}"
     );
-    assert!(text.contains("clairvoyant lower bound:"), "{text}");
+    assert!(text.contains("\nlower bound "), "{text}");
+    assert!(text.contains("\nbest schedule "), "{text}");
+    assert!(!text.contains("clairvoyant"), "{text}");
     assert!(
         !text.contains("best setting per candidate"),
         "no candidates swept"
@@ -325,7 +362,7 @@ fn tune_sweeps_candidates_into_a_report_folder() {
     line_after(&text, "recommendation (*): ");
     assert!(text.contains("best setting per candidate:"), "{text}");
     assert!(
-        text.contains("| candidate | best setting | GPU-hours |"),
+        text.contains("| candidate | best setting | GPU-hours | × lower bound | × best schedule | p95 wait | p99 wait |"),
         "{text}"
     );
     assert!(text.contains("|---|---|"), "{text}");
@@ -366,13 +403,18 @@ fn tune_sweeps_candidates_into_a_report_folder() {
         per.contains_key("queue") && per.contains_key("nvml"),
         "{per:?}"
     );
-    assert!(f(&json, "/clairvoyant/gpuHours") > 0.0);
+    let bounds = json["bounds"].as_array().expect("bounds per range");
+    assert_eq!(bounds.len(), 2, "maxReplicas 2 and 4: {bounds:?}");
+    for b in bounds {
+        assert!(f(b, "/lower/gpuHours") > 0.0);
+        assert!(f(b, "/bestSchedule/gpuHours") >= f(b, "/lower/gpuHours"));
+    }
     assert_eq!(json["rejected"], Value::Array(vec![]));
 
     let csv = read(&report, "sweep.csv");
     let lines: Vec<&str> = csv.lines().collect();
     assert!(
-        lines[0].starts_with("candidate,maxReplicas,gpu_hours,"),
+        lines[0].starts_with("candidate,maxReplicas,gpu_hours,lower_bound_gpu_hours,best_schedule_gpu_hours,ratio_to_lower_bound,ratio_to_best_schedule,"),
         "{}",
         lines[0]
     );
@@ -387,6 +429,32 @@ fn tune_sweeps_candidates_into_a_report_folder() {
     assert!(read(&report, "steps.csv").lines().count() == 1 + 1800 / 15);
 }
 
+/// In the replicas plot, the HPA's own replica line is drawn after (on top of) the other
+/// replica lines, and thicker.
+fn hpa_line_is_drawn_last(svg: &str) {
+    // The data lines: the polylines with many points, in drawing order, by stroke colour.
+    let lines: Vec<&str> = svg
+        .split("<polyline")
+        .skip(1)
+        .filter(|p| {
+            p.split("points=\"")
+                .nth(1)
+                .is_some_and(|pts| pts.split('"').next().unwrap_or("").split(' ').count() >= 20)
+        })
+        .collect();
+    let at = |colour: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(&format!("stroke=\"{colour}\"")))
+            .unwrap_or_else(|| panic!("no line in {colour}"))
+    };
+    let hpa = at("#142878");
+    for other in ["#2CA02C", "#8CB4E6", "#D62728"] {
+        assert!(at(other) < hpa, "{other} is drawn over the HPA's line");
+    }
+    assert!(lines[hpa].contains("stroke-width=\"3\""), "{}", lines[hpa]);
+}
+
 /// The cost-latency plot draws points (circles), not lines.
 fn check_svg_points(dir: &Path, name: &str) {
     let svg = read(dir, name);
@@ -396,7 +464,7 @@ fn check_svg_points(dir: &Path, name: &str) {
         "{name}: a point per setting"
     );
     for l in [
-        "GPU-hours / clairvoyant",
+        "GPU-hours / lower bound",
         "p95 queue wait",
         "recommendation",
     ] {
@@ -437,10 +505,28 @@ fn tune_json_applies_targets_to_the_candidates_that_have_the_metric() {
             .get("target.vllm_num_requests_waiting")
             .is_none());
     }
+    // Each setting is judged by the bounds of its own replica range.
+    let bounds = json["bounds"].as_array().unwrap();
     for o in outcomes {
-        let ratio = f(o, "/gpuHoursRatio");
-        let expect = f(o, "/totals/gpuHours") / f(&json, "/clairvoyant/gpuHours");
-        assert!((ratio - expect).abs() < 1e-9);
+        let max = o["params"]["maxReplicas"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap();
+        let b = bounds
+            .iter()
+            .find(|b| i(b, "/maxReplicas") == max)
+            .unwrap_or_else(|| panic!("no bounds for maxReplicas {max}: {bounds:?}"));
+        let lower = f(b, "/lower/gpuHours");
+        let best = f(b, "/bestSchedule/gpuHours");
+        assert_eq!(f(o, "/lowerBoundGpuHours"), lower);
+        assert_eq!(f(o, "/bestScheduleGpuHours"), best);
+        let gpu = f(o, "/totals/gpuHours");
+        assert!((f(o, "/ratioToLowerBound") - gpu / lower).abs() < 1e-9);
+        assert!((f(o, "/ratioToBestSchedule") - gpu / best).abs() < 1e-9);
+        if o["totals"]["meetsGoal"] == true {
+            assert!(gpu >= lower, "{o}");
+        }
     }
     assert!(json["recommendation"].is_u64() || json["recommendation"].is_null());
 }

@@ -312,6 +312,94 @@ fn bad_sweeps_and_saturations_are_refused() {
     // A share of a metric that is no GPU series needs its saturation.
     let err = fails(&["tune", sc, "--sweep", "share.vllm_num_requests_waiting=0.5"]);
     assert_has(&err, &["--saturation vllm_num_requests_waiting=VALUE"]);
+    // A replica count of 1.5 would run as 1 under the label 1.5: refused.
+    let err = fails(&["tune", sc, "--sweep", "maxReplicas=1.5"]);
+    assert_has(
+        &err,
+        &["--sweep \"maxReplicas=1.5\": maxReplicas takes whole numbers, and 1.5 is not one"],
+    );
+    let err = fails(&["tune", sc, "--sweep", "minReplicas=1:2:0.5"]);
+    assert_has(&err, &["minReplicas takes whole numbers"]);
+    let err = fails(&[
+        "tune",
+        sc,
+        "--sweep",
+        "scaleDown.stabilizationWindowSeconds=300.5",
+    ]);
+    assert_has(&err, &["takes whole numbers, and 300.5 is not one"]);
+}
+
+#[test]
+fn an_absurd_trace_rate_is_refused_at_once() {
+    // 1e12 requests/s: simulating it would never end. Refused before anything runs.
+    let f = Files::with_hpa(HPA, "t,rps\n0,1e12\n60,1e12\n120,1e12\n");
+    let started = Instant::now();
+    let err = f.simulate();
+    assert_has(
+        &err,
+        &[
+            "scenario.yaml",
+            "the trace asks for about 1.200e14 requests",
+            "peak 1.000e12 requests/s",
+            "at most 2e7 in one run",
+            "trace.scale",
+        ],
+    );
+    let err = fails(&[
+        "tune",
+        path_str(&f.scenario()),
+        "--sweep",
+        "maxReplicas=2,4",
+    ]);
+    assert_has(&err, &["the trace asks for about 1.200e14 requests"]);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // So is a scale that makes an ordinary trace absurd.
+    let f = Files::new(
+        &format!("name: t\n{HPA}trace:\n  csv: trace.csv\n  scale: 1e11\n"),
+        TRACE,
+    );
+    assert_has(&f.simulate(), &["requests over 0.1 h", "at most 2e7"]);
+}
+
+#[test]
+fn every_flag_has_its_help_and_names_only_flags_that_exist() {
+    for cmd in ["simulate", "tune"] {
+        let out = hpa_sim(&[cmd, "--help"]);
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        let option_lines: Vec<&str> = help
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with('-'))
+            .collect();
+        let flags: Vec<String> = option_lines
+            .iter()
+            .filter_map(|l| l.split_once("--"))
+            .filter_map(|(_, f)| f.split([' ', '=']).next())
+            .map(|f| format!("--{f}"))
+            .collect();
+        assert!(flags.contains(&"--end".to_string()), "{help}");
+        // Each flag's line has a description after it.
+        for l in option_lines {
+            let rest = l.trim_start().split_once("  ").map_or("", |x| x.1).trim();
+            assert!(!rest.is_empty(), "{cmd}: no help for {l:?}:\n{help}");
+        }
+        // Every flag the help mentions exists.
+        for word in help.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')') {
+            if let Some(flag) = word.strip_prefix("--") {
+                let flag = format!(
+                    "--{}",
+                    flag.split(['=', '/', '.', ';', ':']).next().unwrap()
+                );
+                if flag != "--" {
+                    assert!(
+                        flags.contains(&flag),
+                        "{cmd} --help names {flag}, which does not exist:\n{help}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]

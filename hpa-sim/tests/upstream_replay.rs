@@ -1,5 +1,6 @@
-//! End to end: `hpa-sim replay` on the CASE files under `tests/cases/` (CONTRACT §6), each a
-//! small timeline built on the upstream behaviour its header names, compared line by line with
+//! End to end: `hpa-sim replay` on the CASE files under `tests/cases/` (docs/autoscaling.md,
+//! "CASE format"), each a small timeline built on the upstream behaviour its header names,
+//! compared line by line with
 //! `<case>.expected.jsonl` (`t`, `currentReplicas`, `proposals`, `desiredReplicas`, and
 //! `reasonStartsWith` where given), plus an HPA the API server would reject.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
