@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fake_kubelet;
+pub mod load;
 pub mod node;
 pub mod prom;
 
