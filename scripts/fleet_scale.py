@@ -415,17 +415,19 @@ def run(a, templates, n, rules):
         time.sleep(a.warmup)
         # The measuring window: every group's last duration sampled once per interval.
         m0, c0, s0, w0 = own_metrics(prom_port), proc_cpu_seconds(prom.pid), proc_cpu_seconds(server_pid), time.time()
-        groups, rules_time = {}, {}
+        # Each evaluation counted once: keyed by its group's last evaluation time.
+        groups, rules_time, intervals = {}, {}, {}
         rounds = max(1, int(a.measure // a.interval))
         for _ in range(rounds):
             time.sleep(a.interval)
-            m = own_metrics(prom_port)
-            for labels, v in m.get('prometheus_rule_group_last_duration_seconds', []):
-                groups.setdefault(labels['rule_group'].split(';', 1)[1], []).append(v * 1000)
             for g in get_json(prom_port, '/api/v1/rules')['data']['groups']:
+                intervals[g['name']] = g['interval']
+                if g.get('lastEvaluation', '').startswith('0001'):
+                    continue  # not evaluated yet
+                groups.setdefault(g['name'], {})[g['lastEvaluation']] = g['evaluationTime'] * 1000
                 for r in g['rules']:
                     key = (g['name'], r.get('name', ''), r['query'][:70].replace('\n', ' '))
-                    rules_time.setdefault(key, []).append(r.get('evaluationTime', 0) * 1000)
+                    rules_time.setdefault(key, {})[g['lastEvaluation']] = r.get('evaluationTime', 0) * 1000
         m1, c1, s1, w1 = own_metrics(prom_port), proc_cpu_seconds(prom.pid), proc_cpu_seconds(server_pid), time.time()
         window = w1 - w0
         head = total(m1, 'prometheus_tsdb_head_series')
@@ -445,17 +447,21 @@ def run(a, templates, n, rules):
             print(f'   WARNING: {n + 1 - up_n} targets down: {sorted(errors)[:3]}')
         print(f'   targets up {up_n}/{n + 1}; head series {head:,.0f}; ingestion {ingest:,.0f} samples/s; '
               f'Prometheus RSS {rss:,.0f} MiB, CPU {cpu:.0f} % of a core (targets\' server {server_cpu:.0f} %)')
-        print(f'   rule groups over {rounds} rounds (ms: median / max; iterations missed; '
-              f'rule evaluation failures {failures:.0f}):')
-        group_rows = {}
-        for g, vals in sorted(groups.items()):
+        print(f'   rule groups over {window:.0f} s (evaluation ms: median / max of n; iterations missed; '
+              f'rule evaluation failures {failures:.0f}); cost = ms of evaluation per second:')
+        group_rows, cost = {}, 0.0
+        for g, evals in sorted(groups.items()):
+            vals = list(evals.values())
             group_rows[g] = statistics.median(vals)
-            print(f'     {g:<42} {statistics.median(vals):8.1f} / {max(vals):8.1f}   missed {missed.get(g, 0):.0f}')
-        print(f'     {"all groups, summed":<42} {sum(group_rows.values()):8.1f}')
-        top = sorted(((statistics.median(v), k) for k, v in rules_time.items()), reverse=True)[:a.top]
-        print(f'   costliest rules (median ms of /api/v1/rules evaluationTime):')
+            cost += group_rows[g] / intervals[g]
+            print(f'     {g:<42} {statistics.median(vals):8.1f} / {max(vals):8.1f} of {len(vals):2}   '
+                  f'every {intervals[g]:3.0f} s: {group_rows[g] / intervals[g]:6.2f} ms/s   missed {missed.get(g, 0):.0f}')
+        print(f'     {"all groups":<42} {sum(group_rows.values()):8.1f} per round of each; '
+              f'{cost:.2f} ms/s, {cost / head * 1e3 * 1e3:.1f} µs/s per 1,000 head series')
+        top = sorted(((statistics.median(v.values()), k) for k, v in rules_time.items()), reverse=True)[:a.top]
+        print(f'   costliest rules (median ms per evaluation, /api/v1/rules evaluationTime):')
         for ms, (g, name, q) in top:
-            print(f'     {ms:8.2f}  {g.split(".", 1)[-1]:<14} {name[:48]:<48} {q[:60]}')
+            print(f'     {ms:8.2f}  {g.split(".", 1)[-1]:<14} every {intervals[g]:3.0f} s  {name[:48]:<48} {q[:50]}')
         # The HPA's and KEDA's queries for the Deployment.
         pods = fleet.deployment
         matchers = f'namespace="{DEPLOY_NS}",pod=~"{"|".join(pods)}"'
@@ -477,7 +483,7 @@ def run(a, templates, n, rules):
             queries['keda'] = med
             print(f'     KEDA {q[:40]:<37} {med:7.1f} / {mx:7.1f}   {k}')
         print(f'   load after: {loadavg()}', flush=True)
-        return dict(nodes=n, rules=rules, head=head, ingest=ingest, rss=rss, cpu=cpu, groups=group_rows,
+        return dict(nodes=n, rules=rules, head=head, ingest=ingest, rss=rss, cpu=cpu, groups=group_rows, cost=cost,
                     queries=queries, load=loadavg(), missed=sum(missed.values()), up=up_n,
                     scrape_ms=statistics.median(scrape_ms) if scrape_ms else 0)
     finally:
@@ -524,14 +530,16 @@ def main():
     names = sorted({g for r in results for g in r['groups']})
     short = [g.split('.', 1)[-1] for g in names]
     qnames = sorted({q for r in results for q in r['queries']})
+    print('\nrule groups: median ms per evaluation; cost: ms of rule evaluation per second (each group\'s '
+          'duration over its interval), and per 1,000 head series; queries: median ms')
     print('\n| rules | nodes | head series | samples/s | RSS MiB | CPU % | ' + ' | '.join(short)
-          + ' | groups, sum | ' + ' | '.join(qnames) + ' | load |')
-    print('|' + '---|' * (8 + len(names) + len(qnames)))
+          + ' | cost ms/s | µs/s per 1k series | ' + ' | '.join(qnames) + ' | load |')
+    print('|' + '---|' * (9 + len(names) + len(qnames)))
     for r in results:
         rel = os.path.relpath(r['rules'], REPO) if r['rules'].startswith(REPO) else os.path.basename(r['rules'])
         print(f'| {rel} | {r["nodes"]} | {r["head"]:,.0f} | {r["ingest"]:,.0f} | {r["rss"]:,.0f} | {r["cpu"]:.0f} | '
               + ' | '.join(f'{r["groups"][g]:.1f}' if g in r['groups'] else '' for g in names)
-              + f' | {sum(r["groups"].values()):.1f} | '
+              + f' | {r["cost"]:.2f} | {r["cost"] / r["head"] * 1e6:.1f} | '
               + ' | '.join(f'{r["queries"].get(q, 0):.1f}' for q in qnames) + f' | {r["load"]} |')
 
 
