@@ -354,6 +354,22 @@ def timed_query(port, query, repeat):
     return statistics.median(times), max(times), n
 
 
+def rule_time_ms(port, query, repeat):
+    """The least server-side evaluation time of `repeat` runs of one rule's expression, ms: the
+    rule's own cost with nothing else evaluating beside it (the least of a few runs leaves out
+    the other work of a busy machine)."""
+    path = '/api/v1/query?' + urllib.parse.urlencode({'query': query, 'stats': 'all'})
+    best = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        r = get_json(port, path)
+        wall = (time.perf_counter() - t) * 1000
+        ms = r['data'].get('stats', {}).get('timings', {}).get('evalTotalTime')
+        ms = wall if ms is None else ms * 1000
+        best = ms if best is None else min(best, ms)
+    return best
+
+
 def timed_series(port, match, window_s, repeat):
     """The adapter's discovery: /api/v1/series over its relist window (10 min by default)."""
     now = time.time()
@@ -462,6 +478,23 @@ def run(a, templates, n, rules):
         print(f'   costliest rules (median ms per evaluation, /api/v1/rules evaluationTime):')
         for ms, (g, name, q) in top:
             print(f'     {ms:8.2f}  {g.split(".", 1)[-1]:<14} every {intervals[g]:3.0f} s  {name[:48]:<48} {q[:50]}')
+        # Every rule on its own: its expression as an instant query, one at a time.
+        one_by_one, group_cost = [], {}
+        for g in get_json(prom_port, '/api/v1/rules')['data']['groups']:
+            for r in g['rules']:
+                ms = rule_time_ms(prom_port, r['query'], a.rule_repeat)
+                one_by_one.append((ms, g['name'], r.get('name', ''), g['interval']))
+                group_cost[g['name']] = group_cost.get(g['name'], 0.0) + ms
+        alone = sum(ms / iv for ms, _, _, iv in one_by_one)
+        print(f'   every rule timed on its own (least of {a.rule_repeat} runs, server-side): '
+              f'{sum(ms for ms, *_ in one_by_one):.1f} ms for one round of every rule; '
+              f'{alone:.2f} ms/s at the groups\' intervals, {alone / head * 1e6:.1f} µs/s per 1,000 head series')
+        for g in sorted(group_cost):
+            print(f'     {g:<42} {group_cost[g]:8.1f} ms every {intervals[g]:3.0f} s: '
+                  f'{group_cost[g] / intervals[g]:6.2f} ms/s')
+        print('   costliest rules on their own (ms per evaluation):')
+        for ms, g, name, iv in sorted(one_by_one, reverse=True)[:a.top]:
+            print(f'     {ms:8.2f}  {g.split(".", 1)[-1]:<14} every {iv:3.0f} s  {name}')
         # The HPA's and KEDA's queries for the Deployment.
         pods = fleet.deployment
         matchers = f'namespace="{DEPLOY_NS}",pod=~"{"|".join(pods)}"'
@@ -484,6 +517,7 @@ def run(a, templates, n, rules):
             print(f'     KEDA {q[:40]:<37} {med:7.1f} / {mx:7.1f}   {k}')
         print(f'   load after: {loadavg()}', flush=True)
         return dict(nodes=n, rules=rules, head=head, ingest=ingest, rss=rss, cpu=cpu, groups=group_rows, cost=cost,
+                    alone=alone, round_ms=sum(ms for ms, *_ in one_by_one),
                     queries=queries, load=loadavg(), missed=sum(missed.values()), up=up_n,
                     scrape_ms=statistics.median(scrape_ms) if scrape_ms else 0)
     finally:
@@ -510,6 +544,7 @@ def main():
     p.add_argument('--deployment-pods', type=int, default=50)
     p.add_argument('--repeat', type=int, default=20, help='times each query is run')
     p.add_argument('--top', type=int, default=8, help='rules listed by cost')
+    p.add_argument('--rule-repeat', type=int, default=5, help='runs of each rule timed on its own')
     p.add_argument('--prometheus', default=shutil.which('prometheus') or '/usr/bin/prometheus')
     a = p.parse_args()
     a.kinds = a.kinds.split(',')
@@ -530,16 +565,19 @@ def main():
     names = sorted({g for r in results for g in r['groups']})
     short = [g.split('.', 1)[-1] for g in names]
     qnames = sorted({q for r in results for q in r['queries']})
-    print('\nrule groups: median ms per evaluation; cost: ms of rule evaluation per second (each group\'s '
-          'duration over its interval), and per 1,000 head series; queries: median ms')
+    print('\nrule groups: median ms per evaluation in place (beside scrapes and each other); cost in place: '
+          'ms of rule evaluation per second (each group\'s duration over its interval); alone: every rule '
+          'timed on its own, one round and ms/s at the groups\' intervals, and per 1,000 head series; '
+          'queries: median ms')
     print('\n| rules | nodes | head series | samples/s | RSS MiB | CPU % | ' + ' | '.join(short)
-          + ' | cost ms/s | µs/s per 1k series | ' + ' | '.join(qnames) + ' | load |')
-    print('|' + '---|' * (9 + len(names) + len(qnames)))
+          + ' | cost in place ms/s | alone: one round ms | alone ms/s | alone µs/s per 1k series | '
+          + ' | '.join(qnames) + ' | load |')
+    print('|' + '---|' * (11 + len(names) + len(qnames)))
     for r in results:
         rel = os.path.relpath(r['rules'], REPO) if r['rules'].startswith(REPO) else os.path.basename(r['rules'])
         print(f'| {rel} | {r["nodes"]} | {r["head"]:,.0f} | {r["ingest"]:,.0f} | {r["rss"]:,.0f} | {r["cpu"]:.0f} | '
               + ' | '.join(f'{r["groups"][g]:.1f}' if g in r['groups'] else '' for g in names)
-              + f' | {r["cost"]:.2f} | {r["cost"] / r["head"] * 1e6:.1f} | '
+              + f' | {r["cost"]:.2f} | {r["round_ms"]:.0f} | {r["alone"]:.2f} | {r["alone"] / r["head"] * 1e6:.1f} | '
               + ' | '.join(f'{r["queries"].get(q, 0):.1f}' for q in qnames) + f' | {r["load"]} |')
 
 

@@ -42,6 +42,9 @@ struct Node {
     name: &'static str,
     what: &'static str,
     devices: usize,
+    /// Per-pod families served for each container and device: 3 (allocated, memory,
+    /// utilization), 7 with the four profiling series of a device held alone.
+    pod_families: usize,
     pods: Vec<Pod>,
     scenario: Option<String>,
 }
@@ -114,6 +117,7 @@ fn exclusive(prefix: &str, first_pid: u32) -> Node {
     }
     Node {
         name: "exclusive",
+        pod_families: 7,
         what: "8 H100, one pod per GPU",
         devices: 8,
         pods,
@@ -144,6 +148,7 @@ fn shared() -> Node {
     }
     Node {
         name: "shared",
+        pod_families: 3,
         what: "8 H100 time-sliced, 32 pods x 2 processes",
         devices: 8,
         pods,
@@ -181,6 +186,7 @@ fn mig() -> Node {
     }
     Node {
         name: "mig",
+        pod_families: 7,
         what: "8 H100 x 7 MIG 1g.10gb, one pod per instance",
         devices: 8 + 56,
         pods,
@@ -210,7 +216,10 @@ fn amd(root: &Path) -> Node {
         link(&dev.join("driver"), "../../../bus/pci/drivers/amdgpu");
         for (file, value) in [
             ("device", "0x74a1".to_string()),
-            ("unique_id", format!("{:016x}", 0x5f1c_7a2e_9b3d_4c00_u64 + i as u64)),
+            (
+                "unique_id",
+                format!("{:016x}", 0x5f1c_7a2e_9b3d_4c00_u64 + i as u64),
+            ),
             ("mem_info_vram_total", "206158430208".into()),
             ("mem_info_vram_used", "161061273600".into()),
             ("gpu_busy_percent", "87".into()),
@@ -240,7 +249,10 @@ fn amd(root: &Path) -> Node {
         let proc_dir = root.join(format!("proc/{pid}"));
         write(
             &proc_dir.join("stat"),
-            &format!("{pid} (python3) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 8 0 {} 0 0\n", 100_000 + pid),
+            &format!(
+                "{pid} (python3) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 8 0 {} 0 0\n",
+                100_000 + pid
+            ),
         );
         write(
             &proc_dir.join("fdinfo/7"),
@@ -261,6 +273,7 @@ fn amd(root: &Path) -> Node {
     }
     Node {
         name: "amd",
+        pod_families: 3,
         what: "8 MI300X, one pod per GPU",
         devices: 8,
         pods,
@@ -280,9 +293,15 @@ fn link(path: &Path, target: &str) {
 
 /// A pod's cgroup and log folders (cgroup v2, systemd, containerd), each pid in it.
 fn lay_out(root: &Path, n: usize, pod: &Pod) {
-    let uid = format!("{n:08x}-5c1d-4e2f-8a3b-{:012x}", fnv(&pod.name) & 0xffff_ffff_ffff);
+    let uid = format!(
+        "{n:08x}-5c1d-4e2f-8a3b-{:012x}",
+        fnv(&pod.name) & 0xffff_ffff_ffff
+    );
     let cid = format!("{:016x}", fnv(&pod.name)).repeat(4);
-    let log = format!("var/log/pods/{}_{}_{uid}/server/0.log", pod.namespace, pod.name);
+    let log = format!(
+        "var/log/pods/{}_{}_{uid}/server/0.log",
+        pod.namespace, pod.name
+    );
     write(&root.join(&log), "");
     link(
         &root.join(format!(
@@ -331,8 +350,7 @@ fn run(make: impl FnOnce(&Path) -> Node) -> (Node, Running) {
     for (n, p) in node.pods.iter().enumerate() {
         lay_out(&root, n, p);
     }
-    let kubelet =
-        FakeKubelet::start_at(root.join("var/lib/kubelet/pod-resources/kubelet.sock"));
+    let kubelet = FakeKubelet::start_at(root.join("var/lib/kubelet/pod-resources/kubelet.sock"));
     kubelet.set_pods(kubelet_pods(&node.pods));
     let agent = match &node.scenario {
         Some(sc) => Agent::with_scenario(sc)
@@ -413,8 +431,14 @@ fn check_bounded(node: &Node, s: &prom::Samples) {
     let mut per: BTreeMap<(String, String, String, String, String), usize> = BTreeMap::new();
     for x in s.samples.iter().filter(|x| x.name.starts_with("pod_")) {
         let l = |k: &str| x.labels.get(k).cloned().unwrap_or_default();
-        *per.entry((x.name.clone(), l("namespace"), l("pod"), l("container"), l("uuid")))
-            .or_default() += 1;
+        *per.entry((
+            x.name.clone(),
+            l("namespace"),
+            l("pod"),
+            l("container"),
+            l("uuid"),
+        ))
+        .or_default() += 1;
         assert!(
             node.pods.iter().any(|p| p.name == l("pod")),
             "{}: a pod series for a pod the node does not run: {x:?}",
@@ -432,7 +456,8 @@ fn series_per_node_are_bounded_by_pods_and_devices() {
     let mut table = String::from(
         "| node | devices | pods | series | device (gpu_*) | per-pod (pod_*) | agent's own (gpu_pod_exporter_*, process_*) |\n|---|---|---|---|---|---|---|\n",
     );
-    let makers: [fn(&Path) -> Node; 4] = [|_| exclusive("vllm", 10_000), |_| shared(), |_| mig(), amd];
+    let makers: [fn(&Path) -> Node; 4] =
+        [|_| exclusive("vllm", 10_000), |_| shared(), |_| mig(), amd];
     for make in makers {
         let (node, running) = run(make);
         let first = settled(&node, &running.agent);
@@ -441,8 +466,22 @@ fn series_per_node_are_bounded_by_pods_and_devices() {
         std::thread::sleep(Duration::from_millis(1100));
         let again = prom::parse(&running.agent.scrape());
         let keys = |s: &prom::Samples| s.samples.iter().map(series_key).collect::<BTreeSet<_>>();
-        assert_eq!(keys(&first), keys(&again), "{}: the series set moved", node.name);
+        assert_eq!(
+            keys(&first),
+            keys(&again),
+            "{}: the series set moved",
+            node.name
+        );
         let b = budget(&first);
+        // Every pod here has one container on one device: the per-pod series are exactly the
+        // families times the pods, whatever the processes.
+        assert_eq!(
+            b.pod,
+            node.pod_families * node.pods.len(),
+            "{}: per-pod series\n{}",
+            node.name,
+            first.text
+        );
         let _ = writeln!(
             table,
             "| {} ({}) | {} | {} | {} | {} | {} | {} |",
@@ -481,14 +520,16 @@ fn replaced_pods_take_their_series_with_them() {
         lay_out(&tree, 100 + n, p);
     }
     running.kubelet.set_pods(kubelet_pods(&next.pods));
-    running.agent.set_scenario(next.scenario.as_deref().unwrap());
+    running
+        .agent
+        .set_scenario(next.scenario.as_deref().unwrap());
     let after = settled(&next, &running.agent);
     check_bounded(&next, &after);
     assert!(
-        !after
-            .samples
-            .iter()
-            .any(|x| x.labels.get("pod").is_some_and(|p| !p.starts_with("vllm-next-"))),
+        !after.samples.iter().any(|x| x
+            .labels
+            .get("pod")
+            .is_some_and(|p| !p.starts_with("vllm-next-"))),
         "an old pod's series is still served:\n{}",
         after.text
     );
