@@ -7,7 +7,10 @@
 #   scripts/fleet-scale.sh                          N = 100, 500, 1000 (about 7 minutes each)
 #   scripts/fleet-scale.sh --nodes 50 --warmup 60 --measure 60
 #   scripts/fleet-scale.sh --rules old.rules.yaml --rules daemonset/rules/gpu-pod-exporter.rules.yaml
-#                                                    two rule files side by side at every N
+#                                                    two rule files, one Prometheus each, at every N
+#   scripts/fleet-scale.sh --nodes 500 --compare-rules old.rules.yaml
+#                                                    the shipped rules loaded, and old.rules.yaml's
+#                                                    rules timed beside them (same data, same load)
 #   scripts/fleet-scale.sh --kinds exclusive        a fleet of one node kind only
 #
 # First it records what each kind of node serves: the release agent on four fake nodes with a

@@ -4,7 +4,8 @@ the shipped recording rules and alerts loaded, and this prints what that costs. 
 asserts nothing. `scripts/fleet-scale.sh` records the node templates and runs this.
 
     fleet_scale.py --templates DIR [--nodes 100,500,1000] [--kinds exclusive,shared,mig,amd]
-                   [--rules FILE ...] [--warmup 240] [--measure 120] [--deployment-pods 50]
+                   [--rules FILE ...] [--compare-rules FILE] [--warmup 240] [--measure 120]
+                   [--deployment-pods 50]
 
 Each simulated node serves one recorded agent `/metrics` (DIR/<kind>.prom, written by
 tests/series_budget.rs from the agent itself), rewritten with its own pods and GPU UUIDs; kinds
@@ -194,6 +195,11 @@ class Targets(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
+    def handle_error(self, request, client_address):
+        # Prometheus closing its scrape connections (at shutdown, or a scrape timeout) is normal.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 def serve(bodies, port):
     """Serves bodies[path][k], k taking turns per request, until the process ends."""
@@ -370,6 +376,30 @@ def rule_time_ms(port, query, repeat):
     return best
 
 
+def compare_rules(path, default_interval):
+    """(group, rule name, expression, interval s) of every rule in a rule file."""
+    try:
+        import yaml
+    except ImportError:
+        sys.exit('--compare-rules needs PyYAML (Debian: python3-yaml)')
+    out = []
+    for g in yaml.safe_load(open(path))['groups']:
+        iv = parse_duration(g.get('interval')) or default_interval
+        for r in g['rules']:
+            out.append((g['name'], r.get('record') or r.get('alert'), r['expr'], iv))
+    return out
+
+
+def parse_duration(text):
+    if not text:
+        return None
+    units = {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600, 'd': 86400}
+    total = 0.0
+    for number, unit in re.findall(r'(\d+)(ms|s|m|h|d)', str(text)):
+        total += int(number) * units[unit]
+    return total
+
+
 def timed_series(port, match, window_s, repeat):
     """The adapter's discovery: /api/v1/series over its relist window (10 min by default)."""
     now = time.time()
@@ -478,20 +508,43 @@ def run(a, templates, n, rules):
         print(f'   costliest rules (median ms per evaluation, /api/v1/rules evaluationTime):')
         for ms, (g, name, q) in top:
             print(f'     {ms:8.2f}  {g.split(".", 1)[-1]:<14} every {intervals[g]:3.0f} s  {name[:48]:<48} {q[:50]}')
-        # Every rule on its own: its expression as an instant query, one at a time.
+        # Every rule on its own: its expression as an instant query, one at a time. With
+        # --compare-rules, that file's rules too, each run taking turns with the loaded ones, so
+        # that both sets are timed under the same load on the same data.
+        loaded = [(g['name'], r.get('name', ''), r['query'], g['interval'])
+                  for g in get_json(prom_port, '/api/v1/rules')['data']['groups'] for r in g['rules']]
+        other = compare_rules(a.compare_rules, a.interval) if a.compare_rules else []
+        best = {}
+        for _ in range(a.rule_repeat):
+            for i in range(max(len(loaded), len(other))):
+                for which, rules_list in (('loaded', loaded), ('other', other)):
+                    if i < len(rules_list):
+                        ms = rule_time_ms(prom_port, rules_list[i][2], 1)
+                        key = (which, i)
+                        best[key] = ms if key not in best else min(best[key], ms)
         one_by_one, group_cost = [], {}
-        for g in get_json(prom_port, '/api/v1/rules')['data']['groups']:
-            for r in g['rules']:
-                ms = rule_time_ms(prom_port, r['query'], a.rule_repeat)
-                one_by_one.append((ms, g['name'], r.get('name', ''), g['interval']))
-                group_cost[g['name']] = group_cost.get(g['name'], 0.0) + ms
+        for i, (g, name, _, iv) in enumerate(loaded):
+            ms = best[('loaded', i)]
+            one_by_one.append((ms, g, name, iv))
+            group_cost[g] = group_cost.get(g, 0.0) + ms
         alone = sum(ms / iv for ms, _, _, iv in one_by_one)
+        other_alone = sum(best[('other', i)] / iv for i, (_, _, _, iv) in enumerate(other))
         print(f'   every rule timed on its own (least of {a.rule_repeat} runs, server-side): '
               f'{sum(ms for ms, *_ in one_by_one):.1f} ms for one round of every rule; '
               f'{alone:.2f} ms/s at the groups\' intervals, {alone / head * 1e6:.1f} µs/s per 1,000 head series')
         for g in sorted(group_cost):
             print(f'     {g:<42} {group_cost[g]:8.1f} ms every {intervals[g]:3.0f} s: '
                   f'{group_cost[g] / intervals[g]:6.2f} ms/s')
+        if other:
+            print(f'   {os.path.basename(a.compare_rules)} timed the same way, taking turns with these: '
+                  f'{sum(best[("other", i)] for i in range(len(other))):.1f} ms for one round; '
+                  f'{other_alone:.2f} ms/s at its groups\' intervals (ratio {other_alone / alone:.2f})')
+            by_group = {}
+            for i, (g, _, _, iv) in enumerate(other):
+                by_group.setdefault((g, iv), 0.0)
+                by_group[(g, iv)] += best[('other', i)]
+            for (g, iv), ms in sorted(by_group.items()):
+                print(f'     {g:<42} {ms:8.1f} ms every {iv:3.0f} s: {ms / iv:6.2f} ms/s')
         print('   costliest rules on their own (ms per evaluation):')
         for ms, g, name, iv in sorted(one_by_one, reverse=True)[:a.top]:
             print(f'     {ms:8.2f}  {g.split(".", 1)[-1]:<14} every {iv:3.0f} s  {name}')
@@ -517,7 +570,7 @@ def run(a, templates, n, rules):
             print(f'     KEDA {q[:40]:<37} {med:7.1f} / {mx:7.1f}   {k}')
         print(f'   load after: {loadavg()}', flush=True)
         return dict(nodes=n, rules=rules, head=head, ingest=ingest, rss=rss, cpu=cpu, groups=group_rows, cost=cost,
-                    alone=alone, round_ms=sum(ms for ms, *_ in one_by_one),
+                    alone=alone, round_ms=sum(ms for ms, *_ in one_by_one), other_alone=other_alone,
                     queries=queries, load=loadavg(), missed=sum(missed.values()), up=up_n,
                     scrape_ms=statistics.median(scrape_ms) if scrape_ms else 0)
     finally:
@@ -545,6 +598,8 @@ def main():
     p.add_argument('--repeat', type=int, default=20, help='times each query is run')
     p.add_argument('--top', type=int, default=8, help='rules listed by cost')
     p.add_argument('--rule-repeat', type=int, default=5, help='runs of each rule timed on its own')
+    p.add_argument('--compare-rules', help='another rule file whose rules are timed on their own beside the '
+                   'loaded ones (taking turns, same data and load): the before/after ratio of a change')
     p.add_argument('--prometheus', default=shutil.which('prometheus') or '/usr/bin/prometheus')
     a = p.parse_args()
     a.kinds = a.kinds.split(',')
@@ -571,13 +626,15 @@ def main():
           'queries: median ms')
     print('\n| rules | nodes | head series | samples/s | RSS MiB | CPU % | ' + ' | '.join(short)
           + ' | cost in place ms/s | alone: one round ms | alone ms/s | alone µs/s per 1k series | '
+          + 'compared file alone ms/s | '
           + ' | '.join(qnames) + ' | load |')
-    print('|' + '---|' * (11 + len(names) + len(qnames)))
+    print('|' + '---|' * (12 + len(names) + len(qnames)))
     for r in results:
         rel = os.path.relpath(r['rules'], REPO) if r['rules'].startswith(REPO) else os.path.basename(r['rules'])
         print(f'| {rel} | {r["nodes"]} | {r["head"]:,.0f} | {r["ingest"]:,.0f} | {r["rss"]:,.0f} | {r["cpu"]:.0f} | '
               + ' | '.join(f'{r["groups"][g]:.1f}' if g in r['groups'] else '' for g in names)
               + f' | {r["cost"]:.2f} | {r["round_ms"]:.0f} | {r["alone"]:.2f} | {r["alone"] / r["head"] * 1e6:.1f} | '
+              + (f'{r["other_alone"]:.2f} | ' if r['other_alone'] else ' | ')
               + ' | '.join(f'{r["queries"].get(q, 0):.1f}' for q in qnames) + f' | {r["load"]} |')
 
 
