@@ -21,4 +21,5 @@ pub mod pod;
 pub mod sample;
 pub mod selfstats;
 pub mod snapshot;
+pub mod timing;
 pub mod web;

@@ -13,7 +13,7 @@ const MAX_LINES: usize = 600;
 const TOO_LONG_FOR_NOW: &[(&str, &str)] = &[];
 
 /// The floor every stage may import, which imports no stage.
-const SHARED: &[&str] = &["sample", "pod", "pci", "backoff", "paths"];
+const SHARED: &[&str] = &["sample", "pod", "pci", "backoff", "paths", "timing"];
 
 struct Source {
     /// `src/collect/amd/mod.rs`, relative to the crate.

@@ -1,9 +1,10 @@
 //! Pod attribution: which pod and container a GPU process and a kubelet allocation belong to,
 //! and the per-pod series that follow from the rules of docs/attribution.md.
 //!
-//! Runs once per collector report, from scratch: nothing is carried from one sample to the
-//! next, so a container whose processes and allocations are gone has no series in the next
-//! snapshot, and a reused pid is read afresh.
+//! A pass ([`attribute`]) runs from scratch whenever the stage (`stage`) finds one due, once
+//! per round of collector reports: nothing is carried from one pass to the next, so a
+//! container whose processes and allocations are gone has no series in the next snapshot,
+//! and a reused pid is read afresh.
 
 pub mod cgroup;
 pub mod deviceid;
@@ -11,6 +12,7 @@ pub mod dra;
 mod mps;
 pub mod names;
 pub mod podresources;
+pub mod stage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;

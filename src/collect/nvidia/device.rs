@@ -25,6 +25,7 @@ use crate::sample::{
     CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, ErrorLabel,
     GpuProcess, MigIdentity, Profiling, ProfilingSource, ProfilingValues, Vendor,
 };
+use crate::timing::Timing;
 
 /// Device `index`'s fast-tier worker: a thread with the device's state, which answers each
 /// request with one sample (the device, then its MIG instances, devices of their own). A fresh
@@ -34,10 +35,10 @@ pub(super) fn fast_worker(
     nvml: &'static Nvml,
     index: u32,
     driver_version: String,
-    intervals: tiers::Intervals,
+    timing: Timing,
 ) -> CycleWorker<(), Vec<DeviceSample>> {
     CycleWorker::new(format!("nvml-gpu{index}"), move || {
-        let mut dev = DeviceState::new(index, driver_version.clone(), intervals);
+        let mut dev = DeviceState::new(index, driver_version.clone(), timing);
         move |()| {
             let (value, errors) = dev.sample(nvml);
             Reply { value, errors }
@@ -105,10 +106,10 @@ struct MigName {
 }
 
 impl DeviceState {
-    fn new(index: u32, driver_version: String, intervals: tiers::Intervals) -> Self {
+    fn new(index: u32, driver_version: String, timing: Timing) -> Self {
         DeviceState {
             index,
-            interval: intervals.fast,
+            interval: timing.interval(),
             identity_read: false,
             mig_supported: true,
             identity: DeviceIdentity {
@@ -126,7 +127,7 @@ impl DeviceState {
             },
             mig_gpm: HashMap::new(),
             mig_names: HashMap::new(),
-            mig_names_refresh: tiers::HealthSchedule::new(intervals.fast, intervals.health),
+            mig_names_refresh: tiers::HealthSchedule::new(timing),
         }
     }
 
