@@ -184,7 +184,6 @@ pub fn spawn_publisher(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::sample::{ErrorLabel, VendorReport};

@@ -163,4 +163,25 @@ mod tests {
             "a slot past the count wraps"
         );
     }
+
+    /// docs/design.md's table ("What the interval sets") names every span.
+    #[test]
+    fn the_design_doc_names_every_span() {
+        let doc = include_str!("../docs/design.md");
+        let table = &doc[doc.find("## What the interval sets").unwrap()..];
+        let table = &table[..table[3..].find("\n## ").unwrap()];
+        let spans: Vec<&str> = include_str!("timing.rs")
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("pub fn "))
+            .filter_map(|l| l.split('(').next())
+            .filter(|name| *name != "new")
+            .collect();
+        assert!(spans.len() >= 10, "{spans:?}");
+        for span in spans {
+            assert!(
+                table.contains(&format!("| `{span}")),
+                "docs/design.md's table lacks Timing::{span}"
+            );
+        }
+    }
 }

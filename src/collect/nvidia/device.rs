@@ -131,7 +131,7 @@ impl DeviceState {
         }
     }
 
-    /// Forgets the handle and per-call state, to start afresh after a failure.
+    /// A sample that reports this device down for `why`: its identity, no values.
     fn down_sample(&self, why: DeviceDown) -> DeviceSample {
         DeviceSample {
             vendor: Some(Vendor::Nvidia),

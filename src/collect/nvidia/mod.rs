@@ -447,8 +447,8 @@ fn timed_out(mut samples: Vec<DeviceSample>) -> Vec<DeviceSample> {
 }
 
 /// Puts the last health read into a device's sample (the worker's own clock event reasons
-/// kept). A device that failed reports no values at all, as before the tiers; one that did not
-/// answer in time keeps its last values, health included.
+/// kept). A device that failed reports no values at all; one that did not answer in time keeps
+/// its last values, health included.
 fn merge_health(sample: &mut DeviceSample, last: Option<&DeviceHealth>) {
     if matches!(sample.down, Some(DeviceDown::Failed(_))) {
         return;
