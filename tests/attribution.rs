@@ -1,5 +1,5 @@
-//! Pod attribution end to end: the real binary, the mock NVML, and fake node trees (CONTRACT §5)
-//! whose pids match the scenario. One pod per cgroup layout real nodes produce.
+//! Pod attribution end to end: the real binary, the mock NVML, and fake node trees (docs/design.md,
+//! "A fake node") whose pids match the scenario. One pod per cgroup layout real nodes produce.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

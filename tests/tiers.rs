@@ -1,4 +1,4 @@
-//! The two sampling tiers end to end (issue 13): health series are read every
+//! The two sampling tiers end to end: health series are read every
 //! `--collect.health-interval` and keep their last value in between, while the decision series
 //! follow every `--collect.interval`; a slow health read never times the device out.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

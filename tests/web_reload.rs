@@ -1,4 +1,4 @@
-//! The web config reloaded under a running agent (issue 15): a changed password, TLS turned on,
+//! The web config reloaded under a running agent: a changed password, TLS turned on,
 //! a rotated certificate (as cert-manager rotates it), a broken edit that keeps the last good
 //! config, and SIGHUP, which reloads instead of killing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -193,7 +193,8 @@ impl AgentBuilder {
         self.interval = i.into();
         self
     }
-    /// A fake node tree (CONTRACT §5) to use as `--path.rootfs`; by default an empty one.
+    /// A fake node tree (docs/design.md, "A fake node") to use as `--path.rootfs`; by default an
+    /// empty one.
     pub fn rootfs(mut self, p: impl Into<PathBuf>) -> Self {
         self.rootfs = Some(p.into());
         self

@@ -217,10 +217,10 @@ impl DeviceState {
             throttled: health::throttled(&mut calls, dev),
             ..DeviceHealth::default()
         };
-        // MPS clients (rule 7): asked where two or more processes run. Under MPS the compute
-        // list holds the server and every client (FIELD-NOTES "MPS"), so a device with one
-        // process has no MPS client to find (the list is two calls, count then entries). In
-        // MIG mode the parent's processes are its instances', attributed there.
+        // MPS clients (rule 7): asked where two or more processes run. Under MPS the compute list
+        // holds the server and every client (docs/measurements.md, "MPS"), so a device with one
+        // process has no MPS client to find (the list is two calls, count then entries). In MIG
+        // mode the parent's processes are its instances', attributed there.
         let mps_clients = if !in_mig_mode && pids.as_ref().is_some_and(|p| p.len() >= 2) {
             calls.take("mps", || self.mps.poll(nvml, dev)).flatten()
         } else {
@@ -588,9 +588,9 @@ mod tests {
         }
     }
 
-    /// What NVML answered on an H200 under MPS (FIELD-NOTES, "MPS"): the server (66 MiB) and
-    /// both clients in the compute list, the clients in the MPS list, every utilization
-    /// sample on the server's pid.
+    /// What NVML answered on an H200 under MPS (docs/measurements.md, "MPS"): the server (66 MiB)
+    /// and both clients in the compute list, the clients in the MPS list, every utilization sample
+    /// on the server's pid.
     #[test]
     fn mps_clients_are_marked_and_keep_their_memory() {
         let server = 66 << 20;

@@ -46,12 +46,12 @@ pub(super) const HEALTH_FAMILIES: &[&str] = &[
 /// interval remains before the health interval has passed (a cycle that starts a millisecond
 /// early does not push the read a whole interval later).
 ///
-/// The devices of a node are staggered ([`HealthSchedule::staggered`]): every device reads on
-/// the first cycle (the first sample waits for it), then device `slot` of `slots` reads
-/// `slot / slots` of a health interval later than the first, so that the health reads (6 ms of
-/// CPU per H200, docs/measurements.md) spread over the cycles of a health interval rather than all
-/// landing on one cycle, where eight of them kept two cores busy for ~25 ms and scrapes of
-/// that cycle waited (docs/benchmarks.md).
+/// The devices of a node are staggered ([`HealthSchedule::staggered`]): every device reads on the
+/// first cycle (the first sample waits for it), then device `slot` of `slots` reads `slot / slots`
+/// of a health interval later than the first, so that the health reads (6 ms of CPU per H200,
+/// docs/measurements.md) spread over the cycles of a health interval rather than all landing on one
+/// cycle, where eight of them kept two cores busy for ~25 ms and scrapes of that cycle waited
+/// (docs/benchmarks.md).
 #[derive(Debug, Clone)]
 pub(super) struct HealthSchedule {
     timing: Timing,
@@ -126,14 +126,14 @@ pub(super) fn wants_process_utilization(
 /// How many cycles in a row share one read of per-process utilization on a device whose
 /// processes stay the same: every other cycle reads, the cycle between holds the last answer.
 ///
-/// The read costs 2.9 ms of CPU on an H200 even when it answers `NOT_FOUND` (docs/measurements.md), the
-/// largest cost of a shared GPU's cycle. Nothing is lost by reading less often: the driver
+/// The read costs 2.9 ms of CPU on an H200 even when it answers `NOT_FOUND` (docs/measurements.md),
+/// the largest cost of a shared GPU's cycle. Nothing is lost by reading less often: the driver
 /// keeps a buffer of samples and answers with the mean of each process's samples since
 /// `lastSeenTimeStamp` (nvml.h: "Set it to 0 to read utilization based on all the samples
-/// maintained by the driver's internal sample buffer"), so a read that continues from the
-/// last one covers both cycles' samples. A new or gone process reads at once (see
-/// [`ProcessUtilization::held`](super::procutil::ProcessUtilization::held)): a held answer
-/// never speaks for a process it was not read for.
+/// maintained by the driver's internal sample buffer"), so a read that continues from the last one
+/// covers both cycles' samples. A new or gone process reads at once (see
+/// [`ProcessUtilization::held`](super::procutil::ProcessUtilization::held)): a held answer never
+/// speaks for a process it was not read for.
 pub(super) const PROCESS_UTILIZATION_EVERY: u32 = 2;
 
 /// Whether a cycle may hold the last per-process utilization answer, `cycles_held` cycles
