@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fixture, prom, Agent};
+use common::{fixture, prom, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const EVERY_LAYOUT_PODS: usize = 12;
 
 fn every_layout() -> (String, std::path::PathBuf) {

@@ -7,9 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{prom, Agent};
+use common::{prom, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const G0: [(&str, &str); 1] = [("gpu", "0")];
 
 fn scenario(power_watts: u64, energy_joules: u64, extra: &str) -> String {

@@ -16,9 +16,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use common::{fixture, write_atomic, Agent};
-
-const WAIT: Duration = Duration::from_secs(15);
+use common::{fixture, write_atomic, Agent, WAIT};
 
 fn basic(user: &str, password: &str) -> String {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

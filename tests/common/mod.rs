@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for the agent to show what it expects: many cycles at the tests' 1 s
+/// interval, with room for a CI machine that is building beside the test.
+pub const WAIT: Duration = Duration::from_secs(20);
+
 /// `target/<profile>/`, where cargo puts the binary and the mock library.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
