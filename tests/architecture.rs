@@ -497,7 +497,7 @@ fn stage_imports(krate: &Crate, tops: &[&str]) -> Vec<(String, BTreeSet<String>)
         .collect()
 }
 
-fn offenders(krate: &Crate, tops: &[&str], forbidden: &str) -> Vec<String> {
+fn offenders_of(krate: &Crate, tops: &[&str], forbidden: &str) -> Vec<String> {
     stage_imports(krate, tops)
         .into_iter()
         .filter(|(_, named)| named.contains(forbidden))
@@ -507,7 +507,7 @@ fn offenders(krate: &Crate, tops: &[&str], forbidden: &str) -> Vec<String> {
 
 #[test]
 fn collect_and_encode_import_nothing_from_attribute() {
-    let offenders = offenders(&agent(), &["collect", "encode"], "attribute");
+    let offenders = offenders_of(&agent(), &["collect", "encode"], "attribute");
     assert!(
         offenders.is_empty(),
         "collect and encode must not import attribute (docs/design.md, rules); shared types \
@@ -519,7 +519,7 @@ fn collect_and_encode_import_nothing_from_attribute() {
 /// and encodes a scrape names nothing of the collectors.
 #[test]
 fn web_and_encode_import_nothing_from_collect() {
-    let offenders = offenders(&agent(), &["web", "encode"], "collect");
+    let offenders = offenders_of(&agent(), &["web", "encode"], "collect");
     assert!(
         offenders.is_empty(),
         "web and encode must not import collect (docs/design.md, rule 1): a scrape reads the \
@@ -542,15 +542,21 @@ fn the_shared_floor_imports_no_stage() {
     assert!(offenders.is_empty(), "{offenders:?}");
 }
 
+/// The agent's stages in the direction of flow (docs/design.md): none names a later one.
+const STAGES: &[&str] = &["collect", "attribute", "snapshot", "encode", "web"];
+
 #[test]
-fn collect_knows_no_later_stage() {
-    for later in ["attribute", "snapshot", "encode", "web"] {
-        let offenders = offenders(&agent(), &["collect"], later);
-        assert!(
-            offenders.is_empty(),
-            "collect imports {later}: {offenders:?}"
-        );
+fn no_stage_knows_a_later_one() {
+    let agent = agent();
+    let mut offenders = Vec::new();
+    for (i, stage) in STAGES.iter().enumerate() {
+        for later in &STAGES[i + 1..] {
+            for rel in offenders_of(&agent, &[stage], later) {
+                offenders.push(format!("{rel} ({stage}) imports {later}"));
+            }
+        }
     }
+    assert!(offenders.is_empty(), "{offenders:#?}");
 }
 
 /// Every crate of the workspace: no two modules of one parent name each other, directly or
