@@ -372,10 +372,12 @@ fn run(make: impl FnOnce(&Path) -> Node) -> (Node, Running) {
 }
 
 /// Scrapes until every pod has its allocation and its processes' memory, and the per-pod
-/// series have reached their number (the ratios need a second sample): the settled series set.
+/// series have reached their number (the ratios need a second sample), then until two scrapes
+/// a cycle apart show the same series (the device ratios' second sample): the settled set.
 fn settled(node: &Node, agent: &Agent) -> prom::Samples {
     let want = node.pods.len();
-    agent.scrape_until(WAIT, "every pod allocated, measured and profiled", |s| {
+    let start = std::time::Instant::now();
+    let mut last = agent.scrape_until(WAIT, "every pod allocated, measured and profiled", |s| {
         // Memory above 0: the pod's processes attributed to it, not only its allocation.
         let pods_with = |family: &str| -> usize {
             s.find(family, &[])
@@ -390,10 +392,31 @@ fn settled(node: &Node, agent: &Agent) -> prom::Samples {
             .iter()
             .filter(|x| x.name.starts_with("pod_"))
             .count();
+        // No series of a pod that is gone (the churn test's old pods).
+        let only_ours = s
+            .samples
+            .iter()
+            .filter_map(|x| x.labels.get("pod"))
+            .all(|p| node.pods.iter().any(|q| &q.name == p));
         pods_with("pod_gpu_allocated") == want
             && pods_with("pod_gpu_memory_used_bytes") == want
             && pod_series >= node.pod_families * want
-    })
+            && only_ours
+    });
+    loop {
+        std::thread::sleep(Duration::from_millis(1200));
+        let now = prom::parse(&agent.scrape());
+        let keys = |s: &prom::Samples| s.samples.iter().map(series_key).collect::<BTreeSet<_>>();
+        if keys(&now) == keys(&last) {
+            return now;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "{}: the series set never settled",
+            node.name
+        );
+        last = now;
+    }
 }
 
 fn series_key(s: &prom::Sample) -> String {
@@ -469,11 +492,13 @@ fn series_per_node_are_bounded_by_pods_and_devices() {
         std::thread::sleep(Duration::from_secs(2));
         let again = prom::parse(&running.agent.scrape());
         let keys = |s: &prom::Samples| s.samples.iter().map(series_key).collect::<BTreeSet<_>>();
-        assert_eq!(
-            keys(&first),
-            keys(&again),
-            "{}: the series set moved",
-            node.name
+        let (a, b) = (keys(&first), keys(&again));
+        assert!(
+            a == b,
+            "{}: the series set moved: gone {:?}, new {:?}",
+            node.name,
+            a.difference(&b).collect::<Vec<_>>(),
+            b.difference(&a).collect::<Vec<_>>()
         );
         let b = budget(&first);
         // Every pod here has one container on one device: the per-pod series are exactly the
