@@ -248,11 +248,40 @@ pub fn settings(
     saturation: &BTreeMap<String, f64>,
 ) -> Result<(Vec<Setting>, Vec<String>), String> {
     let sc = &loaded.scenario;
+    // The metric names each combination's HPA will have: the candidate's, or the scenario's.
+    let cand = sweeps.iter().position(|s| s.param == "candidate");
+    let names_of = |c: &[(usize, usize)]| -> Vec<String> {
+        let metrics = match cand.and_then(|ci| c.iter().find(|(si, _)| *si == ci)) {
+            Some((ci, vi)) => sc
+                .candidates
+                .get(&sweeps[*ci].values[*vi].to_string())
+                .map(|k| k.metrics.clone())
+                .unwrap_or_default(),
+            None => sc.hpa.metrics.clone(),
+        };
+        metrics.iter().map(|m| m.name().to_string()).collect()
+    };
     let mut combos: Vec<Vec<(usize, usize)>> = vec![vec![]];
-    for (si, s) in sweeps.iter().enumerate() {
+    // The candidate first, so that each combination knows its metrics: a target or share of a
+    // metric it does not have changes nothing, so it takes one value there, not every one
+    // (the combinations would only be duplicates, removed below).
+    let order: Vec<usize> = cand
+        .into_iter()
+        .chain((0..sweeps.len()).filter(|si| Some(*si) != cand))
+        .collect();
+    for si in order {
+        let s = &sweeps[si];
+        let metric = s
+            .param
+            .strip_prefix("target.")
+            .or_else(|| s.param.strip_prefix("share."));
         let mut next = Vec::new();
         for c in &combos {
-            for vi in 0..s.values.len() {
+            let n = match metric {
+                Some(m) if !names_of(c).iter().any(|x| x == m) => 1,
+                _ => s.values.len(),
+            };
+            for vi in 0..n {
                 let mut c2 = c.clone();
                 c2.push((si, vi));
                 next.push(c2);
