@@ -18,6 +18,20 @@
 #
 #   docker build --build-arg FEATURES=rocm-smi -t ghcr.io/gpu-pod-exporter/gpu-pod-exporter:0.1.0-rocm .
 #
+# For NVIDIA nodes whose GPUs predate Hopper (no GPM), an image that also carries DCGM's client
+# library, libdcgm.so.4, so that the agent can read DCGM's profiling fields from a host engine
+# (--dcgm.address; daemonset/components/nvidia-dcgm, docs/operations.md). The agent loads it at run
+# time: the same binary, with or without it. The library comes from NVIDIA's CUDA repository for
+# Debian 12 (package datacenter-gpu-manager-4-core, DCGM 4: it talks to a DCGM 4 host engine),
+# fetched at build time, for the builder's own platform only (an arm64 image: build on arm64):
+#
+#   docker build --build-arg DCGM=4 -t ghcr.io/gpu-pod-exporter/gpu-pod-exporter:0.1.0-dcgm .
+#
+# (The repository's URL and package name are NVIDIA's documented ones; no registry or repository
+# was reachable where this was written, so this variant's build is unchecked here.) It carries the
+# client library only: `--dcgm.address=embedded` needs DCGM's modules, i.e. DCGM installed on the
+# host and its library mounted from there.
+#
 # (ghcr.io/gpu-pod-exporter is a placeholder: push to your own registry and set the image in your
 # kustomization or the chart's values.) scripts/check-deploy.sh checks that the port, entry point
 # and runtime user here match the manifests, and that both base images are pinned by digest.
@@ -37,6 +51,7 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:latest@sha256:e5d81ddde149641e2a
 FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
 ARG TARGETARCH
 ARG FEATURES=""
+ARG DCGM=""
 # The Rust target and the C cross toolchain for TARGETARCH (none when it is the builder's own).
 RUN set -eu; \
     case "${TARGETARCH:-$(dpkg --print-architecture)}" in \
@@ -59,6 +74,18 @@ RUN set -eu; \
     if [ -n "$FEATURES" ]; then \
       apt-get install -y --no-install-recommends librocm-smi-dev libclang-dev; \
       cp -a /usr/lib/librocm_smi64.so.1* /out/lib/; \
+    fi; \
+    if [ -n "$DCGM" ]; then \
+      if [ "$DCGM" != 4 ]; then echo "DCGM=$DCGM: only DCGM 4 (libdcgm.so.4) is supported" >&2; exit 1; fi; \
+      case "$(dpkg --print-architecture)" in amd64) repo=x86_64 ;; arm64) repo=sbsa ;; esac; \
+      if [ "$deb" != "$(dpkg --print-architecture)" ]; then echo "DCGM=$DCGM is built for the builder's own platform only" >&2; exit 1; fi; \
+      curl -fsSLo /tmp/cuda-keyring.deb "https://developer.download.nvidia.com/compute/cuda/repos/debian12/$repo/cuda-keyring_1.1-1_all.deb"; \
+      dpkg -i /tmp/cuda-keyring.deb; \
+      apt-get update; \
+      (cd /tmp && apt-get download datacenter-gpu-manager-4-core); \
+      dpkg-deb -x /tmp/datacenter-gpu-manager-4-core_*.deb /tmp/dcgm; \
+      cp -a /tmp/dcgm/usr/lib/*-linux-gnu/libdcgm.so.4* /out/lib/; \
+      test -e /out/lib/libdcgm.so.4; \
     fi
 WORKDIR /src
 COPY . .
@@ -75,7 +102,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # daemonset/base/daemonset.yaml for the full reasoning).
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/gpu-pod-exporter /usr/local/bin/gpu-pod-exporter
-# Empty unless FEATURES=rocm-smi: librocm_smi64.so.1 (its libstdc++ is in distroless cc).
+# Empty unless FEATURES=rocm-smi (librocm_smi64.so.1; its libstdc++ is in distroless cc) or DCGM=4
+# (libdcgm.so.4, found by --dcgm.library's default in /usr/lib).
 COPY --from=build /out/lib/ /usr/lib/
 EXPOSE 9445
 ENTRYPOINT ["/usr/local/bin/gpu-pod-exporter"]

@@ -71,6 +71,7 @@ fn devices(per_process: bool) -> Vec<DeviceSample> {
                 .collect(),
             per_process_utilization: per_process,
             health: Default::default(),
+            profiling: None,
             down: None,
         })
         .collect()

@@ -5,6 +5,8 @@
                                       (benches/peer/), both on the same mock with the H200
                                       cost model and the same fake node, on the issue-13
                                       nodes; prints PASS/FAIL against its targets
+    bench.py compare --dcgm           the same nodes with GPUs without GPM, whose profiling the
+                                      agent reads from the mock DCGM (libdcgm_mock.so)
     bench.py core [--gpus 8 --processes 64 --interval-ms 200 --costs none]
                                       the agent alone: CPU per cycle, RSS, sequential
                                       /metrics latency (the agent-core figures)
@@ -17,8 +19,15 @@ import argparse, http.client, os, random, shutil, signal, socket, subprocess, sy
 
 # --- the fake node ----------------------------------------------------------------------
 
-def device_yaml(g, processes, costly_health=True):
-    """One H200 as the bench node has it: every family the real one answered (FIELD-NOTES)."""
+# Profiling from DCGM (`--dcgm`): the GPUs have no GPM, and DCGM's fields in its place.
+DCGM_PROFILING = ('    dcgm_profiling: {graphics_active: 0.9, sm_active: 0.6, sm_occupancy: 0.4, tensor_active: 0.3,'
+                  ' dram_active: 0.5, fp64_active: 0.0, fp32_active: 0.1, fp16_active: 0.05}')
+GPM = '    gpm: {sm_active: 0.6, sm_occupancy: 0.4, tensor_active: 0.3, dram_active: 0.5}'
+
+
+def device_yaml(g, processes, costly_health=True, dcgm=False):
+    """One H200 as the bench node has it: every family the real one answered (the mock's README, "Costs").
+    With `dcgm`, its profiling comes from DCGM instead of GPM (as on a GPU before Hopper)."""
     out = [
         f'  - uuid: GPU-00000000-0000-4000-8000-{g:012x}',
         '    name: NVIDIA H200',
@@ -31,7 +40,7 @@ def device_yaml(g, processes, costly_health=True):
         '    temperature_celsius: 61',
         '    sm_clock_mhz: 1980',
         '    process_utilization: supported',
-        '    gpm: {sm_active: 0.6, sm_occupancy: 0.4, tensor_active: 0.3, dram_active: 0.5}',
+        *(['    gpm: null', DCGM_PROFILING] if dcgm else [GPM]),
     ]
     if costly_health:
         out += [
@@ -79,12 +88,12 @@ LOST = 'sample buffer before this read'
 AGENT_ARGS = ['--no-collector.amd', '--log.level=warn']
 
 
-def scenario(gpus, layout, costs, health=True):
+def scenario(gpus, layout, costs, health=True, dcgm=False):
     out = [f'costs: {costs}', SAMPLE_BUFFER, 'driver_version: "580.159.04"', 'devices:']
     for g in range(gpus):
         procs = [(pid, 80 // max(1, len(pids) * sum(1 for x in layout if x[0] == g)))
                  for (gg, _, pids) in layout if gg == g for pid in pids]
-        out += device_yaml(g, procs, health)
+        out += device_yaml(g, procs, health, dcgm)
     return '\n'.join(out) + '\n'
 
 
@@ -129,6 +138,19 @@ def rss_kib(pid):
             if line.startswith('VmRSS:'):
                 return int(line.split()[1])
     return 0
+
+
+def mapping_rss_kib(pid, name):
+    """The resident KiB of the file mappings of `name` (a library: its code and data pages)."""
+    total, ours = 0, False
+    with open(f'/proc/{pid}/smaps') as f:
+        for line in f:
+            head = line.split()
+            if head and '-' in head[0] and len(head) >= 5 and ':' in head[3]:
+                ours = len(head) > 5 and os.path.basename(head[5]) == name
+            elif ours and line.startswith('Rss:'):
+                total += int(head[1])
+    return total
 
 
 def free_port():
@@ -233,7 +255,9 @@ NODES = [
 def compare(a):
     lib = os.path.join(a.target, 'libnvidia_ml_mock.so')
     binary = os.path.join(a.target, 'gpu-pod-exporter')
-    for f in (lib, binary, a.peer_python):
+    dcgm_lib = os.path.join(a.target, 'libdcgm_mock.so')
+    dcgm_args = [f'--dcgm.address=127.0.0.1:5555', f'--dcgm.library={dcgm_lib}'] if a.dcgm else []
+    for f in (lib, binary, a.peer_python) + ((dcgm_lib,) if a.dcgm else ()):
         if not os.path.exists(f):
             sys.exit(f'missing {f}: run scripts/bench.sh, which builds and installs what this needs')
     peer_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'benches', 'peer', 'peer_exporter.py')
@@ -245,13 +269,16 @@ def compare(a):
     print(f'(the target\'s load); "burst": {a.burst} scrapes, {a.clients} at a time back to back (curl), where')
     print(f'each latency includes waiting for the other {a.clients - 1}.')
     print('CPU is % of one core. RSS excludes real NVML\'s own ~18 MiB (FIELD-NOTES), which the mock does not have.')
+    if a.dcgm:
+        print('DCGM on: the GPUs have no GPM; the agent reads their profiling fields from the mock DCGM'
+              ' (one bulk read per cycle, `costs` as the mock\'s table assumes them).')
     for name, gpus, pods_per_gpu, procs_per_pod, cpu_target, rss_target, ratio_target in NODES:
         d = tempfile.mkdtemp(prefix='gpe-bench-')
         try:
             layout = node_layout(gpus, pods_per_gpu, procs_per_pod)
             sc = os.path.join(d, 'scenario.yaml')
             with open(sc, 'w') as f:
-                f.write(scenario(gpus, layout, a.costs))
+                f.write(scenario(gpus, layout, a.costs, dcgm=a.dcgm))
             root = os.path.join(d, 'node')
             build_node(root, layout)
             time.sleep(2.1)  # past the mock's re-read window for a fresh file (README, "reload")
@@ -263,6 +290,7 @@ def compare(a):
             agent = subprocess.Popen([
                 binary, f'--web.listen-address=127.0.0.1:{aport}', f'--nvml.library={lib}',
                 f'--path.rootfs={root}', f'--collect.interval={a.interval_s:g}s', *AGENT_ARGS,
+                *dcgm_args,
             ], env=env, stderr=logs['agent'])
             try:
                 agent_ready = wait_until(agent, aport, '/readyz', lambda s, b: s == 200, 'the agent', t0)
@@ -288,8 +316,13 @@ def compare(a):
                             ('peer', peer, pport, lambda l: l.startswith('peer_'), agent)):
                         cpu = (c1[p.pid] - c0[p.pid]) / 1e9 / window * 100
                         rss = rss_kib(p.pid) / 1024
+                        # The mock DCGM's own pages stand for the real library's, which the bench
+                        # cannot model (as real NVML's own ~18 MiB): shown apart.
+                        dcgm_rss = mapping_rss_kib(p.pid, 'libdcgm_mock.so') / 1024
                         _, body = get(port, '/metrics')
                         total, own_n = series(body, own)
+                        by_dcgm = sum(1 for l in body.splitlines()
+                                      if l.startswith('gpu_profiling_info{') and 'source="dcgm"' in l)
                         # Latency is each exporter's alone, as on a node that runs one of them:
                         # the other is stopped meanwhile (its sampling bursts would otherwise
                         # land in the window by chance on this 2-core machine).
@@ -300,7 +333,8 @@ def compare(a):
                         finally:
                             os.kill(other.pid, signal.SIGCONT)
                         res[who] = dict(cpu=cpu, rss=rss, total=total, own=own_n, lat=lat,
-                                        burst=bur, per_cycle=cpu / 100 * a.interval_s * 1000)
+                                        burst=bur, per_cycle=cpu / 100 * a.interval_s * 1000,
+                                        dcgm=by_dcgm, dcgm_rss=dcgm_rss)
                 finally:
                     peer.terminate(); peer.wait()
             finally:
@@ -333,6 +367,14 @@ def compare(a):
         row('start to ready (ms)', agent_ready * 1000, peer_ready * 1000, '{:.0f}', ratio=False)
         row('reads that lost buffered samples', ag['lost'], pe['lost'], '{:d}', ratio=False)
         short = name.split(':')[0]
+        if a.dcgm:
+            row('GPUs profiled through DCGM', ag['dcgm'], 0, '{:d}', ratio=False)
+            row('RSS of libdcgm_mock.so\'s pages (MiB)', ag['dcgm_rss'], 0.0, '{:.1f}', ratio=False)
+            checks.append((f'{short}: every GPU profiled through DCGM ({ag["dcgm"]} of {gpus})', ag['dcgm'] == gpus))
+            if rss_target:
+                own = ag['rss'] - ag['dcgm_rss']
+                checks.append((f'{short}: agent RSS without the DCGM library\'s own pages {own:.1f} MiB < {rss_target:g} MiB',
+                               own < rss_target))
         checks.append((f'{short}: agent CPU {ag["cpu"]:.3f} % <= {cpu_target} % of a core', ag['cpu'] <= cpu_target))
         if rss_target:
             checks.append((f'{short}: agent RSS {ag["rss"]:.1f} MiB < {rss_target:g} MiB', ag['rss'] < rss_target))
@@ -429,6 +471,8 @@ def main():
     c.add_argument('--scrape-seconds', type=float, default=6)
     c.add_argument('--burst', type=int, default=500, help='scrapes in the burst test')
     c.add_argument('--peer-python', default=os.path.join('target', 'bench-tools', 'venv', 'bin', 'python'))
+    c.add_argument('--dcgm', action='store_true',
+                   help='GPUs without GPM, profiled through the mock DCGM (--dcgm.address)')
     k = sub.add_parser('core', help='the agent alone')
     k.add_argument('--gpus', type=int, default=8)
     k.add_argument('--processes', type=int, default=64)

@@ -8,6 +8,8 @@
 #                                    5 s; prints both side by side, the ratios, and PASS/FAIL
 #                                    against the targets of issue 13 (about 4 minutes)
 #   scripts/bench.sh compare --seconds 120
+#   scripts/bench.sh compare --dcgm  the same with GPUs without GPM, their profiling from the mock
+#                                    DCGM (the agent with --dcgm.address)
 #   scripts/bench.sh core            the agent alone, free mock: 8 GPUs x 64 processes at 200 ms
 #   scripts/bench.sh core --gpus 16 --processes 128 --costs h200
 #

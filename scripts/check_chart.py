@@ -39,7 +39,9 @@ CASES = {
         "vendors": {
             "nvidia": {"runtimeClassName": "nvidia",
                        "extraNodeSelectorTerms": [{"matchExpressions": [
-                           {"key": "example.com/gpu-vendor", "operator": "In", "values": ["nvidia"]}]}]},
+                           {"key": "example.com/gpu-vendor", "operator": "In", "values": ["nvidia"]}]}],
+                       "dcgm": {"address": "nvidia-dcgm.gpu-operator.svc:5555",
+                                "imageDigest": "sha256:" + "1" * 64}},
             "amd": {"enabled": True, "sysPtrace": True},
         },
         "image": {"repository": "registry.example.com/gpu-pod-exporter", "tag": "0.1.0",
@@ -53,7 +55,7 @@ CASES = {
         "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
         "dashboards": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "GPU"}},
         "extraArgs": ["--collect.interval=10s"],
-    }, {"nvidia", "amd"}, {"nvidia-runtime-class", "amd-sys-ptrace"}),
+    }, {"nvidia", "amd"}, {"nvidia-runtime-class", "amd-sys-ptrace", "nvidia-dcgm"}),
     "amd-podmonitor": ({
         "vendors": {"nvidia": {"enabled": False}, "amd": {"enabled": True}},
         "podMonitor": {"enabled": True},
@@ -65,6 +67,8 @@ CASES = {
 REFUSED = {
     "no-vendor": ({"vendors": {"nvidia": {"enabled": False}}}, "enable at least one"),
     "two-monitors": ({"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}, "not both"),
+    "dcgm-library-without-address": ({"vendors": {"nvidia": {"dcgm": {"library": "/opt/libdcgm.so.4"}}}},
+                                     "only with vendors.nvidia.dcgm.address"),
 }
 
 RELEASE = {"name": "gpe", "namespace": "gpu-pod-exporter"}

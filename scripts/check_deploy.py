@@ -467,6 +467,7 @@ RENDERS = {
     "mixed": ({"nvidia", "amd"}, set()),
     "prometheus-operator": (set(), set()),
     "example-custom-node-label": ({"nvidia", "amd"}, {"nvidia-runtime-class", "amd-sys-ptrace"}),
+    "example-gpu-operator-dcgm": ({"nvidia"}, {"nvidia-dcgm"}),
 }
 
 

@@ -141,8 +141,8 @@ def node_terms(spec):
 
 def check_daemonset(rep, where, ds, opt_ins, image_prefix):
     """The invariants of daemonset/README.md for one agent DaemonSet. `opt_ins` is the set of
-    opt-in components the render was made with ("nvidia-runtime-class", "amd-sys-ptrace"),
-    `image_prefix` what its image must start with."""
+    opt-in components the render was made with ("nvidia-runtime-class", "amd-sys-ptrace",
+    "nvidia-dcgm"), `image_prefix` what its image must start with."""
     name = ds["metadata"]["name"]
     where = f"{where} DaemonSet {name}"
     vendor = VENDOR_OF_COMPONENT.get(ds["metadata"].get("labels", {}).get("app.kubernetes.io/component"))
@@ -195,6 +195,16 @@ def check_daemonset(rep, where, ds, opt_ins, image_prefix):
         checks["NVIDIA_VISIBLE_DEVICES=all"] = env.get("NVIDIA_VISIBLE_DEVICES") == "all"
         checks["NVIDIA_DRIVER_CAPABILITIES=utility"] = env.get("NVIDIA_DRIVER_CAPABILITIES") == "utility"
         checks["--no-collector.amd"] = "--no-collector.amd" in args
+    # DCGM (components/nvidia-dcgm, the chart's vendors.nvidia.dcgm): only on the NVIDIA agent,
+    # one address, and the image variant that carries libdcgm.so.4 (tag ...-dcgm).
+    dcgm = [a for a in args if a.startswith("--dcgm.")]
+    if vendor == "nvidia" and "nvidia-dcgm" in opt_ins:
+        addresses = [a for a in dcgm if a.startswith("--dcgm.address=")]
+        checks["one --dcgm.address (DCGM is opt-in)"] = len(addresses) == 1 and addresses[0] != "--dcgm.address="
+        image = c.get("image", "").split("@")[0]
+        checks["the DCGM image variant (tag ending -dcgm)"] = image.rsplit(":", 1)[-1].endswith("-dcgm")
+    else:
+        checks["no --dcgm.* flag (DCGM is opt-in, NVIDIA only)"] = not dcgm
     # Mounts: exactly the expected host paths, each read-only at <rootfs>/<path>; the only other
     # volume allowed is the web config's Secret, read-only, named by --web.config.file.
     volumes = {v["name"]: v for v in spec.get("volumes", [])}

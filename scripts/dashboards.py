@@ -25,7 +25,7 @@ OUT = ROOT / "dashboards"
 
 KSM = "Needs kube-state-metrics (no data without it)."
 
-# When the per-pod GPM series exist (docs/metrics.md, "GPM per pod").
+# When the per-pod GPM series exist (docs/metrics.md, "Profiling per pod").
 GPM_PER_POD = ("The GPU's GPM figures, averaged over the pod's GPUs and the last minute; only for pods that "
                "hold their GPU (or MIG instance, on the instance's scale) alone. No data for pods on shared "
                "GPUs, GPUs before Hopper, or AMD.")

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
+use crate::collect::nvidia::dcgm::{self, DcgmConfig};
 use crate::paths::HostPaths;
 
 /// The shortest collection interval accepted: NVML's utilization window is 1/6 s to 1 s, and
@@ -101,6 +102,36 @@ pub struct Flags {
     )]
     pub nvml_library: Option<PathBuf>,
 
+    /// An nv-hostengine to read DCGM's profiling fields from, for the NVIDIA devices without
+    /// GPM: host:port, a unix socket path, or `embedded` (an engine inside the agent) [default:
+    /// off].
+    #[arg(
+        long = "dcgm.address",
+        env = "GPU_POD_EXPORTER_DCGM_ADDRESS",
+        value_name = "ADDRESS"
+    )]
+    pub dcgm_address: Option<String>,
+
+    /// The DCGM library to load [default: the system's libdcgm.so.4].
+    #[arg(
+        long = "dcgm.library",
+        env = "GPU_POD_EXPORTER_DCGM_LIBRARY",
+        value_name = "FILE"
+    )]
+    pub dcgm_library: Option<PathBuf>,
+
+    /// Which NVIDIA devices DCGM profiles: `without-gpm` (GPM serves the others), or `all`
+    /// (DCGM's values in place of GPM's wherever DCGM has them: to compare the two, or to match
+    /// dcgm-exporter's figures).
+    #[arg(
+        long = "dcgm.devices",
+        env = "GPU_POD_EXPORTER_DCGM_DEVICES",
+        default_value = "without-gpm",
+        value_name = "WHICH",
+        value_parser = dcgm::Devices::parse
+    )]
+    pub dcgm_devices: dcgm::Devices,
+
     /// How often devices and processes are sampled (e.g. 500ms, 5s, 1m).
     #[arg(long = "collect.interval", env = "GPU_POD_EXPORTER_COLLECT_INTERVAL", default_value = "5s", value_name = "DURATION", value_parser = parse_interval)]
     pub interval: Duration,
@@ -161,6 +192,8 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     pub paths: HostPaths,
     pub nvml_library: Option<PathBuf>,
+    /// DCGM as a profiling source for NVIDIA devices without GPM; `None`: off.
+    pub dcgm: Option<DcgmConfig>,
     pub interval: Duration,
     /// The health tier's interval: at least `interval`.
     pub health_interval: Duration,
@@ -244,6 +277,21 @@ impl Flags {
             Some(h) => h,
             None => DEFAULT_HEALTH_INTERVAL.max(self.interval),
         };
+        let dcgm = match &self.dcgm_address {
+            None => None,
+            Some(text) => Some(DcgmConfig {
+                address: dcgm::Address::parse(text).map_err(|reason| FlagError {
+                    flag: "dcgm.address",
+                    value: text.clone(),
+                    reason,
+                })?,
+                library: self
+                    .dcgm_library
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(dcgm::SYSTEM_LIBRARY)),
+                devices: self.dcgm_devices,
+            }),
+        };
         let paths = HostPaths::new(
             &self.rootfs,
             self.procfs.as_deref(),
@@ -270,6 +318,7 @@ impl Flags {
             web_config_file: self.web_config_file,
             paths,
             nvml_library: self.nvml_library,
+            dcgm,
             interval: self.interval,
             health_interval,
             nvidia: self.collector_nvidia && !self.no_collector_nvidia,
@@ -543,6 +592,34 @@ mod tests {
         assert!(!c.amd && !c.nvidia);
         let c = Flags::try_parse_from(["x"]).unwrap().resolve().unwrap();
         assert!(c.amd && c.nvidia);
+    }
+
+    #[test]
+    fn dcgm_is_off_unless_an_address_is_given() {
+        let c = resolve(&[]).unwrap();
+        assert_eq!(c.dcgm, None);
+        let c = resolve(&["--dcgm.address=nvidia-dcgm.gpu-operator.svc:5555"]).unwrap();
+        let d = c.dcgm.unwrap();
+        assert_eq!(
+            d.address,
+            dcgm::Address::HostEngine("nvidia-dcgm.gpu-operator.svc:5555".into())
+        );
+        assert_eq!(d.library, PathBuf::from("libdcgm.so.4"));
+        let c = resolve(&[
+            "--dcgm.address=embedded",
+            "--dcgm.library=/opt/dcgm/libdcgm.so.4",
+        ])
+        .unwrap();
+        let d = c.dcgm.unwrap();
+        assert_eq!(d.address, dcgm::Address::Embedded);
+        assert_eq!(d.library, PathBuf::from("/opt/dcgm/libdcgm.so.4"));
+        assert_eq!(d.devices, dcgm::Devices::WithoutGpm);
+        let e = resolve(&["--dcgm.address=host:"]).unwrap_err();
+        assert!(e.contains("--dcgm.address"), "{e}");
+        let c = resolve(&["--dcgm.address=embedded", "--dcgm.devices=all"]).unwrap();
+        assert_eq!(c.dcgm.unwrap().devices, dcgm::Devices::All);
+        let e = resolve(&["--dcgm.devices=most"]).unwrap_err();
+        assert!(e.contains("dcgm.devices"), "{e}");
     }
 
     /// Each bad value of a flag checked at resolve time, and a piece of the error it must give.

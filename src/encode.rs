@@ -8,8 +8,10 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::pod::{PodGpm, PodSample};
-use crate::sample::{DeviceHealth, DeviceMetrics, DeviceSample, THROTTLE_REASONS};
+use crate::pod::{PodProfiling, PodSample};
+use crate::sample::{
+    DeviceDown, DeviceHealth, DeviceMetrics, DeviceSample, ProfilingValues, THROTTLE_REASONS,
+};
 use crate::selfstats::HttpStats;
 use crate::snapshot::{Snapshot, SnapshotStore};
 
@@ -121,25 +123,52 @@ const DEVICE_GAUGES: &[(&str, &str, Getter)] = &[
         "Device memory the driver and firmware reserve, outside used memory, in bytes; free is total - used - reserved.",
         |m| m.memory_reserved_bytes,
     ),
+];
+
+type ProfilingGetter = fn(&ProfilingValues) -> Option<f64>;
+
+/// The profiling gauges (docs/metrics.md, "Profiling"): name, help, value. From GPM where the
+/// device has it, else from DCGM; `gpu_profiling_info{source}` says which.
+const PROFILING_GAUGES: &[(&str, &str, ProfilingGetter)] = &[
+    (
+        "gpu_graphics_active_ratio",
+        "Profiling (GPM or DCGM): share of time the graphics engine (graphics or compute pipe) was active (0..1).",
+        |v| v.graphics_active,
+    ),
     (
         "gpu_sm_active_ratio",
-        "GPM: share of time SMs had at least one warp assigned (0..1).",
-        |m| m.sm_active_ratio,
+        "Profiling (GPM or DCGM): share of time SMs had at least one warp assigned (0..1).",
+        |v| v.sm_active,
     ),
     (
         "gpu_sm_occupancy_ratio",
-        "GPM: resident warps over the theoretical maximum, averaged over SMs (0..1).",
-        |m| m.sm_occupancy_ratio,
+        "Profiling (GPM or DCGM): resident warps over the theoretical maximum, averaged over SMs (0..1).",
+        |v| v.sm_occupancy,
     ),
     (
         "gpu_tensor_active_ratio",
-        "GPM: share of time tensor cores were active (0..1).",
-        |m| m.tensor_active_ratio,
+        "Profiling (GPM or DCGM): share of time tensor cores were active (0..1).",
+        |v| v.tensor_active,
     ),
     (
         "gpu_dram_active_ratio",
-        "GPM: share of peak device memory bandwidth used (0..1).",
-        |m| m.dram_active_ratio,
+        "Profiling (GPM or DCGM): share of peak device memory bandwidth used (0..1).",
+        |v| v.dram_active,
+    ),
+    (
+        "gpu_fp64_active_ratio",
+        "Profiling (GPM or DCGM): share of time the FP64 pipe was active (0..1).",
+        |v| v.fp64_active,
+    ),
+    (
+        "gpu_fp32_active_ratio",
+        "Profiling (GPM or DCGM): share of time the FP32 pipe was active (0..1).",
+        |v| v.fp32_active,
+    ),
+    (
+        "gpu_fp16_active_ratio",
+        "Profiling (GPM or DCGM): share of time the FP16 pipe was active, tensor cores excluded (0..1).",
+        |v| v.fp16_active,
     ),
 ];
 
@@ -241,11 +270,38 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
             help,
             snap.devices
                 .iter()
-                .filter(|d| !matches!(d.down, Some(crate::sample::DeviceDown::Failed(_))))
+                .filter(|d| !matches!(d.down, Some(DeviceDown::Failed(_))))
                 .filter_map(|d| get(&d.metrics).map(|v| (device_labels(d), v))),
         )?;
     }
+    encode_profiling(snap, enc)?;
     encode_health(snap, enc)
+}
+
+/// `gpu_profiling_info{source}` and the profiling gauges, for each device (or MIG instance)
+/// that answered with profiling values; a failed device reports none, a late one its last.
+fn encode_profiling(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let profiled = || {
+        snap.devices
+            .iter()
+            .filter(|d| !matches!(d.down, Some(DeviceDown::Failed(_))))
+            .filter_map(|d| Some((d, d.profiling.filter(|p| p.values.any())?)))
+    };
+    gauge_family(
+        enc,
+        "gpu_profiling_info",
+        "1 for each GPU (or MIG instance) with profiling series; source is gpm (NVML GPM) or dcgm (DCGM's profiling fields).",
+        profiled().map(|(d, p)| (labels_plus(d, "source", p.source.label().to_string()), 1.0)),
+    )?;
+    for (name, help, get) in PROFILING_GAUGES {
+        gauge_family(
+            enc,
+            name,
+            help,
+            profiled().filter_map(|(d, p)| get(&p.values).map(|v| (device_labels(d), v))),
+        )?;
+    }
+    Ok(())
 }
 
 type HealthGetter = fn(&DeviceHealth) -> Option<f64>;
@@ -315,7 +371,7 @@ fn encode_health(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt
     let live = || {
         snap.devices
             .iter()
-            .filter(|d| !matches!(d.down, Some(crate::sample::DeviceDown::Failed(_))))
+            .filter(|d| !matches!(d.down, Some(DeviceDown::Failed(_))))
     };
     for (name, help, get) in HEALTH_COUNTERS {
         counter_family(
@@ -388,29 +444,29 @@ fn pod_labels<'a>(snap: &'a Snapshot, p: &'a PodSample) -> Option<[(&'static str
     ])
 }
 
-type PodGpmGetter = fn(&PodGpm) -> Option<f64>;
+type PodProfilingGetter = fn(&PodProfiling) -> Option<f64>;
 
-/// The per-pod GPM gauges (docs/metrics.md, "GPM per pod"): name, help, value. Present only for a container that
-/// holds its device (or MIG instance) alone.
-const POD_GPM_GAUGES: &[(&str, &str, PodGpmGetter)] = &[
+/// The per-pod profiling gauges (docs/metrics.md, "Profiling per pod"): name, help, value.
+/// Present only for a container that holds its device (or MIG instance) alone.
+const POD_PROFILING_GAUGES: &[(&str, &str, PodProfilingGetter)] = &[
     (
         "pod_gpu_sm_active_ratio",
-        "GPM: the GPU's SM activity (0..1), for a container that holds the GPU or MIG instance alone.",
+        "Profiling (GPM or DCGM): the GPU's SM activity (0..1), for a container that holds the GPU or MIG instance alone.",
         |g| g.sm_active_ratio,
     ),
     (
         "pod_gpu_sm_occupancy_ratio",
-        "GPM: the GPU's SM occupancy (0..1), for a container that holds the GPU or MIG instance alone.",
+        "Profiling (GPM or DCGM): the GPU's SM occupancy (0..1), for a container that holds the GPU or MIG instance alone.",
         |g| g.sm_occupancy_ratio,
     ),
     (
         "pod_gpu_tensor_active_ratio",
-        "GPM: the GPU's tensor core activity (0..1), for a container that holds the GPU or MIG instance alone.",
+        "Profiling (GPM or DCGM): the GPU's tensor core activity (0..1), for a container that holds the GPU or MIG instance alone.",
         |g| g.tensor_active_ratio,
     ),
     (
         "pod_gpu_dram_active_ratio",
-        "GPM: the GPU's share of peak memory bandwidth used (0..1), for a container that holds the GPU or MIG instance alone.",
+        "Profiling (GPM or DCGM): the GPU's share of peak memory bandwidth used (0..1), for a container that holds the GPU or MIG instance alone.",
         |g| g.dram_active_ratio,
     ),
 ];
@@ -441,14 +497,14 @@ fn encode_pods(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::
             .filter(|p| p.allocated)
             .filter_map(|p| Some((pod_labels(snap, p)?, 1.0))),
     )?;
-    for (name, help, get) in POD_GPM_GAUGES {
+    for (name, help, get) in POD_PROFILING_GAUGES {
         gauge_family(
             enc,
             name,
             help,
             snap.pods
                 .iter()
-                .filter_map(|p| Some((pod_labels(snap, p)?, get(&p.gpm)?))),
+                .filter_map(|p| Some((pod_labels(snap, p)?, get(&p.profiling)?))),
         )?;
     }
     Ok(())

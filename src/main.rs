@@ -91,6 +91,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             config.nvml_library.clone(),
             config.interval,
             config.health_interval,
+            config.dcgm.clone(),
         )));
     }
     if config.amd {

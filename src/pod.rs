@@ -1,7 +1,7 @@
 //! Per-pod values: what attribution makes of a snapshot's devices, which the snapshot holds and
 //! encode writes. Attribution (`attribute`) fills them; nothing here reads a file.
 
-use crate::sample::DeviceMetrics;
+use crate::sample::Profiling;
 
 /// Why a process or an allocation could not be attributed; the `reason` label of
 /// `gpu_pod_exporter_attribution_failures_total`.
@@ -65,30 +65,34 @@ pub struct PodSample {
     pub memory_used_bytes: Option<f64>,
     /// `pod_gpu_allocated`: the kubelet allocated this device to this container.
     pub allocated: bool,
-    /// `pod_gpu_sm_active_ratio` and the other GPM series: the device's values where the
-    /// container holds the device alone, else all `None`.
-    pub gpm: PodGpm,
+    /// `pod_gpu_sm_active_ratio` and the other profiling series: the device's values where
+    /// the container holds the device alone, else all `None`.
+    pub profiling: PodProfiling,
 }
 
-/// The device's (or MIG instance's) GPM values, handed to a container that holds it alone.
-/// Never split between containers: GPM has no per-process figures, so a shared device gives
-/// none (never a guess).
+/// The device's (or MIG instance's) profiling values (GPM or DCGM), handed to a container that
+/// holds it alone. Never split between containers: neither source has per-process figures, so
+/// a shared device gives none (never a guess).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PodGpm {
+pub struct PodProfiling {
     pub sm_active_ratio: Option<f64>,
     pub sm_occupancy_ratio: Option<f64>,
     pub tensor_active_ratio: Option<f64>,
     pub dram_active_ratio: Option<f64>,
 }
 
-impl PodGpm {
-    /// The device's own GPM values; `None` where it has none (no GPM, AMD, first sample).
-    pub(crate) fn of(m: &DeviceMetrics) -> PodGpm {
-        PodGpm {
-            sm_active_ratio: m.sm_active_ratio,
-            sm_occupancy_ratio: m.sm_occupancy_ratio,
-            tensor_active_ratio: m.tensor_active_ratio,
-            dram_active_ratio: m.dram_active_ratio,
+impl PodProfiling {
+    /// The device's own profiling values; `None` where it has none (no source, AMD, no sample
+    /// yet).
+    pub(crate) fn of(p: Option<&Profiling>) -> PodProfiling {
+        let Some(p) = p else {
+            return PodProfiling::default();
+        };
+        PodProfiling {
+            sm_active_ratio: p.values.sm_active,
+            sm_occupancy_ratio: p.values.sm_occupancy,
+            tensor_active_ratio: p.values.tensor_active,
+            dram_active_ratio: p.values.dram_active,
         }
     }
 }

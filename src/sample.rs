@@ -119,10 +119,70 @@ pub struct DeviceMetrics {
     /// Framebuffer the driver and firmware reserve, outside `memory_used_bytes`: the free
     /// memory is total - used - reserved.
     pub memory_reserved_bytes: Option<f64>,
-    pub sm_active_ratio: Option<f64>,
-    pub sm_occupancy_ratio: Option<f64>,
-    pub tensor_active_ratio: Option<f64>,
-    pub dram_active_ratio: Option<f64>,
+}
+
+/// Where a device's profiling series come from; the `source` label of `gpu_profiling_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProfilingSource {
+    /// NVML's GPU Performance Monitoring (Hopper and later), read by the device's own worker.
+    Gpm,
+    /// DCGM's profiling fields, read from an nv-hostengine for devices without GPM.
+    Dcgm,
+}
+
+impl ProfilingSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            ProfilingSource::Gpm => "gpm",
+            ProfilingSource::Dcgm => "dcgm",
+        }
+    }
+}
+
+/// Profiling ratios of one device or MIG instance, 0..1; `None` where the source gave none
+/// (not supported, no sample yet, a blank value).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProfilingValues {
+    /// Graphics engine (graphics or compute pipe) active.
+    pub graphics_active: Option<f64>,
+    /// SMs with at least one warp assigned.
+    pub sm_active: Option<f64>,
+    /// Resident warps over the theoretical maximum.
+    pub sm_occupancy: Option<f64>,
+    /// Any tensor pipe active.
+    pub tensor_active: Option<f64>,
+    /// Device memory interface active (share of peak bandwidth).
+    pub dram_active: Option<f64>,
+    pub fp64_active: Option<f64>,
+    pub fp32_active: Option<f64>,
+    pub fp16_active: Option<f64>,
+}
+
+impl ProfilingValues {
+    /// Whether any value is present.
+    pub fn any(&self) -> bool {
+        [
+            self.graphics_active,
+            self.sm_active,
+            self.sm_occupancy,
+            self.tensor_active,
+            self.dram_active,
+            self.fp64_active,
+            self.fp32_active,
+            self.fp16_active,
+        ]
+        .iter()
+        .any(Option::is_some)
+    }
+}
+
+/// A device's profiling: which source serves it, and what it gave this sample. A device whose
+/// source is known but has no value yet (GPM's first sample) has `Some` with empty values; a
+/// device without any source has `None`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Profiling {
+    pub source: ProfilingSource,
+    pub values: ProfilingValues,
 }
 
 /// One process that holds a context on a device, as the driver reports it.
@@ -159,6 +219,8 @@ pub struct DeviceSample {
     /// `None` when the device answered; otherwise why not.
     pub down: Option<DeviceDown>,
     pub metrics: DeviceMetrics,
+    /// Profiling ratios and their source (GPM, else DCGM); `None` where neither serves it.
+    pub profiling: Option<Profiling>,
     pub health: DeviceHealth,
     pub processes: Vec<GpuProcess>,
     /// Whether `processes[].sm_utilization_ratio` is meaningful for this device.

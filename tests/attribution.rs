@@ -71,17 +71,6 @@ fn all_series(s: &prom::Samples) -> bool {
             .is_some()
 }
 
-/// The four per-pod GPM series of a pod, in the order sm, occupancy, tensor, DRAM.
-fn pod_gpm(s: &prom::Samples, pod: &str) -> [Option<f64>; 4] {
-    [
-        "pod_gpu_sm_active_ratio",
-        "pod_gpu_sm_occupancy_ratio",
-        "pod_gpu_tensor_active_ratio",
-        "pod_gpu_dram_active_ratio",
-    ]
-    .map(|m| s.value(m, &[("pod", pod)]))
-}
-
 #[test]
 fn every_cgroup_layout_is_attributed_by_the_rules() {
     let (scenario, root) = every_layout();
@@ -116,11 +105,11 @@ fn every_cgroup_layout_is_attributed_by_the_rules() {
     // GPM: the device's values for the pod that holds GPU 2 alone; none on GPU 1, which two
     // pods share, nor on the devices without GPM.
     assert_eq!(
-        pod_gpm(&s, "crio-cgroupfs-guaranteed"),
+        s.pod_profiling("crio-cgroupfs-guaranteed"),
         [Some(0.55), Some(0.35), Some(0.25), Some(0.45)]
     );
     for pod in ["v1-systemd-colon", "crio-systemd", "v2-cgroupfs", "kind"] {
-        assert_eq!(pod_gpm(&s, pod), [None; 4], "{pod}");
+        assert_eq!(s.pod_profiling(pod), [None; 4], "{pod}");
     }
     assert_eq!(
         s.value("gpu_tensor_active_ratio", &[("gpu", "1")]),
@@ -358,11 +347,11 @@ fn kubelet_allocations_join_by_name() {
     assert_eq!(ratio(&s, "crio-cgroupfs-guaranteed"), Some(0.7));
     let s = agent.scrape_until(WAIT, "GPM", |s| s.has("pod_gpu_tensor_active_ratio"));
     assert_eq!(
-        pod_gpm(&s, "crio-cgroupfs-guaranteed"),
+        s.pod_profiling("crio-cgroupfs-guaranteed"),
         [Some(0.55), Some(0.35), Some(0.25), Some(0.45)]
     );
     // Allocated with nothing running yet, on a device others use: no GPM.
-    assert_eq!(pod_gpm(&s, "vllm-pending"), [None; 4]);
+    assert_eq!(s.pod_profiling("vllm-pending"), [None; 4]);
     // Time-sliced without per-process data: allocated, memory, no ratio.
     assert_eq!(ratio(&s, "docker-systemd"), None);
     assert!(s

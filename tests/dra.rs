@@ -83,16 +83,6 @@ fn device_unknown(s: &prom::Samples) -> f64 {
     .unwrap_or(0.0)
 }
 
-fn pod_gpm(s: &prom::Samples, pod: &str) -> [Option<f64>; 4] {
-    [
-        "pod_gpu_sm_active_ratio",
-        "pod_gpu_sm_occupancy_ratio",
-        "pod_gpu_tensor_active_ratio",
-        "pod_gpu_dram_active_ratio",
-    ]
-    .map(|m| s.value(m, &[("pod", pod)]))
-}
-
 #[test]
 fn dra_and_device_plugin_pods_on_one_kubelet() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,7 +132,7 @@ fn dra_and_device_plugin_pods_on_one_kubelet() {
     // It holds the device alone: the device's utilization (no per-process data there) and GPM.
     assert_eq!(s.value("pod_gpu_utilization_ratio", &dra), Some(0.7));
     assert_eq!(
-        pod_gpm(&s, "crio-cgroupfs-guaranteed"),
+        s.pod_profiling("crio-cgroupfs-guaranteed"),
         [Some(0.55), Some(0.35), Some(0.25), Some(0.45)]
     );
     // The device-plugin pod and the pre-1.31 claims, on GPU 4, side by side.
@@ -185,8 +175,8 @@ fn dra_and_device_plugin_pods_on_one_kubelet() {
         s.value("pod_gpu_allocated", &[("pod", "reader"), ("gpu", "2")]),
         Some(1.0)
     );
-    assert_eq!(pod_gpm(&s, "crio-cgroupfs-guaranteed"), [None; 4]);
-    assert_eq!(pod_gpm(&s, "reader"), [None; 4]);
+    assert_eq!(s.pod_profiling("crio-cgroupfs-guaranteed"), [None; 4]);
+    assert_eq!(s.pod_profiling("reader"), [None; 4]);
     // Its memory is still its own.
     assert!(s.value("pod_gpu_memory_used_bytes", &dra).is_some());
     // The reader runs nothing: rule 4.

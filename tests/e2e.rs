@@ -192,10 +192,14 @@ fn check_scenario_values(yaml: &str, origin: &str) {
             );
         }
         let gpm_names = [
+            ("graphics_active", "gpu_graphics_active_ratio"),
             ("sm_active", "gpu_sm_active_ratio"),
             ("sm_occupancy", "gpu_sm_occupancy_ratio"),
             ("tensor_active", "gpu_tensor_active_ratio"),
             ("dram_active", "gpu_dram_active_ratio"),
+            ("fp64_active", "gpu_fp64_active_ratio"),
+            ("fp32_active", "gpu_fp32_active_ratio"),
+            ("fp16_active", "gpu_fp16_active_ratio"),
         ];
         for (field, name) in gpm_names {
             let want = d.gpm.as_ref().and_then(|g| g.get(field)).copied();

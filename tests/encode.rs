@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gpu_pod_exporter::encode::{Encoder, Format};
-use gpu_pod_exporter::pod::{ContainerKey, Failure, PodGpm, PodSample, Unattributed};
+use gpu_pod_exporter::pod::{ContainerKey, Failure, PodProfiling, PodSample, Unattributed};
 use gpu_pod_exporter::sample::{
     CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, ErrorLabel,
-    MigIdentity, RemappedRows, Vendor,
+    MigIdentity, Profiling, ProfilingSource, ProfilingValues, RemappedRows, Vendor,
 };
 use gpu_pod_exporter::selfstats::{HttpStats, Rejection, SelfStats};
 use gpu_pod_exporter::snapshot::{CollectorSummary, Snapshot, SnapshotStore};
@@ -30,6 +30,8 @@ fn identity(gpu: &str, uuid: &str, model: &str, pci: &str) -> DeviceIdentity {
     }
 }
 
+// Every field is set today; the update keeps the helper compiling as fields are added.
+#[allow(clippy::needless_update)]
 fn metrics(util: f64, used: f64) -> DeviceMetrics {
     DeviceMetrics {
         utilization_ratio: Some(util),
@@ -51,13 +53,20 @@ fn snapshot() -> Snapshot {
     let h100 = DeviceSample {
         vendor: Some(Vendor::Nvidia),
         identity: identity("0", "GPU-aaaa", "NVIDIA H100 80GB HBM3", "00000000:19:00.0"),
-        metrics: DeviceMetrics {
-            sm_active_ratio: Some(0.5),
-            sm_occupancy_ratio: Some(0.125),
-            tensor_active_ratio: Some(0.375),
-            dram_active_ratio: Some(0.0625),
-            ..metrics(0.75, 42_949_672_960.0)
-        },
+        metrics: metrics(0.75, 42_949_672_960.0),
+        profiling: Some(Profiling {
+            source: ProfilingSource::Gpm,
+            values: ProfilingValues {
+                graphics_active: Some(0.875),
+                sm_active: Some(0.5),
+                sm_occupancy: Some(0.125),
+                tensor_active: Some(0.375),
+                dram_active: Some(0.0625),
+                fp64_active: Some(0.0),
+                fp32_active: Some(0.25),
+                fp16_active: Some(0.03125),
+            },
+        }),
         health: DeviceHealth {
             energy_joules: Some(123_456.5),
             ecc_corrected: Some(3.0),
@@ -114,6 +123,16 @@ fn snapshot() -> Snapshot {
         identity: identity("1", "GPU-cccc", "NVIDIA A100-SXM4-80GB", "00000000:1A:00.0"),
         down: Some(DeviceDown::TimedOut),
         metrics: metrics(0.5, 1_000.0),
+        // DCGM's values on a GPU without GPM; a field DCGM left blank is absent.
+        profiling: Some(Profiling {
+            source: ProfilingSource::Dcgm,
+            values: ProfilingValues {
+                sm_active: Some(0.25),
+                tensor_active: Some(0.125),
+                fp16_active: None,
+                ..ProfilingValues::default()
+            },
+        }),
         ..DeviceSample::default()
     };
     let failed = DeviceSample {
@@ -121,6 +140,14 @@ fn snapshot() -> Snapshot {
         identity: identity("0", "0x1234abcd", "AMD Instinct MI300X", "0000:9c:00.0"),
         down: Some(DeviceDown::Failed(ErrorLabel::DeviceGone)),
         metrics: metrics(0.9, 5.0),
+        // A failed device reports no profiling series (nor its info).
+        profiling: Some(Profiling {
+            source: ProfilingSource::Dcgm,
+            values: ProfilingValues {
+                sm_active: Some(0.5),
+                ..ProfilingValues::default()
+            },
+        }),
         ..DeviceSample::default()
     };
     let key = |pod: &str, container: &str| ContainerKey {
@@ -135,7 +162,7 @@ fn snapshot() -> Snapshot {
             utilization_ratio: Some(0.75),
             memory_used_bytes: Some(42_000_000_000.0),
             allocated: true,
-            gpm: PodGpm {
+            profiling: PodProfiling {
                 sm_active_ratio: Some(0.5),
                 sm_occupancy_ratio: Some(0.125),
                 tensor_active_ratio: Some(0.375),
@@ -149,7 +176,7 @@ fn snapshot() -> Snapshot {
             utilization_ratio: None,
             memory_used_bytes: None,
             allocated: true,
-            gpm: PodGpm::default(),
+            profiling: PodProfiling::default(),
         },
     ];
     let unattributed = vec![

@@ -12,43 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::load::{raise_open_files_limit, rss_mib};
 use common::{fixture, prom, Agent};
 
 const IDLE: usize = 1000;
 const SLOWLORIS: usize = 200;
-
-/// Raises this process's soft open-files limit so it can hold every client socket (the agent
-/// raises its own at startup).
-fn raise_open_files_limit(need: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < need {
-            assert!(
-                lim.rlim_max >= need,
-                "the hard open-files limit {} is below the {need} this test needs",
-                lim.rlim_max
-            );
-            lim.rlim_cur = lim.rlim_max.min(need * 2);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
-    }
-}
-
-/// The agent's resident memory, from its `/proc/<pid>/status`.
-fn rss_mib(agent: &Agent) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kib / 1024.0
-}
 
 fn connect(port: u16) -> TcpStream {
     TcpStream::connect(("127.0.0.1", port)).unwrap()

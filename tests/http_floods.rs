@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::load::{raise_open_files_limit, rss_kib, rss_mib};
 use common::{fixture, prom, Agent};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,38 +33,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 fn golden() -> String {
     std::fs::read_to_string(fixture("scenarios/golden.yaml")).unwrap()
-}
-
-/// Raises this process's soft open-files limit to `need` (the agent raises its own).
-fn raise_open_files_limit(need: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < need {
-            assert!(
-                lim.rlim_max >= need,
-                "the hard open-files limit {} is below the {need} this test needs",
-                lim.rlim_max
-            );
-            lim.rlim_cur = need;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
-    }
-}
-
-/// The agent's resident memory, from its `/proc/<pid>/status`.
-fn rss_mib(agent: &Agent) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kib / 1024.0
 }
 
 /// The connection cap the agent chose (it says so when it starts serving).
@@ -193,12 +162,7 @@ fn clients_that_never_read_are_closed_and_memory_stays_bounded() {
         thread::spawn(move || {
             let until = Instant::now() + Duration::from_secs(14);
             while Instant::now() < until {
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    let kib: u64 = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                        .unwrap_or(0);
+                if let Some(kib) = rss_kib(pid) {
                     peak.fetch_max(kib, Ordering::Relaxed);
                 }
                 thread::sleep(Duration::from_millis(100));

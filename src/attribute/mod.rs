@@ -21,7 +21,7 @@ use self::deviceid::DeviceRef;
 use self::mps::Comm;
 use self::names::NodeNames;
 use self::podresources::KubeletView;
-use crate::pod::{ContainerKey, Failure, PodGpm, PodSample, Unattributed};
+use crate::pod::{ContainerKey, Failure, PodProfiling, PodSample, Unattributed};
 use crate::sample::{DeviceDown, DeviceSample, Vendor};
 
 /// The outcome of one attribution pass.
@@ -252,14 +252,18 @@ fn device_shares(
     // A failed device reports nothing about its processes: only allocations stand.
     let failed = matches!(d.down, Some(DeviceDown::Failed(_)));
     let alone = holds_alone(&shares, others);
-    // GPM has no per-process figures: the device's values go to a container holding it alone.
-    let gpm = if alone && !failed {
-        PodGpm::of(&d.metrics)
+    // Profiling (GPM or DCGM) has no per-process figures: the device's values go to a
+    // container holding it alone.
+    let profiling = if alone && !failed {
+        PodProfiling::of(d.profiling.as_ref())
     } else {
-        PodGpm::default()
+        PodProfiling::default()
     };
-    // MIG instances report no NVML utilization; their GPM SM activity stands in for it.
-    let device_util = d.metrics.utilization_ratio.or(d.metrics.sm_active_ratio);
+    // MIG instances report no NVML utilization; their SM activity (GPM or DCGM) stands in.
+    let device_util = d
+        .metrics
+        .utilization_ratio
+        .or(d.profiling.and_then(|p| p.values.sm_active));
     // Rule 7: under MPS, NVML gives the clients' SM use to the server, so the clients'
     // per-process figures (0) are no measure of their use: as if the device had none.
     let per_process = d.per_process_utilization && !mps;
@@ -287,7 +291,7 @@ fn device_shares(
                 utilization_ratio,
                 memory_used_bytes,
                 allocated: s.allocated,
-                gpm,
+                profiling,
             }
         })
         .collect();
@@ -326,7 +330,10 @@ fn vendor_fits(dref: &DeviceRef, vendor: Option<Vendor>) -> bool {
 mod tests {
     use super::podresources::ContainerDevices;
     use super::*;
-    use crate::sample::{DeviceIdentity, DeviceMetrics, ErrorLabel, GpuProcess};
+    use crate::sample::{
+        DeviceIdentity, DeviceMetrics, ErrorLabel, GpuProcess, Profiling, ProfilingSource,
+        ProfilingValues,
+    };
     use std::fs;
 
     const UUID0: &str = "GPU-0b7f3c2e-1a4d-4c55-9e1e-6b1f0c2d3e4f";
@@ -381,6 +388,7 @@ mod tests {
                 utilization_ratio: Some(util),
                 ..DeviceMetrics::default()
             },
+            profiling: None,
             processes: procs
                 .iter()
                 .map(|(pid, r, m)| GpuProcess {
@@ -598,13 +606,25 @@ mod tests {
         );
     }
 
-    /// GPM values `[sm_active, sm_occupancy, tensor_active, dram_active]` on a device.
-    fn with_gpm(mut d: DeviceSample, v: [f64; 4]) -> DeviceSample {
-        d.metrics.sm_active_ratio = Some(v[0]);
-        d.metrics.sm_occupancy_ratio = Some(v[1]);
-        d.metrics.tensor_active_ratio = Some(v[2]);
-        d.metrics.dram_active_ratio = Some(v[3]);
+    /// Profiling values `[sm_active, sm_occupancy, tensor_active, dram_active]` on a device,
+    /// from `source`.
+    fn with_profiling(mut d: DeviceSample, source: ProfilingSource, v: [f64; 4]) -> DeviceSample {
+        d.profiling = Some(Profiling {
+            source,
+            values: ProfilingValues {
+                sm_active: Some(v[0]),
+                sm_occupancy: Some(v[1]),
+                tensor_active: Some(v[2]),
+                dram_active: Some(v[3]),
+                ..ProfilingValues::default()
+            },
+        });
         d
+    }
+
+    /// GPM values `[sm_active, sm_occupancy, tensor_active, dram_active]` on a device.
+    fn with_gpm(d: DeviceSample, v: [f64; 4]) -> DeviceSample {
+        with_profiling(d, ProfilingSource::Gpm, v)
     }
 
     /// A MIG instance: a device of its own, with no NVML utilization and no per-process data.
@@ -615,7 +635,7 @@ mod tests {
     }
 
     fn gpm_of(p: &PodSample) -> Option<[f64; 4]> {
-        let g = p.gpm;
+        let g = p.profiling;
         Some([
             g.sm_active_ratio?,
             g.sm_occupancy_ratio?,
@@ -715,7 +735,19 @@ mod tests {
                   with_gpm(device("1", UUID1, 0.9, true, &[(100, 0.9, 1)]), FULL)],
              vec![alloc("a", "p1", "c", &[UUID0, UUID1])],
              vec![("p1", 0, mid), ("p1", 1, full)]),
-            ("a device without GPM (pre-Hopper, or its first sample)",
+            ("DCGM's values on a GPU without GPM, held alone: the same rule",
+             vec![with_profiling(device("0", UUID0, 0.9, true, &[(100, 0.8, 1)]), ProfilingSource::Dcgm, MID)],
+             vec![alloc("a", "p1", "c", &[UUID0])],
+             vec![("p1", 0, mid)]),
+            ("DCGM's values on a shared GPU without GPM: none",
+             vec![with_profiling(device("0", UUID0, 0.9, true, &[(100, 0.5, 1), (200, 0.3, 1)]), ProfilingSource::Dcgm, MID)],
+             vec![],
+             vec![("p1", 0, None), ("p2", 0, None)]),
+            ("DCGM's values on a MIG instance held alone",
+             vec![with_profiling(mig("1:1", MIG1, &[(100, 0.0, 1)], FULL), ProfilingSource::Dcgm, FULL)],
+             vec![],
+             vec![("p1", 0, full)]),
+            ("a device without any profiling source (pre-Hopper without DCGM)",
              vec![device("0", UUID0, 0.9, true, &[(100, 0.8, 1)])],
              vec![alloc("a", "p1", "c", &[UUID0])],
              vec![("p1", 0, None)]),
@@ -758,7 +790,7 @@ mod tests {
             assert_eq!(got, expect, "{case}");
             // A series is all four or none: never a partial set from one device.
             for p in &a.pods {
-                let g = p.gpm;
+                let g = p.profiling;
                 let present = [
                     g.sm_active_ratio,
                     g.sm_occupancy_ratio,

@@ -3,6 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fake_kubelet;
+pub mod load;
+pub mod node;
 pub mod prom;
 
 use std::io::{Read, Write};
@@ -214,34 +216,58 @@ impl AgentBuilder {
         // Every host has a pid 1; the agent refuses a procfs without one.
         std::fs::create_dir_all(root.join("proc/1")).unwrap();
         let log = dir.path().join("agent.log");
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!(
-                "--nvml.library={}",
-                self.library.unwrap_or_else(mock_library).display()
-            ))
-            .arg(format!("--path.rootfs={}", root.display()))
-            .arg(format!("--collect.interval={}", self.interval))
-            .args(&self.args)
-            .env("MOCK_NVML_SCENARIO", &scenario)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let agent = Agent {
+        let library = self.library.clone().unwrap_or_else(mock_library);
+        let spawn = |port: u16| {
+            Command::new(env!("CARGO_BIN_EXE_gpu-pod-exporter"))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg(format!("--nvml.library={}", library.display()))
+                .arg(format!("--path.rootfs={}", root.display()))
+                .arg(format!("--collect.interval={}", self.interval))
+                .args(&self.args)
+                .env("MOCK_NVML_SCENARIO", &scenario)
+                .envs(self.envs.iter().map(|(k, v)| (k, v)))
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap()
+        };
+        // The port is free when picked, but another process on the machine (other tests run
+        // beside these) may take it before the agent binds it: then the agent exits at once,
+        // saying so, and it is started again on another port.
+        let mut attempt = 0;
+        let (child, port) = loop {
+            let port = free_port();
+            let mut child = spawn(port);
+            let start = Instant::now();
+            let exited = loop {
+                if http_get(port, "/healthz", &[]).is_some_and(|r| r.status == 200) {
+                    break false;
+                }
+                if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(20)
+                {
+                    break true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if !exited {
+                break (child, port);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            attempt += 1;
+            if !text.contains("Address already in use") || attempt == 3 {
+                panic!("the agent did not answer /healthz; its log:\n{text}");
+            }
+        };
+        Agent {
             child,
             port,
             dir,
             scenario,
             log,
-        };
-        agent.wait_for(Duration::from_secs(20), "/healthz answers", |a| {
-            a.try_get("/healthz", &[]).is_some_and(|r| r.status == 200)
-        });
-        agent
+        }
     }
 }
 
@@ -338,9 +364,22 @@ impl Agent {
         what: &str,
         cond: impl Fn(&prom::Samples) -> bool,
     ) -> prom::Samples {
+        self.scrape_until_each(timeout, what, |_| {}, cond)
+    }
+
+    /// [`Agent::scrape_until`], running `each` (assertions that must hold all along) on every
+    /// scrape on the way.
+    pub fn scrape_until_each(
+        &self,
+        timeout: Duration,
+        what: &str,
+        each: impl Fn(&prom::Samples),
+        cond: impl Fn(&prom::Samples) -> bool,
+    ) -> prom::Samples {
         let start = Instant::now();
         loop {
             let s = prom::parse(&self.scrape());
+            each(&s);
             if cond(&s) {
                 return s;
             }

@@ -43,6 +43,17 @@ impl Samples {
     pub fn has(&self, name: &str) -> bool {
         self.samples.iter().any(|s| s.name == name)
     }
+
+    /// The four per-pod profiling series of a pod (sm, occupancy, tensor, DRAM).
+    pub fn pod_profiling(&self, pod: &str) -> [Option<f64>; 4] {
+        [
+            "pod_gpu_sm_active_ratio",
+            "pod_gpu_sm_occupancy_ratio",
+            "pod_gpu_tensor_active_ratio",
+            "pod_gpu_dram_active_ratio",
+        ]
+        .map(|m| self.value(m, &[("pod", pod)]))
+    }
 }
 
 pub fn parse(text: &str) -> Samples {

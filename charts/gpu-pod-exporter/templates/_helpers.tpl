@@ -39,6 +39,23 @@ app.kubernetes.io/component: {{ printf "%s-agent" (index . 1) }}
 {{- end -}}
 {{- end -}}
 
+{{/* One vendor's agent image (root context and vendor name in a list): the NVIDIA agent with
+vendors.nvidia.dcgm.address runs the DCGM variant. */}}
+{{- define "gpu-pod-exporter.agentImage" -}}
+{{- $root := index . 0 -}}
+{{- $dcgm := $root.Values.vendors.nvidia.dcgm | default dict -}}
+{{- if and (eq (index . 1) "nvidia") $dcgm.address -}}
+{{- $tag := $dcgm.imageTag | default (printf "%s-dcgm" ($root.Values.image.tag | default $root.Chart.AppVersion)) -}}
+{{- if $dcgm.imageDigest -}}
+{{- printf "%s:%s@%s" $root.Values.image.repository $tag $dcgm.imageDigest -}}
+{{- else -}}
+{{- printf "%s:%s" $root.Values.image.repository $tag -}}
+{{- end -}}
+{{- else -}}
+{{- include "gpu-pod-exporter.image" $root -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The vendors to deploy, in a fixed order; fails on none. */}}
 {{- define "gpu-pod-exporter.vendors" -}}
 {{- $out := list -}}
@@ -46,6 +63,10 @@ app.kubernetes.io/component: {{ printf "%s-agent" (index . 1) }}
 {{- if (index $.Values.vendors $v).enabled -}}{{- $out = append $out $v -}}{{- end -}}
 {{- end -}}
 {{- if not $out -}}{{- fail "enable at least one of vendors.nvidia.enabled, vendors.amd.enabled" -}}{{- end -}}
+{{- $dcgm := $.Values.vendors.nvidia.dcgm | default dict -}}
+{{- if and (or $dcgm.library $dcgm.imageTag $dcgm.imageDigest) (not $dcgm.address) -}}
+{{- fail "vendors.nvidia.dcgm.library, imageTag and imageDigest take effect only with vendors.nvidia.dcgm.address: set it, or leave them empty" -}}
+{{- end -}}
 {{- join " " $out -}}
 {{- end -}}
 

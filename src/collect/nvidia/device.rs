@@ -23,7 +23,7 @@ use super::tiers;
 use crate::collect::worker::{CycleWorker, Reply};
 use crate::sample::{
     CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, ErrorLabel,
-    GpuProcess, MigIdentity, Vendor,
+    GpuProcess, MigIdentity, Profiling, ProfilingSource, ProfilingValues, Vendor,
 };
 
 /// Device `index`'s fast-tier worker: a thread with the device's state, which answers each
@@ -51,11 +51,21 @@ struct Gpm {
     previous: Option<GpmSample<'static>>,
 }
 
-const GPM_METRICS: [GpmMetricId; 4] = [
-    GpmMetricId::SmUtil,
-    GpmMetricId::SmOccupancy,
-    GpmMetricId::AnyTensorUtil,
-    GpmMetricId::DramBwUtil,
+/// Where a metric's value goes in the profiling values.
+type Slot = fn(&mut ProfilingValues) -> &mut Option<f64>;
+
+/// The GPM metrics read, each with the profiling value it gives (nvml.h's
+/// `NVML_GPM_METRIC_*`: graphics 1, SM 2, occupancy 3, any tensor 5, DRAM 10, FP64/FP32/FP16
+/// 11-13).
+const GPM_METRICS: [(GpmMetricId, Slot); 8] = [
+    (GpmMetricId::GraphicsUtil, |v| &mut v.graphics_active),
+    (GpmMetricId::SmUtil, |v| &mut v.sm_active),
+    (GpmMetricId::SmOccupancy, |v| &mut v.sm_occupancy),
+    (GpmMetricId::AnyTensorUtil, |v| &mut v.tensor_active),
+    (GpmMetricId::DramBwUtil, |v| &mut v.dram_active),
+    (GpmMetricId::Fp64Util, |v| &mut v.fp64_active),
+    (GpmMetricId::Fp32Util, |v| &mut v.fp32_active),
+    (GpmMetricId::Fp16Util, |v| &mut v.fp16_active),
 ];
 
 /// Everything kept about one device between samples.
@@ -198,12 +208,8 @@ impl DeviceState {
             }
         };
         let gpm = &mut self.gpm;
-        if let Some(values) = calls.take("gpm", || poll_gpm(gpm, nvml, dev)).flatten() {
-            m.sm_active_ratio = values.get(&GpmMetricId::SmUtil).copied();
-            m.sm_occupancy_ratio = values.get(&GpmMetricId::SmOccupancy).copied();
-            m.tensor_active_ratio = values.get(&GpmMetricId::AnyTensorUtil).copied();
-            m.dram_active_ratio = values.get(&GpmMetricId::DramBwUtil).copied();
-        }
+        let gpm_values = calls.take("gpm", || poll_gpm(gpm, nvml, dev)).flatten();
+        let profiling = gpm_profiling(self.gpm.supported, gpm_values);
 
         // The health tier is the health thread's; only clock event reasons are read here.
         let health = DeviceHealth {
@@ -265,6 +271,7 @@ impl DeviceState {
             identity: self.identity.clone(),
             down: None,
             metrics: m,
+            profiling,
             health,
             processes,
             per_process_utilization,
@@ -397,21 +404,18 @@ fn mig_instances(
             m.memory_total_bytes = Some(mem.total as f64);
             m.memory_reserved_bytes = Some(mem.reserved as f64);
         }
-        if gpm.supported == Some(true) {
-            if let Some(v) = calls
+        let gpm_values = if gpm.supported == Some(true) {
+            calls
                 .take("gpm", || {
                     gpm_step(nvml, mig_gpm.remove(&gi), parent.gpm_mig_sample(gi)?, |s| {
                         mig_gpm.insert(gi, s);
                     })
                 })
                 .flatten()
-            {
-                m.sm_active_ratio = v.get(&GpmMetricId::SmUtil).copied();
-                m.sm_occupancy_ratio = v.get(&GpmMetricId::SmOccupancy).copied();
-                m.tensor_active_ratio = v.get(&GpmMetricId::AnyTensorUtil).copied();
-                m.dram_active_ratio = v.get(&GpmMetricId::DramBwUtil).copied();
-            }
-        }
+        } else {
+            None
+        };
+        let profiling = gpm_profiling(gpm.supported, gpm_values);
         let running = calls.take("processes", || mig.running_compute_processes());
         out.push(DeviceSample {
             vendor: Some(Vendor::Nvidia),
@@ -430,6 +434,7 @@ fn mig_instances(
             },
             down: None,
             metrics: m,
+            profiling,
             health: DeviceHealth::default(),
             processes: merge_processes(running.unwrap_or_default(), None, None),
             per_process_utilization: false,
@@ -454,6 +459,16 @@ fn instance_ids(nvml: &Nvml, mig: &Device<'_>) -> Result<(u32, u32), NvmlError> 
     Ok((gi, ci))
 }
 
+/// The profiling of a device (or MIG instance) from GPM: GPM is its source wherever the device
+/// supports it, even before the second sample gives values (so DCGM never stands in for it);
+/// `None` where it does not (or it is not known yet), for DCGM to serve.
+fn gpm_profiling(supported: Option<bool>, values: Option<ProfilingValues>) -> Option<Profiling> {
+    (supported == Some(true)).then(|| Profiling {
+        source: ProfilingSource::Gpm,
+        values: values.unwrap_or_default(),
+    })
+}
+
 /// GPM metrics between `previous` and `current` (as 0..1); `current` is handed to `keep` to be
 /// the next previous sample. `Ok(None)` on the first sample.
 fn gpm_step(
@@ -461,15 +476,16 @@ fn gpm_step(
     previous: Option<GpmSample<'static>>,
     current: GpmSample<'static>,
     keep: impl FnOnce(GpmSample<'static>),
-) -> Result<Option<HashMap<GpmMetricId, f64>>, NvmlError> {
+) -> Result<Option<ProfilingValues>, NvmlError> {
+    let ids = GPM_METRICS.map(|(id, _)| id);
     let result = match &previous {
         None => Ok(None),
-        Some(prev) => gpm_metrics_get(nvml, prev, &current, &GPM_METRICS).map(|results| {
-            let mut out = HashMap::new();
-            for (id, r) in GPM_METRICS.iter().zip(results) {
+        Some(prev) => gpm_metrics_get(nvml, prev, &current, &ids).map(|results| {
+            let mut out = ProfilingValues::default();
+            for ((_, slot), r) in GPM_METRICS.iter().zip(results) {
                 if let Ok(v) = r {
                     if v.value.is_finite() {
-                        out.insert(*id, (v.value / 100.0).clamp(0.0, 1.0));
+                        *slot(&mut out) = Some((v.value / 100.0).clamp(0.0, 1.0));
                     }
                 }
             }
@@ -486,7 +502,7 @@ fn poll_gpm(
     gpm: &mut Gpm,
     nvml: &'static Nvml,
     dev: &Device<'static>,
-) -> Result<Option<HashMap<GpmMetricId, f64>>, NvmlError> {
+) -> Result<Option<ProfilingValues>, NvmlError> {
     if gpm.supported.is_none() {
         gpm.supported = Some(match dev.gpm_support() {
             Ok(s) => s,

@@ -3,6 +3,7 @@
 //! initialization retried with backoff. The only module that knows NVML.
 
 mod calls;
+pub mod dcgm;
 mod device;
 mod events;
 mod hangs;
@@ -132,12 +133,20 @@ pub struct NvidiaBackend {
     /// When the next initialization attempt is due.
     next_attempt: Instant,
     backoff: Backoff,
+    /// DCGM's profiling fields for the devices without GPM (`--dcgm.address`).
+    dcgm: Option<dcgm::Dcgm>,
 }
 
 impl NvidiaBackend {
     /// A backend that loads NVML from `library` (the system's when `None`) on its first cycle,
-    /// sampling every `interval` and reading the health tier every `health_interval`.
-    pub fn new(library: Option<PathBuf>, interval: Duration, health_interval: Duration) -> Self {
+    /// sampling every `interval` and reading the health tier every `health_interval`; with
+    /// `dcgm`, DCGM profiles the devices that have no GPM.
+    pub fn new(
+        library: Option<PathBuf>,
+        interval: Duration,
+        health_interval: Duration,
+        dcgm: Option<dcgm::DcgmConfig>,
+    ) -> Self {
         NvidiaBackend {
             library: library.unwrap_or_else(|| PathBuf::from(SYSTEM_LIBRARY)),
             interval,
@@ -145,6 +154,7 @@ impl NvidiaBackend {
             loaded: None,
             next_attempt: Instant::now(),
             backoff: Backoff::new(),
+            dcgm: dcgm.map(|c| dcgm::Dcgm::new(c, interval)),
         }
     }
 
@@ -378,6 +388,10 @@ impl Backend for NvidiaBackend {
         };
         let mut success = true;
         let errors = &mut report.call_errors;
+        // DCGM reads beside the devices, on its own thread (the last cycle's targets).
+        if let Some(d) = self.dcgm.as_mut() {
+            d.ask(errors);
+        }
 
         // Answers that arrived after the previous deadline are still the freshest data.
         loaded.late_answers(errors);
@@ -426,6 +440,10 @@ impl Backend for NvidiaBackend {
             success &= loaded
                 .roster
                 .complete(&mut report.devices, &mut report.call_errors);
+        }
+        // DCGM's values on the devices without GPM; never a reason for `success` to fail.
+        if let Some(d) = self.dcgm.as_mut() {
+            d.merge(&mut report.devices, deadline, &mut report.call_errors);
         }
         report.success = success;
         report

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_uint, c_ulonglong};
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -221,6 +221,9 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
 
         let deadline = Instant::now() + Duration::from_millis(u64::from(timeoutms));
         loop {
+            // Wake-ups counted before the snapshot: one that comes between the snapshot and
+            // the sleep (the file replaced just after it was looked at) is seen below.
+            let wakes = WAKES.load(Ordering::SeqCst);
             // The snapshot (global lock, briefly) is taken before the set's own lock.
             let (scenario, generation) = state::snapshot_with_generation()?;
             let mut state = set.lock();
@@ -252,7 +255,7 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
             }
             // A reload or shutdown since the snapshot: its wake-up may have come before this
             // lock was taken, so look again rather than sleep through it.
-            if state::generation() != generation {
+            if state::generation() != generation || WAKES.load(Ordering::SeqCst) != wakes {
                 continue;
             }
             let check = if crate::watch::active() {
@@ -273,10 +276,16 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
     })
 }
 
+/// Every [`wake_waiters`] since the library loaded: a wait that took its snapshot before a
+/// wake-up, and had not yet gone to sleep when it came, looks again instead of sleeping
+/// through it (the folder watch bumps no reload generation: it never reads the file).
+static WAKES: AtomicU64 = AtomicU64::new(0);
+
 /// Wakes every wait, to look at a changed scenario (or notice `nvmlShutdown`). Each set's
 /// lock is taken before it is notified, so a waiter between its generation check and its
 /// sleep cannot miss the wake-up. Called by [`state`] with no lock held.
 pub(crate) fn wake_waiters() {
+    WAKES.fetch_add(1, Ordering::SeqCst);
     let live: Vec<Arc<EventSet>> = sets().values().cloned().collect();
     for set in live {
         drop(set.lock());

@@ -231,7 +231,15 @@ struct Metric {
     value: fn(&Gpm) -> Option<f64>,
 }
 
+/// nvml.h's `NVML_GPM_METRIC_*` ids: graphics 1, SM 2, occupancy 3, any tensor 5, DRAM 10,
+/// FP64/FP32/FP16 11-13.
 const METRICS: &[Metric] = &[
+    Metric {
+        id: nvmlGpmMetricId_t_NVML_GPM_METRIC_GRAPHICS_UTIL,
+        short_name: c"gr_util",
+        long_name: c"Graphics Utilization",
+        value: |g| g.graphics_active,
+    },
     Metric {
         id: nvmlGpmMetricId_t_NVML_GPM_METRIC_SM_UTIL,
         short_name: c"sm_util",
@@ -255,5 +263,23 @@ const METRICS: &[Metric] = &[
         short_name: c"dram_bw_util",
         long_name: c"DRAM Bandwidth Utilization",
         value: |g| g.dram_active,
+    },
+    Metric {
+        id: nvmlGpmMetricId_t_NVML_GPM_METRIC_FP64_UTIL,
+        short_name: c"fp64_util",
+        long_name: c"FP64 Utilization",
+        value: |g| g.fp64_active,
+    },
+    Metric {
+        id: nvmlGpmMetricId_t_NVML_GPM_METRIC_FP32_UTIL,
+        short_name: c"fp32_util",
+        long_name: c"FP32 Utilization",
+        value: |g| g.fp32_active,
+    },
+    Metric {
+        id: nvmlGpmMetricId_t_NVML_GPM_METRIC_FP16_UTIL,
+        short_name: c"fp16_util",
+        long_name: c"FP16 Utilization",
+        value: |g| g.fp16_active,
     },
 ];

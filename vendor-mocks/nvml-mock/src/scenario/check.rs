@@ -10,7 +10,11 @@ use nvml_wrapper_sys::bindings::{
 
 use crate::handle::MAX_GPU_INSTANCE_ID;
 
-use super::{Device, Family, Gpm, PciAddress, Process, Scenario};
+use super::{dcgm, Device, Errors, Family, Gpm, PciAddress, Process, Scenario};
+
+/// `DCGM_MAX_INSTANCES_PER_GPU` (`dcgm_structs.h`): the mock DCGM numbers a GPU's instances
+/// below it.
+const DCGM_MAX_INSTANCES_PER_GPU: usize = 8;
 
 impl Scenario {
     pub(super) fn validate(&mut self) -> Result<(), String> {
@@ -27,6 +31,7 @@ impl Scenario {
             self.errors.keys().chain(self.delays_ms.keys()),
             true,
         )?;
+        check_dcgm_errors("top-level", &self.errors)?;
         self.costs.validate()?;
         if let Some(buffer) = &self.process_utilization_buffer {
             buffer.validate()?;
@@ -79,12 +84,23 @@ impl Device {
             self.utilization_memory_percent,
         )?;
         check_gpm("gpm", self.gpm.as_ref())?;
+        check_gpm("dcgm_profiling", self.dcgm_profiling.as_ref())?;
         check_processes("processes", &self.processes)?;
         check_families(
             "device",
             self.errors.keys().chain(self.delays_ms.keys()),
             false,
         )?;
+        check_dcgm_errors("device", &self.errors)?;
+        if self
+            .mig
+            .as_ref()
+            .is_some_and(|m| m.len() > DCGM_MAX_INSTANCES_PER_GPU)
+        {
+            return Err(format!(
+                "more than {DCGM_MAX_INSTANCES_PER_GPU} MIG instances; a GPU has at most 7"
+            ));
+        }
         if let Some(p) = self.encoder_percent {
             check_percent("encoder_percent", p)?;
         }
@@ -126,6 +142,7 @@ impl Device {
             )?;
             check_memory(&format!("{at}."), m.memory_used_bytes, m.memory_total_bytes)?;
             check_gpm(&format!("{at}.gpm"), m.gpm.as_ref())?;
+            check_gpm(&format!("{at}.dcgm_profiling"), m.dcgm_profiling.as_ref())?;
             check_processes(&format!("{at}.processes"), &m.processes)?;
             check_c_string(
                 &format!("{at}.profile (in the MIG device's name)"),
@@ -198,17 +215,11 @@ fn check_percent(what: &str, value: u32) -> Result<(), String> {
 
 fn check_gpm(what: &str, gpm: Option<&Gpm>) -> Result<(), String> {
     let Some(g) = gpm else { return Ok(()) };
-    let fields = [
-        ("sm_active", g.sm_active),
-        ("sm_occupancy", g.sm_occupancy),
-        ("tensor_active", g.tensor_active),
-        ("dram_active", g.dram_active),
-    ];
-    for (name, value) in fields {
+    for (name, value) in g.ratios() {
         if let Some(v) = value {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!(
-                    "{what}.{name} is {v}; GPM values are ratios in 0..1"
+                    "{what}.{name} is {v}; profiling values are ratios in 0..1"
                 ));
             }
         }
@@ -240,6 +251,9 @@ fn check_families<'a>(
     node_wide: bool,
 ) -> Result<(), String> {
     for family in families {
+        if node_wide && family.is_also_node_wide() {
+            continue;
+        }
         if family.is_node_wide() != node_wide {
             let hint = if node_wide {
                 "it is a per-device family; set it under the device"
@@ -249,6 +263,21 @@ fn check_families<'a>(
             return Err(format!(
                 "{at} errors/delays_ms name family `{}`: {hint}",
                 family.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The DCGM families take the NVML names that have a DCGM status ([`dcgm::status`]).
+fn check_dcgm_errors(at: &str, errors: &Errors) -> Result<(), String> {
+    for (family, code) in errors.iter().filter(|(f, _)| f.is_dcgm()) {
+        if dcgm::status(*code).is_none() {
+            return Err(format!(
+                "{at} errors.{}: {} has no DCGM status; the DCGM families take {}",
+                family.name(),
+                code.name().unwrap_or("this code"),
+                dcgm::names().join(", ")
             ));
         }
     }

@@ -161,6 +161,14 @@ pub const H200: &[(CostKey, Cost)] = &[
     // `nvmlDeviceGetCurrentClocksThrottleReasons`, the other clock-limit state read.
     (CostKey::Family(Family::Violations), Cost::us(35, 3)),
     (CostKey::Family(Family::Mig), UNMEASURED),
+    // DCGM was not measured (no machine with DCGM was lent). Assumed from the shape of the
+    // calls: a connection is a socket handshake with the host engine, taken as a millisecond
+    // of CPU and five of wall time; every other call is one request answered from the host
+    // engine's cache without a driver call, taken as twice the cheapest NVML query's CPU
+    // (`nvmlDeviceGetMemoryInfo_v2`, 14 µs) per request plus a local socket round trip. The
+    // README's "Costs" table says the same; scripts/gpu-dcgm-check.sh measures them.
+    (CostKey::Family(Family::DcgmConnect), Cost::us(1_000, 5_000)),
+    (CostKey::Family(Family::DcgmValues), Cost::us(30, 100)),
 ];
 
 /// The resolved cost of every call: a preset with the scenario's overrides on top. Keys not

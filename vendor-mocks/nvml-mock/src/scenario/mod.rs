@@ -5,6 +5,8 @@
 mod buffer;
 mod check;
 mod costs;
+pub mod dcgm;
+pub mod file;
 mod pci;
 
 pub use buffer::{Read as BufferRead, SampleBuffer};
@@ -61,6 +63,12 @@ pub enum Family {
     Mig,
     /// Mock extension: `nvmlDeviceGetMPSComputeRunningProcesses_v3`.
     Mps,
+    /// The mock DCGM's `dcgmInit`, `dcgmConnect_v2`, `dcgmStartEmbedded`: node-wide only.
+    DcgmConnect,
+    /// Every other mock DCGM call. At the top level it acts on each call; under a device, on
+    /// the calls about that device or its MIG instances (a watch on a group holding it, a read
+    /// of its values: its values then carry the error as their status).
+    DcgmValues,
 }
 
 impl Family {
@@ -96,11 +104,26 @@ impl Family {
         Family::Violations,
         Family::Mig,
         Family::Mps,
+        Family::DcgmConnect,
+        Family::DcgmValues,
     ];
 
-    /// Families whose calls take no device handle.
+    /// Families whose calls take no device handle: only in the top-level `errors`/`delays_ms`.
     pub fn is_node_wide(self) -> bool {
-        matches!(self, Family::Init | Family::Count | Family::System)
+        matches!(
+            self,
+            Family::Init | Family::Count | Family::System | Family::DcgmConnect
+        )
+    }
+
+    /// Families that may also be set at the top level though they are per device.
+    pub fn is_also_node_wide(self) -> bool {
+        matches!(self, Family::DcgmValues)
+    }
+
+    /// The families of the mock DCGM: their errors are DCGM statuses ([`dcgm::status`]).
+    pub fn is_dcgm(self) -> bool {
+        matches!(self, Family::DcgmConnect | Family::DcgmValues)
     }
 
     /// The name a scenario uses for this family.
@@ -136,6 +159,8 @@ impl Family {
             Family::Violations => "violations",
             Family::Mig => "mig",
             Family::Mps => "mps",
+            Family::DcgmConnect => "dcgm_connect",
+            Family::DcgmValues => "dcgm_values",
         }
     }
 }
@@ -168,6 +193,9 @@ pub struct Scenario {
     /// [`buffer`]); absent, each call makes one sample stamped with its own time.
     #[serde(default)]
     pub process_utilization_buffer: Option<SampleBuffer>,
+    /// The mock DCGM's host engine (see [`dcgm`]); absent: up.
+    #[serde(default)]
+    pub dcgm: dcgm::Dcgm,
     #[serde(default)]
     pub devices: Vec<Device>,
 }
@@ -200,6 +228,10 @@ pub struct Device {
     pub sample_buffer: Option<SampleBuffer>,
     #[serde(default)]
     pub gpm: Option<Gpm>,
+    /// DCGM's profiling fields 1001-1008 for this GPU (the mock DCGM); absent: DCGM answers
+    /// `DCGM_ST_PROFILING_NOT_SUPPORTED` for it.
+    #[serde(default)]
+    pub dcgm_profiling: Option<Gpm>,
     #[serde(default)]
     pub processes: Vec<Process>,
     #[serde(default)]
@@ -282,7 +314,9 @@ pub enum ProcessUtilization {
 }
 
 /// GPU Performance Monitoring ratios (0..1). NVML reports them as percent. A metric left
-/// out (mock extension) answers NOT_SUPPORTED on its own.
+/// out (mock extension) answers NOT_SUPPORTED on its own. The same keys, with the same
+/// meaning, make a device's (or MIG instance's) `dcgm_profiling`: DCGM's profiling fields
+/// 1001-1008, which DCGM reports as ratios.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gpm {
@@ -294,6 +328,31 @@ pub struct Gpm {
     pub tensor_active: Option<f64>,
     #[serde(default)]
     pub dram_active: Option<f64>,
+    /// The graphics engine (GPM's graphics utilization, DCGM's GR_ENGINE_ACTIVE).
+    #[serde(default)]
+    pub graphics_active: Option<f64>,
+    #[serde(default)]
+    pub fp64_active: Option<f64>,
+    #[serde(default)]
+    pub fp32_active: Option<f64>,
+    #[serde(default)]
+    pub fp16_active: Option<f64>,
+}
+
+impl Gpm {
+    /// Every ratio with its scenario key, in DCGM's field order (1001-1008).
+    pub fn ratios(&self) -> [(&'static str, Option<f64>); 8] {
+        [
+            ("graphics_active", self.graphics_active),
+            ("sm_active", self.sm_active),
+            ("sm_occupancy", self.sm_occupancy),
+            ("tensor_active", self.tensor_active),
+            ("dram_active", self.dram_active),
+            ("fp64_active", self.fp64_active),
+            ("fp32_active", self.fp32_active),
+            ("fp16_active", self.fp16_active),
+        ]
+    }
 }
 
 /// A process with a compute context on the device.
@@ -414,6 +473,9 @@ pub struct MigInstance {
     pub memory_used_bytes: u64,
     #[serde(default)]
     pub gpm: Option<Gpm>,
+    /// DCGM's profiling fields for this GPU instance; absent: not supported.
+    #[serde(default)]
+    pub dcgm_profiling: Option<Gpm>,
     #[serde(default)]
     pub processes: Vec<Process>,
 }
@@ -565,6 +627,44 @@ mod tests {
         );
         assert_eq!(d.nvlink.unwrap().links, DEFAULT_NVLINK_LINKS);
         assert_eq!(s.node_fault(Family::Init), (Some(5), None));
+    }
+
+    #[test]
+    fn the_dcgm_side_parses_and_bad_ones_say_why() {
+        let s = Scenario::parse(&with_device("")).unwrap();
+        assert_eq!(s.dcgm.hostengine, dcgm::HostEngine::Up);
+        assert!(s.devices[0].dcgm_profiling.is_none());
+        let extra = r#"
+    gpm: null
+    dcgm_profiling: {sm_active: 0.6, sm_occupancy: 0.3, tensor_active: 0.25, dram_active: 0.4,
+                     graphics_active: 0.9, fp64_active: 0.0, fp32_active: 0.1, fp16_active: 0.05}
+    errors: {dcgm_values: IN_USE}
+    delays_ms: {dcgm_values: 10}
+    mig:
+      - {uuid: MIG-1, gpu_instance_id: 1, compute_instance_id: 0, profile: 1g.10gb,
+         memory_total_bytes: 10, memory_used_bytes: 2, dcgm_profiling: {sm_active: 0.1}}
+"#;
+        let text = format!(
+            "dcgm: {{hostengine: down}}\nerrors: {{dcgm_connect: TIMEOUT, dcgm_values: GPU_IS_LOST}}\ndelays_ms: {{dcgm_values: 5}}\n{}",
+            with_device(extra)
+        );
+        let s = Scenario::parse(&text).unwrap();
+        assert_eq!(s.dcgm.hostengine, dcgm::HostEngine::Down);
+        let d = &s.devices[0];
+        assert_eq!(d.dcgm_profiling.unwrap().graphics_active, Some(0.9));
+        assert_eq!(
+            d.mig.as_ref().unwrap()[0].dcgm_profiling.unwrap().sm_active,
+            Some(0.1)
+        );
+        assert_eq!(s.node_fault(Family::DcgmValues).0, Some(5));
+
+        assert!(rejected("dcgm: {hostengine: sideways}").contains("sideways"));
+        assert!(rejected("dcgm: {host_engine: up}").contains("host_engine"));
+        assert!(
+            rejected(&with_device("    errors: {dcgm_connect: TIMEOUT}\n")).contains("node-wide")
+        );
+        assert!(rejected("errors: {dcgm_values: IRQ_ISSUE}").contains("no DCGM status"));
+        assert!(rejected(&with_device("    dcgm_profiling: {sm_active: 2}\n")).contains("ratios"));
     }
 
     #[test]
