@@ -65,18 +65,22 @@ hpa:
       pods: {{metric: {{name: gpu_tensor_active_ratio}}, target: {{type: AverageValue, averageValue: "1"}}}}
     - type: Pods
       pods: {{metric: {{name: gpu_utilization_ratio}}, target: {{type: AverageValue, averageValue: "1"}}}}
+    - type: Pods
+      pods: {{metric: {{name: vllm_request_success_rate}}, target: {{type: AverageValue, averageValue: "1"}}}}
 initialReplicas: 1
-trace: {{csv: {trace}}}
+trace: {{csv: {os.path.basename(trace)}}}
 goal: {{p95QueueWaitSeconds: 1000000}}
 {body}"""
         )
     report = os.path.join(work, f"report-{rate:g}")
-    subprocess.run(
+    done = subprocess.run(
         [sim, "simulate", scenario, "--no-bounds", "--report", report],
-        check=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    if done.returncode != 0:
+        sys.exit(f"one_replica.py: {sim} simulate {scenario} failed:\n{done.stderr}")
     with open(os.path.join(report, "steps.csv"), encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if float(r["t"]) > 600]
     with open(os.path.join(report, "summary.json"), encoding="utf-8") as f:
@@ -85,9 +89,11 @@ goal: {{p95QueueWaitSeconds: 1000000}}
     waiting = [float(r["vllm_num_requests_waiting"]) for r in rows]
     tensor = [float(r["gpu_tensor_active_ratio"]) for r in rows]
     util = [float(r["gpu_utilization_ratio"]) for r in rows]
+    done = [float(r["vllm_request_success_rate"]) for r in rows]
     return {
         "tensor": sum(tensor) / len(tensor),
         "util": sum(util) / len(util),
+        "done": sum(done) / len(done),
         "rate": rate,
         "batch_mean": sum(running) / len(running),
         "batch_max": max(running),
@@ -113,11 +119,11 @@ def main():
     os.makedirs(work, exist_ok=True)
     rows = [run(a.sim, base_dir, blocks, r, a.hours, work) for r in a.rates]
     print(
-        "| requests/s | batch (mean) | batch (largest 1-min average) | queue (mean) "
+        "| requests/s | finished/s | batch (mean) | batch (largest 1-min average) | queue (mean) "
         "| tensor activity | NVML utilization | wait mean | p95 | p99 "
         "| elasticity: batch | tensor | NVML |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     prev = None
     for r in rows:
         # d ln(value) / d ln(rate) from the rate before: the HPA's proportional rule converges
@@ -128,7 +134,7 @@ def main():
             if prev and prev[k] > 0 and r[k] > 0 and r["rate"] != prev["rate"]:
                 el[k] = f"{log(r[k] / prev[k]) / log(r['rate'] / prev['rate']):.1f}"
         print(
-            f"| {r['rate']:g} | {r['batch_mean']:.1f} | {r['batch_max']:.1f} | {r['waiting_mean']:.1f} "
+            f"| {r['rate']:g} | {r['done']:.1f} | {r['batch_mean']:.1f} | {r['batch_max']:.1f} | {r['waiting_mean']:.1f} "
             f"| {r['tensor']:.3f} | {r['util']:.3f} "
             f"| {r['wait_mean']:.2f} s | {r['wait_p95']:.2f} s | {r['wait_p99']:.2f} s "
             f"| {el['batch_mean']} | {el['tensor']} | {el['util']} |"

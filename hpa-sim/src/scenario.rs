@@ -240,6 +240,9 @@ pub enum Series {
     NumRequestsRunning,
     /// `vllm:kv_cache_usage_perc` (0..1; older vLLM: `vllm:gpu_cache_usage_perc`).
     KvCacheUsage,
+    /// Per pod, from vLLM: requests finished per second, `rate(vllm:request_success_total[1m])`.
+    /// It follows the load one for one up to the replica's capacity, then stays there.
+    RequestSuccessRate,
     /// The Service's arrival rate, requests/s over the window (an Object metric).
     RequestRate,
 }
@@ -260,7 +263,10 @@ impl Series {
     pub fn from_vllm(self) -> bool {
         matches!(
             self,
-            Series::NumRequestsWaiting | Series::NumRequestsRunning | Series::KvCacheUsage
+            Series::NumRequestsWaiting
+                | Series::NumRequestsRunning
+                | Series::KvCacheUsage
+                | Series::RequestSuccessRate
         )
     }
 
@@ -279,6 +285,7 @@ impl Series {
             "vllm_kv_cache_usage_perc" | "vllm_gpu_cache_usage_perc" | "vllm_kv_cache_usage" => {
                 Series::KvCacheUsage
             }
+            "vllm_request_success_rate" => Series::RequestSuccessRate,
             "requests_per_second" | "vllm_request_rate" => Series::RequestRate,
             _ => return None,
         })

@@ -55,6 +55,11 @@ impl Pod {
         self.rep.kv_usage(cfg)
     }
 
+    /// Requests the pod's server has finished (`vllm:request_success_total`).
+    pub fn completed(&self) -> u64 {
+        self.rep.completed()
+    }
+
     pub fn is_draining(&self) -> bool {
         matches!(self.state, State::Draining { .. })
     }
