@@ -3,8 +3,8 @@
 
     bench.py compare [--seconds 60]   (default) the agent beside the peer exporter
                                       (benches/peer/), both on the same mock with the H200
-                                      cost model and the same fake node, on the issue-13
-                                      nodes; prints PASS/FAIL against its targets
+                                      cost model and the same fake node, on the two
+                                      benchmark nodes (NODES); prints PASS/FAIL against its targets
     bench.py compare --dcgm           the same nodes with GPUs without GPM, whose profiling the
                                       agent reads from the mock DCGM (libdcgm_mock.so)
     bench.py core [--gpus 8 --processes 64 --interval-ms 200 --costs none]
@@ -102,7 +102,7 @@ def uid(i):
 
 
 def build_node(root, layout):
-    """A host as CONTRACT §5 lays it out: cgroup v2, systemd driver, containerd."""
+    """A host as a fake node (docs/design.md) lays it out: cgroup v2, systemd driver, containerd."""
     os.makedirs(os.path.join(root, 'var/log/containers'), exist_ok=True)
     os.makedirs(os.path.join(root, 'proc/1'), exist_ok=True)  # every procfs has a pid 1
     for _, p, pids in layout:
@@ -268,7 +268,7 @@ def compare(a):
     print(f'/metrics: {a.clients} scrapers, each every {a.scrape_period * 1000:g} ms from a random phase, for {a.scrape_seconds:g} s')
     print(f'(the target\'s load); "burst": {a.burst} scrapes, {a.clients} at a time back to back (curl), where')
     print(f'each latency includes waiting for the other {a.clients - 1}.')
-    print('CPU is % of one core. RSS excludes real NVML\'s own ~18 MiB (FIELD-NOTES), which the mock does not have.')
+    print('CPU is % of one core. RSS excludes real NVML\'s own ~18 MiB (docs/measurements.md), which the mock does not have.')
     if a.dcgm:
         print('DCGM on: the GPUs have no GPM; the agent reads their profiling fields from the mock DCGM'
               ' (one bulk read per cycle, `costs` as the mock\'s table assumes them).')
@@ -387,7 +387,7 @@ def compare(a):
                        ag['lost'] == 0))
         checks.append((f'{short}: agent ready in {agent_ready * 1000:.0f} ms < 150 ms', agent_ready < 0.150))
     print()
-    print('targets (issue 13, item 5):')
+    print('targets:')
     for text, ok in checks:
         print(f'{"PASS" if ok else "FAIL"}  {text}')
 

@@ -6,7 +6,7 @@
 #                                    the H200 cost model, on the reference node (8 GPUs, 64
 #                                    processes in 32 pods) and on 8 GPUs with one pod each, at
 #                                    5 s; prints both side by side, the ratios, and PASS/FAIL
-#                                    against the targets of issue 13 (about 4 minutes)
+#                                    against the agent's targets (about 4 minutes)
 #   scripts/bench.sh compare --seconds 120
 #   scripts/bench.sh compare --dcgm  the same with GPUs without GPM, their profiling from the mock
 #                                    DCGM (the agent with --dcgm.address)

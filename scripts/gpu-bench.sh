@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark on a host with a real NVIDIA GPU and driver (issue 13, item 6): runs the agent on the
+# Benchmark on a host with a real NVIDIA GPU and driver: runs the agent on the
 # system's NVML for a while at a given interval and prints
 #   - the agent's CPU per cycle and in % of a core (utime+stime deltas of /proc/<pid>/stat, after
 #     /readyz, so start-up and nvmlInit are left out), per thread too;

@@ -110,7 +110,7 @@ def in_environ(pid, needle):
 
 
 class FakeNode:
-    """A node tree (CONTRACT §5) whose procfs holds only the pids it is told about."""
+    """A fake node tree (docs/design.md) whose procfs holds only the pids it is told about."""
 
     def __init__(self, root):
         self.root = root

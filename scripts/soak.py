@@ -27,7 +27,7 @@ CGROUP = ('0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}
 
 
 class Node:
-    """A fake node whose pods and GPUs change: CONTRACT §5's tree plus the mock's scenario."""
+    """A fake node whose pods and GPUs change: a fake node's tree (docs/design.md) plus the mock's scenario."""
 
     def __init__(self, root, scenario, gpus, pods):
         self.root, self.scenario, self.gpus, self.present = root, scenario, gpus, gpus

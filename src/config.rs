@@ -11,6 +11,7 @@ use clap::{ArgAction, Parser};
 
 use crate::collect::nvidia::dcgm::{self, DcgmConfig};
 use crate::paths::HostPaths;
+use crate::timing::Timing;
 
 /// The shortest collection interval accepted: NVML's utilization window is 1/6 s to 1 s, and
 /// GPM needs two samples at least 100 ms apart.
@@ -202,6 +203,13 @@ pub struct Config {
     /// ROCm SMI as a second AMD source (only a `rocm-smi` build has it).
     pub rocm_smi: bool,
     pub log_level: String,
+}
+
+impl Config {
+    /// Every span of time that follows from the two intervals.
+    pub fn timing(&self) -> Timing {
+        Timing::new(self.interval, self.health_interval)
+    }
 }
 
 /// A flag whose value cannot be used; the message names the flag.

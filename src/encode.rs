@@ -172,12 +172,21 @@ const PROFILING_GAUGES: &[(&str, &str, ProfilingGetter)] = &[
     ),
 ];
 
+/// The labels every device series carries: `gpu`, `uuid`, `vendor`.
 pub(crate) fn device_labels(d: &DeviceSample) -> [(&'static str, &str); 3] {
     [
         ("gpu", d.identity.gpu.as_str()),
         ("uuid", d.identity.uuid.as_str()),
         ("vendor", d.vendor.map_or("", |v| v.label())),
     ]
+}
+
+/// The devices whose value series are written: every one but a failed one, which reports none
+/// (a late one keeps its last values).
+fn reporting(snap: &Snapshot) -> impl Iterator<Item = &DeviceSample> {
+    snap.devices
+        .iter()
+        .filter(|d| !matches!(d.down, Some(DeviceDown::Failed(_))))
 }
 
 /// Encodes a gauge family from `(labels, value)` pairs; a family with no series is left out.
@@ -231,14 +240,12 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
         "gpu_info",
         "Static facts about a GPU; always 1. MIG instances add parent_uuid and mig_profile.",
         snap.devices.iter().map(|d| {
-            let mut labels: Vec<(&str, &str)> = vec![
-                ("gpu", d.identity.gpu.as_str()),
-                ("uuid", d.identity.uuid.as_str()),
-                ("vendor", d.vendor.map_or("", |v| v.label())),
+            let mut labels: Vec<(&str, &str)> = device_labels(d).to_vec();
+            labels.extend([
                 ("model", d.identity.model.as_str()),
                 ("pci_bus_id", d.identity.pci_bus_id.as_str()),
                 ("driver_version", d.identity.driver_version.as_str()),
-            ];
+            ]);
             if let Some(mig) = &d.identity.mig {
                 labels.push(("parent_uuid", mig.parent_uuid.as_str()));
                 labels.push(("mig_profile", mig.profile.as_str()));
@@ -268,10 +275,7 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
             enc,
             name,
             help,
-            snap.devices
-                .iter()
-                .filter(|d| !matches!(d.down, Some(DeviceDown::Failed(_))))
-                .filter_map(|d| get(&d.metrics).map(|v| (device_labels(d), v))),
+            reporting(snap).filter_map(|d| get(&d.metrics).map(|v| (device_labels(d), v))),
         )?;
     }
     encode_profiling(snap, enc)?;
@@ -281,12 +285,8 @@ fn encode_devices(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fm
 /// `gpu_profiling_info{source}` and the profiling gauges, for each device (or MIG instance)
 /// that answered with profiling values; a failed device reports none, a late one its last.
 fn encode_profiling(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
-    let profiled = || {
-        snap.devices
-            .iter()
-            .filter(|d| !matches!(d.down, Some(DeviceDown::Failed(_))))
-            .filter_map(|d| Some((d, d.profiling.filter(|p| p.values.any())?)))
-    };
+    let profiled =
+        || reporting(snap).filter_map(|d| Some((d, d.profiling.filter(|p| p.values.any())?)));
     gauge_family(
         enc,
         "gpu_profiling_info",
@@ -367,12 +367,7 @@ pub(crate) fn labels_plus(
 }
 
 fn encode_health(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
-    // A failed device reports nothing; a hung one keeps its last values.
-    let live = || {
-        snap.devices
-            .iter()
-            .filter(|d| !matches!(d.down, Some(DeviceDown::Failed(_))))
-    };
+    let live = || reporting(snap);
     for (name, help, get) in HEALTH_COUNTERS {
         counter_family(
             enc,
@@ -433,14 +428,14 @@ fn encode_health(snap: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), fmt
 
 /// Labels of a pod series: the container's names and its device's labels.
 fn pod_labels<'a>(snap: &'a Snapshot, p: &'a PodSample) -> Option<[(&'static str, &'a str); 6]> {
-    let d = snap.devices.get(p.device)?;
+    let [gpu, uuid, vendor] = device_labels(snap.devices.get(p.device)?);
     Some([
         ("namespace", p.key.namespace.as_str()),
         ("pod", p.key.pod.as_str()),
         ("container", p.key.container.as_str()),
-        ("gpu", d.identity.gpu.as_str()),
-        ("uuid", d.identity.uuid.as_str()),
-        ("vendor", d.vendor.map_or("", |v| v.label())),
+        gpu,
+        uuid,
+        vendor,
     ])
 }
 

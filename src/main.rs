@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::net::{TcpListener, TcpSocket};
 
-use gpu_pod_exporter::attribute::podresources::{KubeletView, PodResources};
+use gpu_pod_exporter::attribute::podresources::PodResources;
+use gpu_pod_exporter::attribute::stage::KubeletSource;
 use gpu_pod_exporter::collect::amd::AmdBackend;
 use gpu_pod_exporter::collect::nvidia::NvidiaBackend;
 use gpu_pod_exporter::collect::{self, Backend, Hub};
@@ -89,8 +90,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     if config.nvidia {
         backends.push(Box::new(NvidiaBackend::new(
             config.nvml_library.clone(),
-            config.interval,
-            config.health_interval,
+            config.timing(),
             config.dcgm.clone(),
         )));
     }
@@ -114,7 +114,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&hub),
         nudges,
         Arc::clone(&store),
-        config.interval,
+        config.timing(),
         config.paths.clone(),
         kubelet,
     )
@@ -123,7 +123,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     for backend in backends {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         stops.push(stop_tx);
-        collect::spawn(backend, config.interval, Arc::clone(&hub), stop_rx)
+        collect::spawn(backend, config.timing(), Arc::clone(&hub), stop_rx)
             .context("starting a collector thread")?;
     }
 
@@ -162,29 +162,15 @@ fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The kubelet's allocations of GPUs, polled over its pod-resources socket (absent on a node
-/// without a kubelet: then there are simply no allocations). While the kubelet does not answer,
-/// its last allocations stand for a while, then are dropped, so that deleted pods do not linger.
-fn kubelet_source(config: &Config) -> snapshot::KubeletSource {
+/// without a kubelet: then there are simply no allocations). The attribution stage decides how
+/// long a silent kubelet's last answer stands (`attribute::stage`).
+fn kubelet_source(config: &Config) -> KubeletSource {
     let client = PodResources::spawn(
         config.paths.pod_resources_socket.clone(),
         config.interval,
         vec!["nvidia.com/".into(), "amd.com/".into()],
     );
-    let keep = (config.interval * 6).max(Duration::from_secs(30));
-    let empty = Arc::new(KubeletView::default());
-    Box::new(move || {
-        let view = client.latest();
-        let stale = !view.available
-            && view
-                .fetched_at
-                .and_then(|t| t.elapsed().ok())
-                .is_none_or(|age| age > keep);
-        if stale {
-            Arc::clone(&empty)
-        } else {
-            view
-        }
-    })
+    Box::new(move || client.latest())
 }
 
 /// Raises the soft limit on open files to the hard limit, as the Go runtime does for

@@ -1,6 +1,9 @@
 //! PCI addresses, as sysfs, NVML, KFD and the AMD device plugin write them: one type both the
 //! collectors and attribution use to join a device to what else names it.
 
+use std::ffi::OsStr;
+use std::path::Path;
+
 /// A PCI address, comparable whatever the domain's width (`0000:19:00.0` vs NVML's `00000000:19:00.0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PciAddress {
@@ -21,6 +24,23 @@ impl PciAddress {
             device: u8::from_str_radix(device, 16).ok()?,
             function: u8::from_str_radix(function, 16).ok()?,
         })
+    }
+
+    /// The address of a sysfs device folder (`<sysfs>/class/drm/card<N>/device`), as parsed
+    /// and as written there: the `device` link's target's name (`../../../0000:19:00.0`), else
+    /// the `PCI_SLOT_NAME` of its `uevent` (where `device` is not a link).
+    pub fn of_sysfs_device(device: &Path) -> Option<(PciAddress, String)> {
+        let from_link = std::fs::read_link(device)
+            .ok()
+            .and_then(|t| t.file_name().and_then(OsStr::to_str).map(str::to_string));
+        let name = from_link.or_else(|| {
+            let uevent = std::fs::read_to_string(device.join("uevent")).ok()?;
+            uevent
+                .lines()
+                .find_map(|l| l.strip_prefix("PCI_SLOT_NAME="))
+                .map(|s| s.trim().to_string())
+        })?;
+        Some((PciAddress::parse(&name)?, name))
     }
 }
 

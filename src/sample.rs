@@ -121,6 +121,41 @@ pub struct DeviceMetrics {
     pub memory_reserved_bytes: Option<f64>,
 }
 
+impl DeviceMetrics {
+    /// Fills each gauge this one lacks from `other` (a second source of the same device).
+    /// Every field is named, so a new gauge cannot be forgotten here.
+    pub fn fill_from(&mut self, other: DeviceMetrics) {
+        let DeviceMetrics {
+            utilization_ratio,
+            memory_bandwidth_utilization_ratio,
+            memory_used_bytes,
+            memory_total_bytes,
+            power_watts,
+            temperature_celsius,
+            sm_clock_hertz,
+            memory_reserved_bytes,
+        } = other;
+        let pairs = [
+            (&mut self.utilization_ratio, utilization_ratio),
+            (
+                &mut self.memory_bandwidth_utilization_ratio,
+                memory_bandwidth_utilization_ratio,
+            ),
+            (&mut self.memory_used_bytes, memory_used_bytes),
+            (&mut self.memory_total_bytes, memory_total_bytes),
+            (&mut self.power_watts, power_watts),
+            (&mut self.temperature_celsius, temperature_celsius),
+            (&mut self.sm_clock_hertz, sm_clock_hertz),
+            (&mut self.memory_reserved_bytes, memory_reserved_bytes),
+        ];
+        for (slot, value) in pairs {
+            if slot.is_none() {
+                *slot = value;
+            }
+        }
+    }
+}
+
 /// Where a device's profiling series come from; the `source` label of `gpu_profiling_info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProfilingSource {
@@ -374,5 +409,24 @@ mod tests {
         // Ordered as the labels are, as /metrics lists them.
         let order: Vec<String> = counts.keys().map(|c| c.error.to_string()).collect();
         assert_eq!(order, ["NO_THREAD", "TIMEOUT"]);
+    }
+
+    #[test]
+    fn a_second_source_fills_only_the_gauges_the_first_lacks() {
+        let mut first = DeviceMetrics {
+            utilization_ratio: Some(0.5),
+            memory_used_bytes: None,
+            ..DeviceMetrics::default()
+        };
+        first.fill_from(DeviceMetrics {
+            utilization_ratio: Some(0.9),
+            memory_used_bytes: Some(1.0),
+            memory_reserved_bytes: Some(2.0),
+            ..DeviceMetrics::default()
+        });
+        assert_eq!(first.utilization_ratio, Some(0.5), "the first source wins");
+        assert_eq!(first.memory_used_bytes, Some(1.0));
+        assert_eq!(first.memory_reserved_bytes, Some(2.0));
+        assert_eq!(first.power_watts, None, "neither has it: absent");
     }
 }

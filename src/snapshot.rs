@@ -1,20 +1,19 @@
 //! The snapshot: one immutable, complete view of the node that every scrape encodes, rebuilt
 //! whenever a collector reports (and on a timer, so that a hung collector shows as down).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use crate::attribute;
-use crate::attribute::names::NodeNames;
-use crate::attribute::podresources::KubeletView;
+use crate::attribute::stage::{Attributed, Attributor, KubeletSource};
 use crate::collect::{CollectorState, Hub};
 use crate::paths::HostPaths;
 use crate::pod::{Failure, PodSample, Unattributed};
 use crate::sample::{CallError, DeviceDown, DeviceSample};
 use crate::selfstats::{self, SelfStats};
+use crate::timing::Timing;
 
 /// How one collector did in its last cycle.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,22 +55,23 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Builds a snapshot from the hub's view at `now`. A collector whose cycle has run longer
-    /// than `interval` is hung: it is reported failed, and its devices down with their last values.
+    /// than [`Timing::hung_after`] is hung: it is reported failed, and its devices down with
+    /// their last values.
     pub fn build(
         view: &BTreeMap<&'static str, CollectorState>,
         now: Instant,
-        interval: Duration,
+        timing: Timing,
         process: Option<SelfStats>,
     ) -> Snapshot {
         let mut snap = Snapshot {
             process,
             ready: view.values().all(|c| c.ready),
             built_at: Some(now),
-            interval,
+            interval: timing.interval(),
             ..Snapshot::default()
         };
         for (name, state) in view {
-            let hung = state.hung(now, interval);
+            let hung = state.hung(now, timing);
             if let Some(last) = &state.last {
                 snap.collectors.push(CollectorSummary {
                     name,
@@ -104,6 +104,15 @@ impl Snapshot {
         }
         snap
     }
+
+    /// Takes the attribution stage's results.
+    fn attributed(&mut self, a: Attributed) {
+        self.pods = a.pods;
+        self.unattributed = a.unattributed;
+        self.attribution_failures = a.failures;
+        self.attribution_seconds = a.seconds;
+        self.kubelet_up = Some(a.kubelet_up);
+    }
 }
 
 /// Holds the current snapshot. Readers take an `Arc` and never wait for a writer for longer
@@ -130,217 +139,21 @@ impl SnapshotStore {
     }
 }
 
-/// The latest kubelet view, however it is obtained (the pod-resources client, or a test).
-pub type KubeletSource = Box<dyn Fn() -> Arc<KubeletView> + Send>;
-
-/// The attribution stage: reruns the rules once per round of collector reports (or when the
-/// kubelet's view has changed), and keeps the failure counts.
-struct Attributor {
-    paths: HostPaths,
-    kubelet: KubeletSource,
-    interval: Duration,
-    /// Each collector's completed cycles at the last pass.
-    last_cycles: BTreeMap<&'static str, u64>,
-    /// The kubelet view's fetch time at the last pass.
-    last_kubelet: Option<Option<SystemTime>>,
-    /// When the last pass ran, and how long it took.
-    last_pass: Option<(Instant, Duration)>,
-    /// Passes run since start (for tests).
-    passes: u64,
-    pods: Vec<PodSample>,
-    unattributed: Vec<Unattributed>,
-    failures: BTreeMap<Failure, u64>,
-    /// Says so in the log when a failure reason's count grows, at most once per reason per
-    /// [`FAILURE_LOG_EVERY`].
-    failure_log: FailureLog,
-    /// The DRA claim devices that matched no device in the last pass (logged when new).
-    unknown_claim_devices: BTreeSet<String>,
-}
-
-impl Attributor {
-    fn new(paths: HostPaths, kubelet: KubeletSource, interval: Duration) -> Self {
-        Attributor {
-            paths,
-            kubelet,
-            interval,
-            last_cycles: BTreeMap::new(),
-            last_kubelet: None,
-            last_pass: None,
-            passes: 0,
-            pods: Vec::new(),
-            unattributed: Vec::new(),
-            failures: Failure::ALL.iter().map(|f| (*f, 0)).collect(),
-            failure_log: FailureLog::default(),
-            unknown_claim_devices: BTreeSet::new(),
-        }
-    }
-
-    /// Whether the inputs call for a new pass: the kubelet's view changed, or every collector
-    /// has reported since the last pass, or some has and the others are late by half an
-    /// interval (a hung collector must not hold back the others' pods). Collectors report
-    /// once per interval each, so this is one pass per interval, not one per report.
-    fn due(
-        &self,
-        cycles: &BTreeMap<&'static str, u64>,
-        kubelet_at: Option<SystemTime>,
-        now: Instant,
-    ) -> bool {
-        let Some((last, _)) = self.last_pass else {
-            return true;
-        };
-        if self.last_kubelet != Some(kubelet_at) {
-            return true;
-        }
-        let advanced = cycles
-            .iter()
-            .filter(|(name, n)| self.last_cycles.get(*name) != Some(*n))
-            .count();
-        advanced > 0
-            && (advanced == cycles.len()
-                || now.saturating_duration_since(last) >= self.interval + self.interval / 2)
-    }
-
-    fn apply(&mut self, snap: &mut Snapshot, cycles: BTreeMap<&'static str, u64>) {
-        let kubelet = (self.kubelet)();
-        let kubelet_up = kubelet.available;
-        let now = Instant::now();
-        // Before every collector has reported, allocations would find no devices to match. A
-        // report, not a successful one: a failing collector must not hide the others' pods.
-        let reported = cycles.values().all(|n| *n > 0);
-        if reported && self.due(&cycles, kubelet.fetched_at, now) {
-            self.last_kubelet = Some(kubelet.fetched_at);
-            let names = NodeNames::read(&self.paths.pod_logs, &self.paths.container_logs);
-            let (kubelet, unknown_claim_devices) = self.with_claims(&snap.devices, kubelet);
-            let result = attribute::attribute(&snap.devices, &self.paths.procfs, &names, &kubelet);
-            for f in result.failures {
-                *self.failures.entry(f).or_insert(0) += 1;
-            }
-            *self.failures.entry(Failure::DeviceUnknown).or_insert(0) += unknown_claim_devices;
-            self.failure_log.note(&self.failures, &self.paths, now);
-            self.pods = result.pods;
-            self.unattributed = result.unattributed;
-            self.last_cycles = cycles;
-            self.last_pass = Some((now, now.elapsed()));
-            self.passes += 1;
-        }
-        snap.pods.clone_from(&self.pods);
-        snap.unattributed.clone_from(&self.unattributed);
-        snap.attribution_failures.clone_from(&self.failures);
-        snap.attribution_seconds = self.last_pass.map(|(_, took)| took.as_secs_f64());
-        snap.kubelet_up = Some(kubelet_up);
-    }
-
-    /// The kubelet's view with its DRA claims joined to the devices (`attribute::dra`) and added
-    /// to its allocations, and how many GPU claim devices matched none. A device that has not
-    /// answered yet has no UUID to match, so nothing is unknown until every device has one; an
-    /// unknown device is logged once, when it first shows up.
-    fn with_claims(
-        &mut self,
-        devices: &[DeviceSample],
-        kubelet: Arc<KubeletView>,
-    ) -> (Arc<KubeletView>, u64) {
-        if kubelet.claims.is_empty() {
-            self.unknown_claim_devices.clear();
-            return (kubelet, 0);
-        }
-        let joined = attribute::dra::join(
-            &kubelet.claims,
-            devices,
-            &self.paths.procfs,
-            &self.paths.sysfs,
-        );
-        let mut unknown = 0;
-        if devices.iter().all(|d| !d.identity.uuid.is_empty()) {
-            let now: BTreeSet<String> = joined.unknown.iter().cloned().collect();
-            for d in now.difference(&self.unknown_claim_devices) {
-                tracing::warn!(device = %d, "a DRA claim names a GPU that matches no device on this node; counted as device_unknown");
-            }
-            self.unknown_claim_devices = now;
-            unknown = joined.unknown.len() as u64;
-        }
-        if joined.allocations.is_empty() {
-            return (kubelet, unknown);
-        }
-        let mut view = KubeletView::clone(&kubelet);
-        view.allocations.extend(joined.allocations);
-        (Arc::new(view), unknown)
-    }
-}
-
-/// How often, at most, one attribution failure reason is logged.
-const FAILURE_LOG_EVERY: Duration = Duration::from_secs(600);
-
-/// Logs attribution failures as they start: the first failure of a reason at once, then at most
-/// one line per reason per [`FAILURE_LOG_EVERY`], with how many happened since the last line.
-/// The counter series carries every one; the log says what to look at.
-#[derive(Debug, Default)]
-struct FailureLog {
-    /// Per reason: when it was last logged, and its count then.
-    logged: BTreeMap<Failure, (Instant, u64)>,
-}
-
-impl FailureLog {
-    fn note(&mut self, counts: &BTreeMap<Failure, u64>, paths: &HostPaths, now: Instant) {
-        for (&reason, &total) in counts {
-            let (at, then) = self.logged.get(&reason).copied().unwrap_or((now, 0));
-            let quiet = self.logged.contains_key(&reason)
-                && now.saturating_duration_since(at) < FAILURE_LOG_EVERY;
-            if total == then || quiet {
-                continue;
-            }
-            let hint = match reason {
-                Failure::ProcessVanished => "processes exited before their cgroup could be read; usual under churn".to_string(),
-                Failure::CgroupUnreadable => format!(
-                    "cannot read {}/<pid>/cgroup: the agent needs the host's pids (hostPID) and read access to its procfs",
-                    paths.procfs.display()
-                ),
-                Failure::CgroupMalformed => "a process's cgroup file could not be parsed".to_string(),
-                Failure::PodUnknown => format!(
-                    "a GPU process's pod has no folder in {}: is it mounted and readable?",
-                    paths.pod_logs.display()
-                ),
-                Failure::ContainerUnknown => format!(
-                    "a GPU process's container is named by no link in {}: is it mounted and readable?",
-                    paths.container_logs.display()
-                ),
-                Failure::DeviceUnknown => "a kubelet allocation names a device ID that matches no device on this node".to_string(),
-            };
-            let new = total - then;
-            if reason == Failure::ProcessVanished {
-                tracing::info!(
-                    reason = reason.label(),
-                    new,
-                    total,
-                    "attribution failures: {hint}"
-                );
-            } else {
-                tracing::warn!(
-                    reason = reason.label(),
-                    new,
-                    total,
-                    "attribution failures: {hint}"
-                );
-            }
-            self.logged.insert(reason, (now, total));
-        }
-    }
-}
-
-/// Rebuilds the snapshot whenever a collector reports, and every `interval / 4` while a
-/// collector's cycle runs past `interval` (so that a hung collector is noticed within a quarter
-/// interval), until the hub stops nudging. A tick that finds every collector on time changes
-/// nothing and costs a lock, not a rebuild: on a quiet node the rebuilds were most of the
-/// stage's CPU (docs/benchmarks.md).
+/// Rebuilds the snapshot whenever a collector reports, and every [`Timing::publisher_tick`]
+/// (¼ interval) while a collector's cycle runs past [`Timing::hung_after`] (so that a hung
+/// collector is noticed within a quarter interval), until the hub stops nudging. A tick that
+/// finds every collector on time changes nothing and costs a lock, not a rebuild: on a quiet
+/// node the rebuilds were most of the stage's CPU (docs/benchmarks.md).
 pub fn spawn_publisher(
     hub: Arc<Hub>,
     nudges: Receiver<()>,
     store: Arc<SnapshotStore>,
-    interval: Duration,
+    timing: Timing,
     paths: HostPaths,
     kubelet: KubeletSource,
 ) -> std::io::Result<thread::JoinHandle<()>> {
-    let tick = (interval / 4).max(Duration::from_millis(50));
-    let mut attributor = Attributor::new(paths, kubelet, interval);
+    let tick = timing.publisher_tick();
+    let mut attributor = Attributor::new(paths, kubelet, timing);
     thread::Builder::new()
         .name("snapshot".into())
         .spawn(move || {
@@ -350,8 +163,9 @@ pub fn spawn_publisher(
                     let view = hub.view();
                     let cycles = view.iter().map(|(name, c)| (*name, c.cycles)).collect();
                     let mut snap =
-                        Snapshot::build(&view, Instant::now(), interval, selfstats::read());
-                    attributor.apply(&mut snap, cycles);
+                        Snapshot::build(&view, Instant::now(), timing, selfstats::read());
+                    let attributed = attributor.apply(&snap.devices, cycles);
+                    snap.attributed(attributed);
                     store.store(snap);
                 }
                 match nudges.recv_timeout(tick) {
@@ -361,7 +175,7 @@ pub fn spawn_publisher(
                         rebuild = true;
                     }
                     Err(RecvTimeoutError::Timeout) => {
-                        rebuild = hub.running_past(Instant::now(), interval);
+                        rebuild = hub.running_past(Instant::now(), timing);
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
@@ -370,10 +184,13 @@ pub fn spawn_publisher(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::sample::{ErrorLabel, VendorReport};
+
+    fn one_second() -> Timing {
+        Timing::new(Duration::from_secs(1), Duration::from_secs(1))
+    }
 
     fn state_with(dev_up: bool, running_since: Option<Instant>) -> CollectorState {
         let dev = DeviceSample {
@@ -397,18 +214,18 @@ mod tests {
     #[test]
     fn a_cycle_running_past_the_interval_marks_the_collector_failed_and_devices_down() {
         let now = Instant::now();
-        let interval = Duration::from_secs(1);
+        let timing = one_second();
         let mut view = BTreeMap::new();
         view.insert(
             "nvidia",
             state_with(true, now.checked_sub(Duration::from_secs(2))),
         );
-        let snap = Snapshot::build(&view, now, interval, None);
+        let snap = Snapshot::build(&view, now, timing, None);
         assert!(!snap.collectors[0].success);
         assert_eq!(snap.devices[0].down, Some(DeviceDown::TimedOut));
 
         view.insert("nvidia", state_with(true, Some(now)));
-        let snap = Snapshot::build(&view, now, interval, None);
+        let snap = Snapshot::build(&view, now, timing, None);
         assert!(snap.collectors[0].success);
         assert!(snap.devices[0].up());
         assert!(snap.ready);
@@ -419,7 +236,7 @@ mod tests {
         let mut view = BTreeMap::new();
         view.insert("nvidia", state_with(true, None));
         view.insert("amd", CollectorState::default());
-        assert!(!Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None).ready);
+        assert!(!Snapshot::build(&view, Instant::now(), one_second(), None).ready);
     }
 
     /// A cycle without the library (NVML missing, `nvmlInit` failing) completes nothing.
@@ -434,7 +251,7 @@ mod tests {
             ..CollectorState::default()
         };
         view.insert("nvidia", failing);
-        assert!(!Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None).ready);
+        assert!(!Snapshot::build(&view, Instant::now(), one_second(), None).ready);
     }
 
     /// A dead GPU is `gpu_up 0` and a failed collector cycle, never an unready agent: a rollout
@@ -443,72 +260,8 @@ mod tests {
     fn ready_with_every_device_down() {
         let mut view = BTreeMap::new();
         view.insert("nvidia", state_with(false, None));
-        let snap = Snapshot::build(&view, Instant::now(), Duration::from_secs(1), None);
+        let snap = Snapshot::build(&view, Instant::now(), one_second(), None);
         assert!(snap.ready);
         assert!(!snap.devices[0].up());
-    }
-
-    /// An attributor over an empty host tree (kept while the returned folder lives) and an
-    /// empty kubelet view.
-    fn attributor(interval: Duration) -> (tempfile::TempDir, Attributor) {
-        let root = tempfile::tempdir().unwrap();
-        let paths = HostPaths::new(root.path(), None, None, None);
-        let view = Arc::new(KubeletView::default());
-        let a = Attributor::new(paths, Box::new(move || Arc::clone(&view)), interval);
-        (root, a)
-    }
-
-    /// A snapshot that every collector has sampled successfully.
-    fn ready() -> Snapshot {
-        Snapshot {
-            ready: true,
-            ..Snapshot::default()
-        }
-    }
-
-    /// Two collectors reporting one after the other make one attribution pass, not two
-    /// (issue 15 saw one per report, the AMD collector's empty one included).
-    #[test]
-    fn attribution_runs_once_per_round_of_reports() {
-        let (_root, mut a) = attributor(Duration::from_secs(60));
-        let round = |amd: u64, nvidia: u64| BTreeMap::from([("amd", amd), ("nvidia", nvidia)]);
-        a.apply(&mut ready(), round(1, 1));
-        assert_eq!(a.passes, 1);
-        // AMD reports; NVIDIA has not yet: no pass.
-        a.apply(&mut ready(), round(2, 1));
-        assert_eq!(a.passes, 1);
-        // The timer rebuild between reports: no pass.
-        a.apply(&mut ready(), round(2, 1));
-        assert_eq!(a.passes, 1);
-        // NVIDIA reports too: one pass for the round.
-        let mut snap = ready();
-        a.apply(&mut snap, round(2, 2));
-        assert_eq!(a.passes, 2);
-        assert!(snap.attribution_seconds.is_some());
-        // Nothing new: no pass.
-        a.apply(&mut ready(), round(2, 2));
-        assert_eq!(a.passes, 2);
-    }
-
-    #[test]
-    fn a_collector_late_by_half_an_interval_does_not_hold_back_attribution() {
-        let interval = Duration::from_millis(200);
-        let (_root, mut a) = attributor(interval);
-        a.apply(&mut ready(), BTreeMap::from([("amd", 1), ("nvidia", 1)]));
-        std::thread::sleep(interval * 2);
-        a.apply(&mut ready(), BTreeMap::from([("amd", 2), ("nvidia", 1)]));
-        assert_eq!(a.passes, 2);
-    }
-
-    /// Readiness waits for a completed cycle; attribution only for a report, so a failing
-    /// collector (NVML missing) does not hide the other collector's pods.
-    #[test]
-    fn attribution_does_not_wait_for_readiness() {
-        let (_root, mut a) = attributor(Duration::from_secs(1));
-        let mut unready = Snapshot::default();
-        a.apply(&mut unready, BTreeMap::from([("amd", 1), ("nvidia", 0)]));
-        assert_eq!(a.passes, 0, "a collector has not reported yet");
-        a.apply(&mut unready, BTreeMap::from([("amd", 1), ("nvidia", 1)]));
-        assert_eq!(a.passes, 1);
     }
 }

@@ -11,9 +11,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{fixture, prom, write_atomic, Agent};
+use common::{fixture, prom, write_atomic, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const TEN_SECONDS_NS: u64 = 10_000_000_000;
 
 /// A private copy of the AMD node.

@@ -1,14 +1,13 @@
-//! Pod attribution end to end: the real binary, the mock NVML, and fake node trees (CONTRACT §5)
-//! whose pids match the scenario. One pod per cgroup layout real nodes produce.
+//! Pod attribution end to end: the real binary, the mock NVML, and fake node trees (docs/design.md,
+//! "A fake node") whose pids match the scenario. One pod per cgroup layout real nodes produce.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{fixture, prom, Agent};
+use common::{fixture, prom, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const EVERY_LAYOUT_PODS: usize = 12;
 
 fn every_layout() -> (String, std::path::PathBuf) {

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use common::node::pod;
 use common::{built_library, prom, Agent};
 
+/// Longer than `common::WAIT`: the cases with the host engine down wait out the agent's connect
+/// backoff (1, 2, 4, 8 s) before DCGM's series come.
 const WAIT: Duration = Duration::from_secs(25);
 const A100: &str = "GPU-a1000000-0b7f-4c55-9e1e-6b1f0c2d3e4f";
 const H100: &str = "GPU-41000000-1a4d-4c55-9e1e-6b1f0c2d3e4f";

@@ -8,9 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::fake_kubelet::{ClaimSpec, FakeKubelet, PodSpec};
-use common::{fixture, prom, Agent};
+use common::{fixture, prom, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const NVIDIA: &str = "gpu.nvidia.com";
 const CLAIM_UID: &str = "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b";
 

@@ -7,11 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::{fixture, prom, Agent};
-
-const WAIT: Duration = Duration::from_secs(20);
+use common::{fixture, prom, Agent, WAIT};
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(fixture(rel)).unwrap()

@@ -7,9 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{fixture, Agent};
-
-const WAIT: Duration = Duration::from_secs(20);
+use common::{fixture, Agent, WAIT};
 
 fn golden() -> String {
     std::fs::read_to_string(fixture("scenarios/golden.yaml")).unwrap()

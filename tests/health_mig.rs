@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_kubelet::{FakeKubelet, PodSpec};
-use common::{prom, Agent};
+use common::{prom, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const MIG_PARENT: &str = "GPU-3d9e1c47-2b6a-4f85-a0c3-7e1d9b4f2a60";
 
 /// The mock's health-and-MIG example, with only the first (3 s) XID event so output is stable.

@@ -1,4 +1,4 @@
-//! The agent under a hostile client (issue 15): 1,000 idle sockets and 200 slowloris clients
+//! The agent under a hostile client: 1,000 idle sockets and 200 slowloris clients
 //! held open at once, over loopback, while scrapes and probes must still be answered. Before,
 //! the server took 128 connections and left the rest in the listen backlog: scrapes took 10 s
 //! or failed, and `/healthz` failed 7 times out of 7.

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::load::{raise_open_files_limit, rss_kib, rss_mib};
-use common::{fixture, prom, Agent};
-
-const WAIT: Duration = Duration::from_secs(20);
+use common::{fixture, prom, Agent, WAIT};
 
 /// One flood at a time: each loads the machine (thousands of sockets, dozens of threads), and
 /// two at once would measure each other.

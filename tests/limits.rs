@@ -9,9 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fixture, prom, Agent};
-
-const WAIT: Duration = Duration::from_secs(20);
+use common::{fixture, prom, Agent, WAIT};
 
 /// The mock's health-and-MIG example: GPU 0 with every counter, GPU 1 (MIG mode) with some.
 fn health_and_mig() -> String {

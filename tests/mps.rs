@@ -8,12 +8,10 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use common::node::{pod, process};
-use common::{prom, Agent};
+use common::{prom, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const SERVER: u32 = 4100;
 /// 66 MiB: the server's memory on the H200.
 const SERVER_MEMORY: f64 = 69206016.0;

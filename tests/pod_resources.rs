@@ -259,6 +259,10 @@ fn a_kubelet_without_get_allocatable_resources_is_still_available() {
     }
 }
 
+/// The poller lives as long as some handle does. The positive control: while one copy is left,
+/// the kubelet sees two more polls, and the window after the last drop is twice as long as
+/// those two polls took (at least four intervals), so a poller that had stalled for another
+/// reason could not pass for one that stopped.
 #[test]
 fn dropping_every_handle_stops_polling() {
     let dir = tempfile::tempdir().unwrap();
@@ -267,13 +271,20 @@ fn dropping_every_handle_stops_polling() {
     wait_for(&pr, Duration::from_secs(5), "available", |v| v.available);
     let copy = pr.clone();
     drop(pr);
-    std::thread::sleep(INTERVAL * 2);
+    let start = Instant::now();
+    more_polls(&kubelet, 2);
+    let two_polls = start.elapsed();
     assert!(copy.latest().available);
     drop(copy);
+    // A poll already under way when the last handle went may still land.
     std::thread::sleep(INTERVAL * 2);
     let calls = kubelet.list_calls();
-    std::thread::sleep(INTERVAL * 4);
-    assert_eq!(kubelet.list_calls(), calls);
+    std::thread::sleep((two_polls * 2).max(INTERVAL * 4));
+    assert_eq!(
+        kubelet.list_calls(),
+        calls,
+        "polled after every handle was dropped"
+    );
 }
 
 /// `dynamic_resources` as a kubelet 1.31 or later sends it, beside device-plugin devices: every

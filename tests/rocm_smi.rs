@@ -11,9 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{fixture, prom, write_atomic, Agent};
-
-const WAIT: Duration = Duration::from_secs(20);
+use common::{fixture, prom, write_atomic, Agent, WAIT};
 
 /// ROCm SMI's view of the fake AMD node: values that differ from sysfs's (sysfs wins where it
 /// has one), power for the card without a hwmon power file, a name for the card sysfs cannot

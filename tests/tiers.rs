@@ -1,4 +1,4 @@
-//! The two sampling tiers end to end (issue 13): health series are read every
+//! The two sampling tiers end to end: health series are read every
 //! `--collect.health-interval` and keep their last value in between, while the decision series
 //! follow every `--collect.interval`; a slow health read never times the device out.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,9 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{prom, Agent};
+use common::{prom, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(20);
 const G0: [(&str, &str); 1] = [("gpu", "0")];
 
 fn scenario(power_watts: u64, energy_joules: u64, extra: &str) -> String {

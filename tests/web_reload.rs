@@ -1,4 +1,4 @@
-//! The web config reloaded under a running agent (issue 15): a changed password, TLS turned on,
+//! The web config reloaded under a running agent: a changed password, TLS turned on,
 //! a rotated certificate (as cert-manager rotates it), a broken edit that keeps the last good
 //! config, and SIGHUP, which reloads instead of killing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,9 +16,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use common::{fixture, write_atomic, Agent};
-
-const WAIT: Duration = Duration::from_secs(15);
+use common::{fixture, write_atomic, Agent, WAIT};
 
 fn basic(user: &str, password: &str) -> String {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The GPU exporter a team writes itself: nvidia-ml-py (pynvml) and prometheus_client.
 
-This is the peer that scripts/bench.sh measures the agent against (issue 13): a plain,
+This is the peer that scripts/bench.sh measures the agent against: a plain,
 careful implementation of what such exporters do, not a strawman. Every interval it reads, per
 GPU, the device series (utilization, memory used and total, power, temperature, SM clock), the
 compute processes with their memory, and per-process utilization since the last sample it saw;

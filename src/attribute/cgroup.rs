@@ -221,11 +221,12 @@ mod tests {
     }
 
     /// One real line per layout, with where it comes from. Lines marked "layout from
-    /// FIELD-NOTES" follow /work/shared/FIELD-NOTES.md with IDs from our every-layout fixture.
+    /// docs/measurements.md" follow its "Cgroup paths" with IDs from our every-layout fixture.
     /// Shared with the fuzz seed corpus (fuzz/corpus/cgroup/), one file per case.
     const LAYOUTS: &[(&str, &str, &str, &str)] = &[
         (
-            // GKE / kubeadm: cgroup v2, systemd driver, containerd, burstable pod (FIELD-NOTES).
+            // GKE / kubeadm: cgroup v2, systemd driver, containerd, burstable pod
+            // (docs/measurements.md).
             "v2-systemd-containerd-burstable",
             "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poddde1244b_5bb5_4297_b544_85f3bc0d80bf.slice/cri-containerd-acb62391578595ec849d87d8556369cee7f935f0425097fd5f870df0e8aabd3c.scope",
             "dde1244b-5bb5-4297-b544-85f3bc0d80bf",
@@ -239,7 +240,8 @@ mod tests {
             "e58a24d4a722c99712cff74ef69d93311089584eb32617b3890e0dcb996133f1",
         ),
         (
-            // cgroup v2 with the cgroupfs driver (k3s, older kubeadm defaults) (FIELD-NOTES).
+            // cgroup v2 with the cgroupfs driver (k3s, older kubeadm defaults)
+            // (docs/measurements.md).
             "v2-cgroupfs-burstable",
             "0::/kubepods/burstable/pod15513b48-e7a5-48fc-b9e3-92f713f36504/a51a9f7d073f848e7fc59e56e8f11524f330a2175a4ed26327da2dfe0d28015f",
             "15513b48-e7a5-48fc-b9e3-92f713f36504",
@@ -283,7 +285,7 @@ mod tests {
             "9e073649debeec6d511391c9ec7627ee67ce3a3fb508b0fa0437a97f8e58ba98",
         ),
         (
-            // Guaranteed pod, cgroupfs: k3s on cgroup v1 (layout from FIELD-NOTES).
+            // Guaranteed pod, cgroupfs: k3s on cgroup v1 (layout from docs/measurements.md).
             "guaranteed-cgroupfs",
             "4:memory:/kubepods/podfc75ec23-ba2d-487e-8e16-90ccbdc44440/72771e6e3bb0dce06f89d484641e724bf700b56024719bad9cd01bfdb6e9fc93",
             "fc75ec23-ba2d-487e-8e16-90ccbdc44440",
@@ -304,7 +306,7 @@ mod tests {
             "468f848e2ebec7203ed55748d08337851af589ac42eb551c572446a5c68fe631",
         ),
         (
-            // CRI-O with the cgroupfs driver, guaranteed pod (layout from FIELD-NOTES).
+            // CRI-O with the cgroupfs driver, guaranteed pod (layout from docs/measurements.md).
             "crio-cgroupfs-guaranteed",
             "0::/kubepods/pod7bd85c42-39d4-4230-809c-e73dc8a66d43/crio-f06545118e4817090c791060acae7be2df4c9928af12b6cffcb24b558d2d86ce",
             "7bd85c42-39d4-4230-809c-e73dc8a66d43",
@@ -319,7 +321,7 @@ mod tests {
         ),
         (
             // kind, read on the host: the node is a docker container, the kubelet's slices are
-            // prefixed `kubelet-` (layout from FIELD-NOTES).
+            // prefixed `kubelet-` (layout from docs/measurements.md).
             "kind-host-view",
             "0::/docker/23e60658111a240b11962ea4c36d8545c06271103792d48d4fe82c2f9c3bc3ba/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod890b0049_fbe0_4fb6_8b3a_9bf3ae71e1c9.slice/cri-containerd-2aebd9043e7de6a66ac76a0912764df783629a8443c68dab96a3ee992cd7a512.scope",
             "890b0049-fbe0-4fb6-8b3a-9bf3ae71e1c9",
@@ -334,7 +336,8 @@ mod tests {
             "594f6557dc0faa92e0ceac237b78c9e19ad12db5c471c3d2d950d4f2d6b98e4d",
         ),
         (
-            // minikube's docker driver (docker-in-docker), cgroup v1 (layout from FIELD-NOTES).
+            // minikube's docker driver (docker-in-docker), cgroup v1 (layout from
+            // docs/measurements.md).
             "minikube-dind-v1",
             "5:memory:/docker/2a8c227a0a7b0a51085cc500f33f757f2914b554a13497f86c55a9519e2012e6/kubelet/kubepods/burstable/pode57e7a16-4d47-44b1-86c2-8969a70b0eb9/e5ce7959e1c8bb97f6a559c5976341605ef1e0f9f93217736b1b0a60e4bf6157",
             "e57e7a16-4d47-44b1-86c2-8969a70b0eb9",
@@ -342,7 +345,7 @@ mod tests {
         ),
         (
             // Read from a private cgroup namespace, cgroupfs: a static pod's container
-            // (FIELD-NOTES; container ID from our fixture).
+            // (docs/measurements.md; container ID from our fixture).
             "cgroupns-cgroupfs-static",
             "0::/../../pode039200acb850c82bb901653cc38ff6e/2ec0b8203b09542167b51b2a07f4aace73a8457a3a579f18decab53debda06a1",
             "e039200acb850c82bb901653cc38ff6e",

@@ -62,8 +62,8 @@ impl DeviceRef {
         PciAddress::parse(id).map(DeviceRef::Pci)
     }
 
-    /// Whether this reference names the device `d` (`index` is its position on the node, the
-    /// stand-in for the minor number).
+    /// Whether this reference names the device `d`. A minor number (GKE's `nvidia0/gi1`) is
+    /// compared with the device's `gpu` label, its NVML index, which stands in for it here.
     pub fn matches(&self, d: &DeviceIdentity) -> bool {
         match self {
             DeviceRef::Uuid(u) => d.uuid.eq_ignore_ascii_case(u),

@@ -47,7 +47,6 @@
 //! GPUs and are left out, as device-plugin resources outside `nvidia.com/` and `amd.com/` are.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::path::Path;
 
 use super::deviceid::DeviceRef;
@@ -373,17 +372,7 @@ impl<'a> HostNames<'a> {
     /// the `PCI_SLOT_NAME` of its `uevent`.
     fn drm_card(&self, n: u32) -> Option<PciAddress> {
         let device = self.sysfs.join(format!("class/drm/card{n}/device"));
-        let name = std::fs::read_link(&device)
-            .ok()
-            .and_then(|t| t.file_name().and_then(OsStr::to_str).map(str::to_string))
-            .or_else(|| {
-                let uevent = std::fs::read_to_string(device.join("uevent")).ok()?;
-                uevent
-                    .lines()
-                    .find_map(|l| l.strip_prefix("PCI_SLOT_NAME="))
-                    .map(|s| s.trim().to_string())
-            })?;
-        PciAddress::parse(&name)
+        PciAddress::of_sysfs_device(&device).map(|(pci, _)| pci)
     }
 }
 

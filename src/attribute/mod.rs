@@ -1,9 +1,10 @@
 //! Pod attribution: which pod and container a GPU process and a kubelet allocation belong to,
 //! and the per-pod series that follow from the rules of docs/attribution.md.
 //!
-//! Runs once per collector report, from scratch: nothing is carried from one sample to the
-//! next, so a container whose processes and allocations are gone has no series in the next
-//! snapshot, and a reused pid is read afresh.
+//! A pass ([`attribute`]) runs from scratch whenever the stage (`stage`) finds one due, once
+//! per round of collector reports: nothing is carried from one pass to the next, so a
+//! container whose processes and allocations are gone has no series in the next snapshot,
+//! and a reused pid is read afresh.
 
 pub mod cgroup;
 pub mod deviceid;
@@ -11,6 +12,7 @@ pub mod dra;
 mod mps;
 pub mod names;
 pub mod podresources;
+pub mod stage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
@@ -651,7 +653,7 @@ mod tests {
         const MIG1: &str = "MIG-7c2e9a10-4b3d-5f61-8e0a-1d2c3b4a5f60";
         const MIG5: &str = "MIG-1e8f4d22-9a7b-5c03-b6d5-3f4e2a1b0c97";
         // The H200 at about 41 % of a decode server's capacity, and at full load
-        // (FIELD-NOTES, "Measured on a real GPU").
+        // (docs/measurements.md, "Which GPU series tracks an LLM decode load").
         const MID: [f64; 4] = [0.69, 0.097, 0.038, 0.64];
         const FULL: [f64; 4] = [0.92, 0.14, 0.094, 0.84];
         // Pods p1..p3 with one process each (pids 100, 200, 300); pid 400 is an MPS server
@@ -831,7 +833,7 @@ mod tests {
         );
     }
 
-    /// A device under MPS as NVML reports it (FIELD-NOTES, "MPS"): per-process utilization
+    /// A device under MPS as NVML reports it (docs/measurements.md, "MPS"): per-process utilization
     /// supported, every sample on the server (pid 4100, 66 MiB), the clients at 0.
     fn mps_device(procs: &[(u32, u64)], clients_listed: bool) -> DeviceSample {
         let mut d = device(

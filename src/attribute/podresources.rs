@@ -7,7 +7,7 @@
 //! backoff.
 //!
 //! pod-resources carries no pod UID and no container ID, so consumers join by
-//! namespace/pod/container name (FIELD-NOTES, "Name joins").
+//! namespace/pod/container name (docs/measurements.md, "Names and device IDs").
 //!
 //! Devices come two ways: `ContainerResources.devices` (device plugins) and
 //! `ContainerResources.dynamic_resources` (DRA ResourceClaims; see [`ContainerClaim`] for which

@@ -13,9 +13,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::sample::{CallError, VendorReport};
+use crate::timing::Timing;
 
 /// A vendor backend: samples its devices and their processes into vendor-neutral values.
 pub trait Backend: Send + 'static {
@@ -26,10 +27,6 @@ pub trait Backend: Send + 'static {
     /// have not answered by then are reported down, with their last values.
     fn collect(&mut self, deadline: Instant) -> VendorReport;
 }
-
-/// Share of the interval a cycle may spend waiting for devices; the rest is slack so that a
-/// cycle with a hung device still finishes before the next one is due.
-const CYCLE_BUDGET: f64 = 0.75;
 
 /// What the hub knows of one collector.
 #[derive(Debug, Clone, Default)]
@@ -50,11 +47,11 @@ pub struct CollectorState {
 }
 
 impl CollectorState {
-    /// Whether the cycle in progress has run longer than `interval` at `now`: the collector
-    /// is hung, and the snapshot reports it failed and its devices down.
-    pub fn hung(&self, now: Instant, interval: Duration) -> bool {
+    /// Whether the cycle in progress has run longer than [`Timing::hung_after`] at `now`: the
+    /// collector is hung, and the snapshot reports it failed and its devices down.
+    pub fn hung(&self, now: Instant, timing: Timing) -> bool {
         self.running_since
-            .is_some_and(|since| now.saturating_duration_since(since) > interval)
+            .is_some_and(|since| now.saturating_duration_since(since) > timing.hung_after())
     }
 }
 
@@ -119,8 +116,8 @@ impl Hub {
 
     /// Whether a collector is hung at `now` ([`CollectorState::hung`]): a cheap look, without
     /// copying the reports.
-    pub fn running_past(&self, now: Instant, interval: Duration) -> bool {
-        self.lock().values().any(|c| c.hung(now, interval))
+    pub fn running_past(&self, now: Instant, timing: Timing) -> bool {
+        self.lock().values().any(|c| c.hung(now, timing))
     }
 
     /// A copy of every collector's state, by name.
@@ -134,11 +131,11 @@ impl Hub {
     }
 }
 
-/// Runs `backend` every `interval` on a thread of its own, publishing to `hub`, until
-/// `stop` is dropped or sent to.
+/// Runs `backend` every interval on a thread of its own, each cycle waiting for its devices
+/// for [`Timing::cycle_budget`], publishing to `hub`, until `stop` is dropped or sent to.
 pub fn spawn(
     mut backend: Box<dyn Backend>,
-    interval: Duration,
+    timing: Timing,
     hub: Arc<Hub>,
     stop: Receiver<()>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
@@ -148,7 +145,7 @@ pub fn spawn(
         .spawn(move || loop {
             let start = Instant::now();
             hub.begin(name, start);
-            let deadline = start + interval.mul_f64(CYCLE_BUDGET);
+            let deadline = start + timing.cycle_budget();
             let report = match catch_unwind(AssertUnwindSafe(|| backend.collect(deadline))) {
                 Ok(mut r) => {
                     r.duration = start.elapsed();
@@ -164,7 +161,7 @@ pub fn spawn(
                 }
             };
             hub.publish(name, report);
-            let next = start + interval;
+            let next = start + timing.interval();
             match stop.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,

@@ -88,7 +88,6 @@ fn too_large(limit: u64) -> io::Error {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -202,7 +202,6 @@ pub async fn watch(source: Option<Arc<WebSource>>, every: Duration) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::web::testpki::{write, Pki};

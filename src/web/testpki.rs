@@ -1,6 +1,5 @@
 //! A throwaway PKI for the web tests: a CA, a server certificate and client certificates, and
 //! a loopback TLS handshake to try an acceptor with.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

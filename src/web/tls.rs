@@ -221,7 +221,6 @@ impl ClientCertVerifier for AnyClientCert {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use crate::web::testpki::{handshake, write, Pki};
     use crate::web::Web;

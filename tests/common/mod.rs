@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for the agent to show what it expects: many cycles at the tests' 1 s
+/// interval, with room for a CI machine that is building beside the test.
+pub const WAIT: Duration = Duration::from_secs(20);
+
 /// `target/<profile>/`, where cargo puts the binary and the mock library.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -193,7 +197,8 @@ impl AgentBuilder {
         self.interval = i.into();
         self
     }
-    /// A fake node tree (CONTRACT §5) to use as `--path.rootfs`; by default an empty one.
+    /// A fake node tree (docs/design.md, "A fake node") to use as `--path.rootfs`; by default an
+    /// empty one.
     pub fn rootfs(mut self, p: impl Into<PathBuf>) -> Self {
         self.rootfs = Some(p.into());
         self

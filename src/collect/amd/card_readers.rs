@@ -5,6 +5,8 @@
 //! A reader that has not answered by then stays busy and gets no new request: its card is
 //! reported with its last reading, timed out. Its answer, when it comes, becomes that last
 //! reading at the next cycle (and its errors are counted then), before a new read is asked.
+//! A reader whose thread cannot start is late too (counted `sysfs`/`NO_THREAD`): the cycle's
+//! own thread never reads sysfs, whose reads may block.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -12,7 +14,7 @@ use std::time::Instant;
 use super::sysfs::{self, Card, Reading};
 use crate::collect::worker::{Asked, CycleWorker, Reply, Waited};
 use crate::pci::PciAddress;
-use crate::sample::CallError;
+use crate::sample::{CallError, ErrorLabel};
 
 /// What a card's reader gave this cycle.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,17 +52,15 @@ impl CardReaders {
                 CycleWorker::new(format!("amd-card{}", card.number), || read_card)
             });
             if let Asked::NoThread = reader.ask(card.clone(), errors) {
-                // Logged by the worker: read on the collector's thread this once.
-                out.insert(card.pci, Outcome::Fresh(sysfs::read_metrics(card, errors)));
+                // Logged by the worker; the wait below finds nothing asked: late, with the
+                // last reading.
+                errors.push(CallError::new("sysfs", ErrorLabel::NoThread));
             }
         }
         for card in cards {
             let Some(reader) = self.readers.get_mut(&card.pci) else {
                 continue;
             };
-            if out.contains_key(&card.pci) {
-                continue;
-            }
             // Every reader has the same deadline, so waiting for them in turn waits no longer.
             let outcome = match reader.wait(deadline, errors) {
                 Waited::Fresh(reading) => Outcome::Fresh(reading.clone()),

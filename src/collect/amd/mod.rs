@@ -231,7 +231,7 @@ impl AmdBackend {
                 Some(Outcome::Fresh(reading)) if !reading.gone => {
                     sample.metrics = reading.metrics;
                     if let Some(s) = cycle.supplements.remove(pci) {
-                        fill(&mut sample.metrics, s.metrics);
+                        sample.metrics.fill_from(s.metrics);
                         sample.health = s.health;
                     }
                     set_processes(&mut sample, processes);
@@ -360,27 +360,6 @@ struct Supplement {
 fn set_processes(sample: &mut DeviceSample, processes: Vec<GpuProcess>) {
     sample.per_process_utilization = processes.iter().any(|p| p.sm_utilization_ratio.is_some());
     sample.processes = processes;
-}
-
-/// Fills each gauge `into` lacks from `from`.
-fn fill(into: &mut crate::sample::DeviceMetrics, from: crate::sample::DeviceMetrics) {
-    let pairs = [
-        (&mut into.utilization_ratio, from.utilization_ratio),
-        (
-            &mut into.memory_bandwidth_utilization_ratio,
-            from.memory_bandwidth_utilization_ratio,
-        ),
-        (&mut into.memory_used_bytes, from.memory_used_bytes),
-        (&mut into.memory_total_bytes, from.memory_total_bytes),
-        (&mut into.power_watts, from.power_watts),
-        (&mut into.temperature_celsius, from.temperature_celsius),
-        (&mut into.sm_clock_hertz, from.sm_clock_hertz),
-    ];
-    for (slot, value) in pairs {
-        if slot.is_none() {
-            *slot = value;
-        }
-    }
 }
 
 /// One process's use of one device, from both sources.

@@ -55,7 +55,7 @@ pub fn list_cards(sysfs: &Path, errors: &mut Vec<CallError>) -> Result<Vec<Card>
         if driver.as_deref().and_then(Path::file_name) != Some(OsStr::new(DRIVER)) {
             continue;
         }
-        match pci_address(&device) {
+        match PciAddress::of_sysfs_device(&device) {
             Some((pci, pci_bus_id)) => cards.push(Card {
                 number,
                 device,
@@ -67,23 +67,6 @@ pub fn list_cards(sysfs: &Path, errors: &mut Vec<CallError>) -> Result<Vec<Card>
     }
     cards.sort_by_key(|c| c.number);
     Ok(cards)
-}
-
-/// The PCI address: the `device` link's target's name (`../../../0000:19:00.0`), else the
-/// `PCI_SLOT_NAME` of its `uevent` (where `device` is not a link).
-fn pci_address(device: &Path) -> Option<(PciAddress, String)> {
-    let from_link = std::fs::read_link(device)
-        .ok()
-        .and_then(|t| t.file_name().and_then(OsStr::to_str).map(str::to_string));
-    let name = from_link.or_else(|| {
-        let uevent = std::fs::read_to_string(device.join("uevent")).ok()?;
-        uevent
-            .lines()
-            .find_map(|l| l.strip_prefix("PCI_SLOT_NAME="))
-            .map(|s| s.trim().to_string())
-    })?;
-    let pci = PciAddress::parse(&name)?;
-    Some((pci, name))
 }
 
 /// What is read once per device: its UUID and model.

@@ -25,6 +25,7 @@ use crate::sample::{
     CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceMetrics, DeviceSample, ErrorLabel,
     GpuProcess, MigIdentity, Profiling, ProfilingSource, ProfilingValues, Vendor,
 };
+use crate::timing::Timing;
 
 /// Device `index`'s fast-tier worker: a thread with the device's state, which answers each
 /// request with one sample (the device, then its MIG instances, devices of their own). A fresh
@@ -34,10 +35,10 @@ pub(super) fn fast_worker(
     nvml: &'static Nvml,
     index: u32,
     driver_version: String,
-    intervals: tiers::Intervals,
+    timing: Timing,
 ) -> CycleWorker<(), Vec<DeviceSample>> {
     CycleWorker::new(format!("nvml-gpu{index}"), move || {
-        let mut dev = DeviceState::new(index, driver_version.clone(), intervals);
+        let mut dev = DeviceState::new(index, driver_version.clone(), timing);
         move |()| {
             let (value, errors) = dev.sample(nvml);
             Reply { value, errors }
@@ -105,10 +106,10 @@ struct MigName {
 }
 
 impl DeviceState {
-    fn new(index: u32, driver_version: String, intervals: tiers::Intervals) -> Self {
+    fn new(index: u32, driver_version: String, timing: Timing) -> Self {
         DeviceState {
             index,
-            interval: intervals.fast,
+            interval: timing.interval(),
             identity_read: false,
             mig_supported: true,
             identity: DeviceIdentity {
@@ -126,11 +127,11 @@ impl DeviceState {
             },
             mig_gpm: HashMap::new(),
             mig_names: HashMap::new(),
-            mig_names_refresh: tiers::HealthSchedule::new(intervals.fast, intervals.health),
+            mig_names_refresh: tiers::HealthSchedule::new(timing),
         }
     }
 
-    /// Forgets the handle and per-call state, to start afresh after a failure.
+    /// A sample that reports this device down for `why`: its identity, no values.
     fn down_sample(&self, why: DeviceDown) -> DeviceSample {
         DeviceSample {
             vendor: Some(Vendor::Nvidia),
@@ -216,10 +217,10 @@ impl DeviceState {
             throttled: health::throttled(&mut calls, dev),
             ..DeviceHealth::default()
         };
-        // MPS clients (rule 7): asked where two or more processes run. Under MPS the compute
-        // list holds the server and every client (FIELD-NOTES "MPS"), so a device with one
-        // process has no MPS client to find (the list is two calls, count then entries). In
-        // MIG mode the parent's processes are its instances', attributed there.
+        // MPS clients (rule 7): asked where two or more processes run. Under MPS the compute list
+        // holds the server and every client (docs/measurements.md, "MPS"), so a device with one
+        // process has no MPS client to find (the list is two calls, count then entries). In MIG
+        // mode the parent's processes are its instances', attributed there.
         let mps_clients = if !in_mig_mode && pids.as_ref().is_some_and(|p| p.len() >= 2) {
             calls.take("mps", || self.mps.poll(nvml, dev)).flatten()
         } else {
@@ -587,9 +588,9 @@ mod tests {
         }
     }
 
-    /// What NVML answered on an H200 under MPS (FIELD-NOTES, "MPS"): the server (66 MiB) and
-    /// both clients in the compute list, the clients in the MPS list, every utilization
-    /// sample on the server's pid.
+    /// What NVML answered on an H200 under MPS (docs/measurements.md, "MPS"): the server (66 MiB)
+    /// and both clients in the compute list, the clients in the MPS list, every utilization sample
+    /// on the server's pid.
     #[test]
     fn mps_clients_are_marked_and_keep_their_memory() {
         let server = 66 << 20;

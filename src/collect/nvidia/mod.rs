@@ -17,7 +17,7 @@ mod tiers;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nvml_wrapper::Nvml;
 
@@ -33,6 +33,7 @@ use crate::sample::{
     CallError, DeviceDown, DeviceHealth, DeviceIdentity, DeviceSample, ErrorLabel, Vendor,
     VendorReport,
 };
+use crate::timing::Timing;
 
 /// The library NVML is loaded from when `--nvml.library` is not given: the driver's own,
 /// which (unlike `libnvidia-ml.so`) exists without the development package.
@@ -111,8 +112,7 @@ impl GpuFacts {
 /// NVML, loaded, with a worker per device.
 struct Loaded {
     nvml: &'static Nvml,
-    interval: Duration,
-    health_interval: Duration,
+    timing: Timing,
     driver_version: String,
     gpus: Vec<Gpu>,
     reenumerate: bool,
@@ -127,8 +127,7 @@ struct Loaded {
 /// The NVIDIA collector.
 pub struct NvidiaBackend {
     library: PathBuf,
-    interval: Duration,
-    health_interval: Duration,
+    timing: Timing,
     loaded: Option<Loaded>,
     /// When the next initialization attempt is due.
     next_attempt: Instant,
@@ -139,22 +138,16 @@ pub struct NvidiaBackend {
 
 impl NvidiaBackend {
     /// A backend that loads NVML from `library` (the system's when `None`) on its first cycle,
-    /// sampling every `interval` and reading the health tier every `health_interval`; with
+    /// sampling every interval and reading the health tier every health interval; with
     /// `dcgm`, DCGM profiles the devices that have no GPM.
-    pub fn new(
-        library: Option<PathBuf>,
-        interval: Duration,
-        health_interval: Duration,
-        dcgm: Option<dcgm::DcgmConfig>,
-    ) -> Self {
+    pub fn new(library: Option<PathBuf>, timing: Timing, dcgm: Option<dcgm::DcgmConfig>) -> Self {
         NvidiaBackend {
             library: library.unwrap_or_else(|| PathBuf::from(SYSTEM_LIBRARY)),
-            interval,
-            health_interval,
+            timing,
             loaded: None,
             next_attempt: Instant::now(),
             backoff: Backoff::new(),
-            dcgm: dcgm.map(|c| dcgm::Dcgm::new(c, interval)),
+            dcgm: dcgm.map(|c| dcgm::Dcgm::new(c, timing)),
         }
     }
 
@@ -190,8 +183,7 @@ impl NvidiaBackend {
                 }
                 self.loaded = Some(Loaded {
                     nvml,
-                    interval: self.interval,
-                    health_interval: self.health_interval,
+                    timing: self.timing,
                     driver_version,
                     gpus: Vec::new(),
                     reenumerate: true,
@@ -223,31 +215,27 @@ impl Loaded {
     fn enumerate(&mut self, count: u32) {
         // Dropping the old workers ends their threads once their current call returns.
         self.gpus.clear();
-        let intervals = tiers::Intervals {
-            fast: self.interval,
-            health: self.health_interval,
-        };
         for index in 0..count {
             self.gpus.push(Gpu {
-                fast: device::fast_worker(self.nvml, index, self.driver_version.clone(), intervals),
+                fast: device::fast_worker(
+                    self.nvml,
+                    index,
+                    self.driver_version.clone(),
+                    self.timing,
+                ),
                 health: health::health_worker(self.nvml, index),
                 known: GpuFacts::default(),
                 first_health_asked: false,
-                schedule: HealthSchedule::staggered(
-                    self.interval,
-                    self.health_interval,
-                    index as usize,
-                    count as usize,
-                ),
+                schedule: HealthSchedule::staggered(self.timing, index as usize, count as usize),
             });
         }
         self.reenumerate = false;
         self.hangs.forget_devices();
         self.xids.rearm();
         tracing::debug!(
-            interval = ?self.interval,
+            interval = ?self.timing.interval(),
             fast = ?tiers::FAST_FAMILIES,
-            health_interval = ?self.health_interval,
+            health_interval = ?self.timing.health_interval(),
             health = ?tiers::HEALTH_FAMILIES,
             "sampling tiers"
         );
@@ -459,8 +447,8 @@ fn timed_out(mut samples: Vec<DeviceSample>) -> Vec<DeviceSample> {
 }
 
 /// Puts the last health read into a device's sample (the worker's own clock event reasons
-/// kept). A device that failed reports no values at all, as before the tiers; one that did not
-/// answer in time keeps its last values, health included.
+/// kept). A device that failed reports no values at all; one that did not answer in time keeps
+/// its last values, health included.
 fn merge_health(sample: &mut DeviceSample, last: Option<&DeviceHealth>) {
     if matches!(sample.down, Some(DeviceDown::Failed(_))) {
         return;

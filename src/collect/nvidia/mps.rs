@@ -1,7 +1,7 @@
 //! A device's MPS clients, from `nvmlDeviceGetMPSComputeRunningProcesses_v3` (docs/attribution.md, rule 7).
 //!
-//! Under MPS the compute list holds the `nvidia-cuda-mps-server` and its clients, each with its
-//! own memory; the MPS list holds the clients only (measured on an H200, FIELD-NOTES "MPS").
+//! Under MPS the compute list holds the `nvidia-cuda-mps-server` and its clients, each with its own
+//! memory; the MPS list holds the clients only (measured on an H200: docs/measurements.md, "MPS").
 //! The call is made with NVML's two-call size protocol, with headroom for clients that start
 //! between the two calls (nvml-wrapper's own wrapper has none and fails then).
 

@@ -47,8 +47,8 @@ pub(super) struct ProcessUtilization {
     cycles_held: u32,
     /// Whether a source has answered (samples or `NOT_FOUND`).
     answered: bool,
-    /// Samples the legacy call's buffer holds: sized from the last answer, so that one call
-    /// usually does (the call costs ~2.9 ms on an H200, FIELD-NOTES; the size query would be a
+    /// Samples the legacy call's buffer holds: sized from the last answer, so that one call usually
+    /// does (the call costs ~2.9 ms on an H200, docs/measurements.md; the size query would be a
     /// second one).
     capacity: usize,
 }
@@ -177,7 +177,7 @@ const INITIAL_CAPACITY: usize = 32;
 /// Both calls in one where the buffer suffices: NVML fills a caller's buffer of `count`
 /// entries and answers `INSUFFICIENT_SIZE` with the count it needs only when it is too small
 /// (then once more, with that count and headroom). nvml-wrapper always asks the size first,
-/// which doubles a call that costs ~2.9 ms on an H200 (FIELD-NOTES). `call(buffer, count)`
+/// which doubles a call that costs ~2.9 ms on an H200 (docs/measurements.md). `call(buffer, count)`
 /// makes the call and returns its status, setting `count` to the entries written or needed.
 fn sized_call<T: Clone>(
     capacity: &mut usize,

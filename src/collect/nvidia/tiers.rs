@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::timing::Timing;
+
 /// Call families read by the device worker on every interval: the series that drive
 /// decisions, plus clock event reasons (one cheap call, 0.035 ms on an H200, for a state that
 /// flips within seconds and would be missed between health reads).
@@ -39,53 +41,36 @@ pub(super) const HEALTH_FAMILIES: &[&str] = &[
     "uuid",
 ];
 
-/// The two tiers' intervals: `--collect.interval` and `--collect.health-interval`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Intervals {
-    pub fast: Duration,
-    pub health: Duration,
-}
-
 /// When a device's health read is due. Health reads are asked at the start of a cycle, so the
 /// health interval is kept to the nearest cycle: a read is due once less than half an
 /// interval remains before the health interval has passed (a cycle that starts a millisecond
 /// early does not push the read a whole interval later).
 ///
-/// The devices of a node are staggered ([`HealthSchedule::staggered`]): every device reads on
-/// the first cycle (the first sample waits for it), then device `slot` of `slots` reads
-/// `slot / slots` of a health interval later than the first, so that the health reads (6 ms of
-/// CPU per H200, FIELD-NOTES) spread over the cycles of a health interval rather than all
-/// landing on one cycle, where eight of them kept two cores busy for ~25 ms and scrapes of
-/// that cycle waited (docs/benchmarks.md).
+/// The devices of a node are staggered ([`HealthSchedule::staggered`]): every device reads on the
+/// first cycle (the first sample waits for it), then device `slot` of `slots` reads `slot / slots`
+/// of a health interval later than the first, so that the health reads (6 ms of CPU per H200,
+/// docs/measurements.md) spread over the cycles of a health interval rather than all landing on one
+/// cycle, where eight of them kept two cores busy for ~25 ms and scrapes of that cycle waited
+/// (docs/benchmarks.md).
 #[derive(Debug, Clone)]
 pub(super) struct HealthSchedule {
-    interval: Duration,
-    health_interval: Duration,
+    timing: Timing,
     last: Option<Instant>,
     /// How much later than the health interval the second read comes.
     stagger: Duration,
 }
 
 impl HealthSchedule {
-    pub fn new(interval: Duration, health_interval: Duration) -> Self {
-        Self::staggered(interval, health_interval, 0, 1)
+    pub fn new(timing: Timing) -> Self {
+        Self::staggered(timing, 0, 1)
     }
 
     /// The schedule of device `slot` (0-based) of `slots`.
-    pub fn staggered(
-        interval: Duration,
-        health_interval: Duration,
-        slot: usize,
-        slots: usize,
-    ) -> Self {
-        let health_interval = health_interval.max(interval);
-        let slots = u32::try_from(slots.max(1)).unwrap_or(u32::MAX);
-        let slot = u32::try_from(slot).unwrap_or(0) % slots;
+    pub fn staggered(timing: Timing, slot: usize, slots: usize) -> Self {
         HealthSchedule {
-            interval,
-            health_interval,
+            timing,
             last: None,
-            stagger: health_interval / slots * slot,
+            stagger: timing.health_stagger(slot, slots),
         }
     }
 
@@ -94,7 +79,8 @@ impl HealthSchedule {
         match self.last {
             None => true,
             Some(last) => {
-                now.saturating_duration_since(last) + self.interval / 2 >= self.health_interval
+                now.saturating_duration_since(last) + self.timing.health_tolerance()
+                    >= self.timing.health_interval()
             }
         }
     }
@@ -140,14 +126,14 @@ pub(super) fn wants_process_utilization(
 /// How many cycles in a row share one read of per-process utilization on a device whose
 /// processes stay the same: every other cycle reads, the cycle between holds the last answer.
 ///
-/// The read costs 2.9 ms of CPU on an H200 even when it answers `NOT_FOUND` (FIELD-NOTES), the
-/// largest cost of a shared GPU's cycle. Nothing is lost by reading less often: the driver
+/// The read costs 2.9 ms of CPU on an H200 even when it answers `NOT_FOUND` (docs/measurements.md),
+/// the largest cost of a shared GPU's cycle. Nothing is lost by reading less often: the driver
 /// keeps a buffer of samples and answers with the mean of each process's samples since
 /// `lastSeenTimeStamp` (nvml.h: "Set it to 0 to read utilization based on all the samples
-/// maintained by the driver's internal sample buffer"), so a read that continues from the
-/// last one covers both cycles' samples. A new or gone process reads at once (see
-/// [`ProcessUtilization::held`](super::procutil::ProcessUtilization::held)): a held answer
-/// never speaks for a process it was not read for.
+/// maintained by the driver's internal sample buffer"), so a read that continues from the last one
+/// covers both cycles' samples. A new or gone process reads at once (see
+/// [`ProcessUtilization::held`](super::procutil::ProcessUtilization::held)): a held answer never
+/// speaks for a process it was not read for.
 pub(super) const PROCESS_UTILIZATION_EVERY: u32 = 2;
 
 /// Whether a cycle may hold the last per-process utilization answer, `cycles_held` cycles
@@ -200,7 +186,7 @@ mod tests {
     /// on which the health tier is read.
     fn health_cycles(interval: Duration, health: Duration, cycles: u32) -> Vec<u32> {
         let t0 = Instant::now();
-        let mut s = HealthSchedule::new(interval, health);
+        let mut s = HealthSchedule::new(Timing::new(interval, health));
         let mut out = Vec::new();
         for n in 0..cycles {
             // Jitter of up to 3 ms either way, as a thread woken by a timeout has.
@@ -231,7 +217,7 @@ mod tests {
         let t0 = Instant::now();
         (0..slots)
             .map(|slot| {
-                let mut s = HealthSchedule::staggered(interval, health, slot, slots);
+                let mut s = HealthSchedule::staggered(Timing::new(interval, health), slot, slots);
                 (0..19)
                     .filter(|n| {
                         let now = t0 + interval * *n;
@@ -268,7 +254,7 @@ mod tests {
     #[test]
     fn an_early_cycle_does_not_push_the_read_a_cycle_later() {
         let t0 = Instant::now();
-        let mut s = HealthSchedule::new(S, 2 * S);
+        let mut s = HealthSchedule::new(Timing::new(S, 2 * S));
         s.asked(t0);
         assert!(!s.due(t0 + S));
         assert!(s.due(t0 + 2 * S - Duration::from_millis(5)));

@@ -1,5 +1,5 @@
-//! The demo node's files (CONTRACT §5): `/proc/<pid>/cgroup` of each GPU process, the kubelet's
-//! pod and container log folders, kept in step with the pods as they come and go.
+//! The demo node's files (a fake node, docs/design.md): `/proc/<pid>/cgroup` of each GPU process,
+//! the kubelet's pod and container log folders, kept in step with the pods as they come and go.
 
 use std::collections::BTreeSet;
 use std::fs;

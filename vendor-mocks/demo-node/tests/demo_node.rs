@@ -22,8 +22,8 @@ const WAIT: Duration = Duration::from_secs(12);
 const REPLICA_GPU0: &str = "vllm-7d9f8b6c5d-x2x9k";
 const REPLICA_GPU1: &str = "vllm-7d9f8b6c5d-q8m4z";
 
-/// One H200 under a decoder-shaped load at batch sizes 1 to 256, and idle (FIELD-NOTES,
-/// "Measured on a real GPU"): share of the server's capacity, NVML utilization, SM active,
+/// One H200 under a decoder-shaped load at batch sizes 1 to 256, and idle (docs/measurements.md,
+/// "Which GPU series tracks an LLM decode load"): share of the server's capacity, NVML utilization, SM active,
 /// SM occupancy, tensor active, DRAM active.
 const H200: [[f64; 6]; 6] = [
     [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],

@@ -4,8 +4,9 @@
 //! body inside `ffi_guard`, so a bug in the mock can never unwind into the caller.
 //! [`scenario`] owns the file format, [`state`] the loaded scenario, init refcount and reload,
 //! [`handle`] the encoding of device handles, [`codes`] NVML's return codes, [`cost`] the
-//! CPU and wall time a call is made to cost, and [`watch`] the inotify watch that tells event
-//! waits of a changed scenario file.
+//! CPU and wall time a call is made to cost, [`watch`] the inotify watch that tells event
+//! waits of a changed scenario file, and [`wake`] how the state and the watch wake those
+//! waits.
 //!
 //! Every export follows the safety contract of the NVML C function it mocks: pointers are
 //! checked for NULL and otherwise trusted to point at the caller's memory of the documented
@@ -19,6 +20,7 @@ pub mod cost;
 pub mod handle;
 pub mod scenario;
 pub mod state;
+pub mod wake;
 pub mod watch;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -5,7 +5,7 @@
 //! releasing the lock, so a delayed call never blocks calls for other devices.
 //!
 //! Every reload and shutdown bumps a generation number and wakes the event waits
-//! ([`crate::api::events::wake_waiters`]), so a wait sleeping in `nvmlEventSetWait_v2` sees
+//! ([`crate::wake::changed`]), so a wait sleeping in `nvmlEventSetWait_v2` sees
 //! what any other call's re-read found at once, without polling the file itself.
 
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ pub fn generation() -> u64 {
 /// Tells the event waits that the scenario or the init state changed. Called with the state
 /// lock released.
 fn changed() {
-    crate::api::events::wake_waiters();
+    crate::wake::changed();
 }
 
 fn lock() -> MutexGuard<'static, State> {

@@ -7,7 +7,7 @@
 //! does. The thread never reads the file: a read of its own, running beside a caller that
 //! rewrites the file in place, could catch it truncated (an empty file is a valid scenario
 //! without devices). Where inotify is not available (or a watch cannot be added), the waits
-//! fall back to looking at the file every [`crate::api::events::RELOAD_CHECK`].
+//! fall back to looking at the file every second (`api::events`' `RELOAD_CHECK`).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
@@ -81,6 +81,6 @@ fn run(fd: i32) {
             ACTIVE.store(false, Ordering::Relaxed);
             return;
         }
-        crate::api::events::wake_waiters();
+        crate::wake::changed();
     }
 }

@@ -1,4 +1,4 @@
-//! The scenario's `costs` (CONTRACT §4): the `h200` preset burns each call's CPU in the calling
+//! The scenario's `costs` (the mock's README, "Costs"): the `h200` preset burns each call's CPU in the calling
 //! thread and takes at least its wall time; a map overrides families on top of the preset or
 //! of free; absent and `none` are free; a malformed value fails init like any scenario error.
 //!
@@ -105,7 +105,7 @@ fn the_h200_preset_costs_what_the_h200_measured() {
     assert_eq!(rc, 0);
     assert_costs("utilization", (cpu, wall), 270, 4);
 
-    // No processes: NOT_FOUND, and the full price all the same (FIELD-NOTES).
+    // No processes: NOT_FOUND, and the full price all the same (docs/measurements.md, "NVML call costs").
     let mut count: c_uint = 0;
     let (cpu, wall, rc) =
         measure(|| unsafe { lib.nvmlDeviceGetProcessUtilization(dev, null_mut(), &mut count, 0) });

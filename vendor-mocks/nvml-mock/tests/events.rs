@@ -269,7 +269,7 @@ fn a_reload_reaches_a_lone_wait() {
 }
 
 /// A real driver's wait sleeps in the kernel; so does the mock's: no polling while nothing is
-/// due (issue 13: the 20 ms re-read of the old wait was most of an idle agent's CPU).
+/// due (the 20 ms re-read of an earlier wait was most of an idle agent's CPU).
 #[test]
 fn an_idle_wait_uses_no_cpu() {
     let mock = Mock::new(&node("[{xid: 79, after_ms: 60000}]"));

@@ -1,5 +1,5 @@
 //! MPS (a device's `mps_server`): what NVML answered on an H200 with an MPS server and two
-//! clients (FIELD-NOTES "MPS"), through nvml-wrapper and the raw calls. The server and its
+//! clients (docs/measurements.md, "MPS"), through nvml-wrapper and the raw calls. The server and its
 //! clients in the compute list, the clients alone in the MPS list, every utilization sample on
 //! the server's pid.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

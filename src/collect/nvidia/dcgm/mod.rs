@@ -26,6 +26,7 @@ use crate::collect::worker::{calling, CycleWorker, Reply, Waited};
 use crate::sample::{
     CallError, DeviceDown, DeviceSample, ErrorLabel, Profiling, ProfilingSource, ProfilingValues,
 };
+use crate::timing::Timing;
 
 /// The library loaded when `--dcgm.library` is not given: DCGM 4's, as its packages install it.
 pub const SYSTEM_LIBRARY: &str = "libdcgm.so.4";
@@ -162,7 +163,7 @@ struct Read {
 /// The DCGM source, as the NVIDIA coordinator holds it.
 pub(super) struct Dcgm {
     worker: CycleWorker<Vec<Target>, Read>,
-    interval: Duration,
+    timing: Timing,
     /// The devices without GPM in the last cycle's samples: what the next ask profiles.
     targets: Vec<Target>,
     /// The last ask had targets: an empty list is sent once, so the thread drops its watch.
@@ -204,15 +205,15 @@ impl Hang {
 }
 
 impl Dcgm {
-    pub(super) fn new(config: DcgmConfig, interval: Duration) -> Dcgm {
+    pub(super) fn new(config: DcgmConfig, timing: Timing) -> Dcgm {
         let devices = config.devices;
         let worker = CycleWorker::new("dcgm".into(), move || {
-            let mut w = Worker::new(config.clone(), interval);
+            let mut w = Worker::new(config.clone(), timing);
             move |targets: Vec<Target>| w.serve(&targets)
         });
         Dcgm {
             worker,
-            interval,
+            timing,
             targets: Vec::new(),
             watching: false,
             devices,
@@ -249,7 +250,7 @@ impl Dcgm {
             Waited::Late(last) => {
                 self.hang.hung(in_call, errors);
                 let recent = |r: &&Read| {
-                    r.at.is_some_and(|at| at.elapsed() <= self.interval.saturating_mul(2))
+                    r.at.is_some_and(|at| at.elapsed() <= self.timing.dcgm_keep())
                 };
                 last.filter(recent)
             }
@@ -285,7 +286,7 @@ impl Dcgm {
 /// The DCGM thread's state: the library, the connection, the reconnect backoff.
 struct Worker {
     config: DcgmConfig,
-    interval: Duration,
+    timing: Timing,
     api: Option<&'static library::Api>,
     /// `dcgmInit` succeeded.
     initialized: bool,
@@ -295,10 +296,10 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(config: DcgmConfig, interval: Duration) -> Worker {
+    fn new(config: DcgmConfig, timing: Timing) -> Worker {
         Worker {
             config,
-            interval,
+            timing,
             api: None,
             initialized: false,
             session: None,
@@ -321,7 +322,7 @@ impl Worker {
             self.connect(&mut errors);
         }
         if let Some(session) = self.session.as_mut() {
-            match session.cycle(targets, self.interval, &mut errors) {
+            match session.cycle(targets, self.timing, &mut errors) {
                 Ok(values) => {
                     read = Read {
                         at: Some(Instant::now()),
@@ -351,8 +352,7 @@ impl Worker {
         }
         let result = self.api().and_then(|api| {
             // Connecting may wait for the engine; never past half an interval.
-            let timeout =
-                (self.interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            let timeout = self.timing.dcgm_connect_timeout();
             Session::connect(api, &self.config.address, timeout).map_err(|s| (s, String::new()))
         });
         match result {

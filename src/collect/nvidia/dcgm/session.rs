@@ -19,6 +19,7 @@ use super::{Address, Target};
 use crate::backoff::Backoff;
 use crate::collect::worker::calling;
 use crate::sample::{CallError, ErrorLabel, ProfilingValues};
+use crate::timing::Timing;
 
 /// The fields watched and read, in the order [`ProfilingValues`] is filled from them.
 const FIELDS: [u16; 8] = [
@@ -142,9 +143,10 @@ impl Session {
     pub(super) fn cycle(
         &mut self,
         targets: &[Target],
-        interval: Duration,
+        timing: Timing,
         errors: &mut Vec<CallError>,
     ) -> Result<Vec<(Target, ProfilingValues)>, Lost> {
+        let interval = timing.interval();
         let due = self.watch.retry_at.is_some_and(|t| Instant::now() >= t);
         if self.watch.targets != targets
             || self.watch.interval != interval
@@ -155,7 +157,7 @@ impl Session {
             self.rewatch(targets, interval, errors)?;
         }
         calling("dcgm_values");
-        self.read(interval, errors)
+        self.read(timing.dcgm_stale(), errors)
     }
 
     /// Drops the watch in force, finds the targets' entities and watches them.
@@ -390,10 +392,11 @@ impl Session {
         }
     }
 
-    /// The latest value of every field on every watched target, in one call.
+    /// The latest value of every field on every watched target, in one call; a value older
+    /// than `stale` is left out.
     fn read(
         &mut self,
-        interval: Duration,
+        stale: Duration,
         errors: &mut Vec<CallError>,
     ) -> Result<Vec<(Target, ProfilingValues)>, Lost> {
         let mut entities: Vec<EntityPair> = self.watch.watched.iter().map(|(_, e)| *e).collect();
@@ -425,8 +428,8 @@ impl Session {
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        // A value older than three intervals (and a second) is no current figure.
-        let stale_us = i64::try_from((interval * 3).as_micros()).unwrap_or(i64::MAX) + 1_000_000;
+        // An older value is no current figure.
+        let stale_us = i64::try_from(stale.as_micros()).unwrap_or(i64::MAX);
         let mut out: Vec<(Target, ProfilingValues)> = self
             .watch
             .watched

@@ -14,8 +14,8 @@
 //! passes, a device is registered on the set, the set is freed, or the scenario changes or
 //! NVML shuts down. An idle wait costs nothing, as a real driver's wait sleeps in the kernel:
 //! it does not poll. A changed scenario file is seen at once when any other call re-reads it
-//! (every call does: [`state`] then wakes the waits), or when the folder watch
-//! ([`crate::watch`], inotify) sees it; without a watch, by the wait itself when it wakes, at
+//! (every call does: [`state`] then wakes the waits, through [`wake`]), or when the folder
+//! watch ([`crate::watch`], inotify) sees it; without a watch, by the wait itself when it wakes, at
 //! the latest [`RELOAD_CHECK`] after it began sleeping (with one, [`RELOAD_CHECK_WATCHED`]):
 //! a test that changes the file while only a wait runs still sees the change.
 //!
@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{c_uint, c_ulonglong};
 use std::ptr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use crate::ffi_guard;
 use crate::handle;
 use crate::scenario::{Family, Scenario};
 use crate::state;
+use crate::wake;
 
 /// The only event type the mock delivers, and so the only one a device supports.
 pub const XID_EVENT: u64 = nvmlEventTypeXidCriticalError as u64;
@@ -114,6 +115,7 @@ pub unsafe extern "C" fn nvmlEventSetCreate(set: *mut nvmlEventSet_t) -> nvmlRet
         if set.is_null() {
             return Err(INVALID_ARGUMENT);
         }
+        wake::listen(wake_waiters);
         let id = NEXT_SET.fetch_add(1, Ordering::Relaxed);
         let addr = SET_BASE.wrapping_add(id.wrapping_mul(SET_STRIDE));
         sets().insert(addr, Arc::default());
@@ -223,7 +225,7 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
         loop {
             // Wake-ups counted before the snapshot: one that comes between the snapshot and
             // the sleep (the file replaced just after it was looked at) is seen below.
-            let wakes = WAKES.load(Ordering::SeqCst);
+            let wakes = wake::count();
             // The snapshot (global lock, briefly) is taken before the set's own lock.
             let (scenario, generation) = state::snapshot_with_generation()?;
             let mut state = set.lock();
@@ -255,7 +257,7 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
             }
             // A reload or shutdown since the snapshot: its wake-up may have come before this
             // lock was taken, so look again rather than sleep through it.
-            if state::generation() != generation || WAKES.load(Ordering::SeqCst) != wakes {
+            if state::generation() != generation || wake::count() != wakes {
                 continue;
             }
             let check = if crate::watch::active() {
@@ -276,16 +278,10 @@ pub unsafe extern "C" fn nvmlEventSetWait_v2(
     })
 }
 
-/// Every [`wake_waiters`] since the library loaded: a wait that took its snapshot before a
-/// wake-up, and had not yet gone to sleep when it came, looks again instead of sleeping
-/// through it (the folder watch bumps no reload generation: it never reads the file).
-static WAKES: AtomicU64 = AtomicU64::new(0);
-
-/// Wakes every wait, to look at a changed scenario (or notice `nvmlShutdown`). Each set's
-/// lock is taken before it is notified, so a waiter between its generation check and its
-/// sleep cannot miss the wake-up. Called by [`state`] with no lock held.
-pub(crate) fn wake_waiters() {
-    WAKES.fetch_add(1, Ordering::SeqCst);
+/// Wakes every wait, to look at a changed scenario (or notice `nvmlShutdown`): what
+/// [`wake::changed`] calls, once a set exists. Each set's lock is taken before it is notified,
+/// so a waiter between its generation check and its sleep cannot miss the wake-up.
+fn wake_waiters() {
     let live: Vec<Arc<EventSet>> = sets().values().cloned().collect();
     for set in live {
         drop(set.lock());

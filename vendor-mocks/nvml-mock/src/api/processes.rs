@@ -12,10 +12,10 @@
 //! caller's `lastSeenTimeStamp`; otherwise `NOT_FOUND`, which is also the answer for a device
 //! without processes.
 //!
-//! Under MPS (a device's `mps_server`), as NVML answered on an H200 (FIELD-NOTES "MPS"): the
-//! compute list holds the server, then its clients (`processes`); the MPS list holds the
-//! clients; and every utilization sample is the server's, with the clients' summed SM and
-//! memory utilization (at most 100).
+//! Under MPS (a device's `mps_server`), as NVML answered on an H200 (docs/measurements.md, "MPS"):
+//! the compute list holds the server, then its clients (`processes`); the MPS list holds the
+//! clients; and every utilization sample is the server's, with the clients' summed SM and memory
+//! utilization (at most 100).
 
 use std::ffi::{c_uint, c_ulonglong};
 use std::mem::size_of;

@@ -1,4 +1,4 @@
-//! The scenario's `costs` (CONTRACT §4): what each NVML call costs the caller, per call
+//! The scenario's `costs` (the mock's README, "Costs"): what each NVML call costs the caller, per call
 //! family. Absent or `none`: every call is free, so tests stay fast. `h200`: the figures
 //! measured on a real H200 ([`H200`]). A map `{family: {cpu_us, wall_us}}` sets families on
 //! top of free, or on top of a preset named by its `preset` key (mock extension).
@@ -260,7 +260,7 @@ impl<'de> Visitor<'de> for CostsVisitor {
             }
             let key = CostKey::from_name(&name).ok_or_else(|| {
                 de::Error::custom(format!(
-                    "costs: unknown call family `{name}` (a family of CONTRACT §4, pcie_replay, gpm_metrics or preset)"
+                    "costs: unknown call family `{name}` (a call family, pcie_replay, gpm_metrics or preset)"
                 ))
             })?;
             let cost: Cost = map.next_value()?;

@@ -1,5 +1,5 @@
-//! The scenario file: its serde types (CONTRACT.md §4 plus the mock's documented extensions)
-//! and parsing. `check` holds the checks that turn a typo into a clear error instead of a
+//! The scenario file: its serde types (the mock's README, "The scenario file", with the extensions
+//! it marks) and parsing. `check` holds the checks that turn a typo into a clear error instead of a
 //! silently different node; `pci` the PCI address format.
 
 mod buffer;
@@ -185,8 +185,8 @@ pub struct Scenario {
     /// Mock extension: delays for the node-wide families `init`, `count` and `system`.
     #[serde(default)]
     pub delays_ms: Delays,
-    /// What every call costs the caller (CONTRACT §4): absent or `none` free, `h200` the
-    /// H200 table, a map per family on top (see [`costs`]).
+    /// What every call costs the caller (the mock's README, "Costs"): absent or `none` free, `h200`
+    /// the H200 table, a map per family on top (see [`costs`]).
     #[serde(default)]
     pub costs: Costs,
     /// Mock extension: the driver's buffer of per-process utilization samples (see
@@ -286,7 +286,7 @@ pub struct Device {
     pub mps_server: Option<MpsServer>,
 }
 
-/// The MPS server of a device (CONTRACT §4, as measured on an H200: FIELD-NOTES "MPS"). It is
+/// The MPS server of a device (as measured on an H200: docs/measurements.md, "MPS"). It is
 /// in the compute list beside its clients (`processes`), `nvmlDeviceGetMPSComputeRunningProcesses_v3`
 /// lists the clients, and every process utilization sample goes to the server's pid, its SM and
 /// memory utilization the clients' sums.
