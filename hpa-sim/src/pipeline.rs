@@ -23,7 +23,7 @@ use crate::scenario::{Pipeline, Scenario, Series};
 use crate::serving::{Fleet, State};
 use crate::spec::{MetricSpec, SourceType};
 
-/// The series a scrape reads from one pod.
+/// The series a scrape reads from one pod: a [`Scrape`]'s values, in this order.
 const SCRAPED: [Series; 9] = [
     Series::GpuUtilization,
     Series::GpuSmActive,
@@ -40,8 +40,8 @@ fn slot(s: Series) -> Option<usize> {
     SCRAPED.iter().position(|x| *x == s)
 }
 
-/// One scrape of one pod: its time and each scraped series' value.
-type Scrape = (f64, [Option<f64>; 9]);
+/// One scrape of one pod: its time and each scraped series' value, by [`slot`].
+type Scrape = (f64, [Option<f64>; SCRAPED.len()]);
 
 #[derive(Debug, Clone, Default)]
 pub struct Prometheus {
@@ -68,19 +68,26 @@ impl Prometheus {
     pub fn scrape(&mut self, now: f64, fleet: &Fleet) {
         let server = fleet.server();
         for p in &fleet.pods {
-            let mut v = [None; 9];
+            let mut v = [None; SCRAPED.len()];
+            let mut put = |s: Series, x: f64| {
+                if let Some(i) = slot(s) {
+                    v[i] = Some(x);
+                }
+            };
             // The agent serves a pod's GPU series once it has sampled the pod's device.
-            if let Some(g) = p.gpu_published {
-                for (i, x) in g.iter().enumerate() {
-                    v[i] = Some(*x);
+            if let Some(published) = p.gpu_published {
+                for s in SCRAPED {
+                    if let Some(g) = s.gpu() {
+                        put(s, published[g as usize]);
+                    }
                 }
             }
             // vLLM's /metrics answers once the server is up (model loaded).
             if matches!(p.state, State::Ready | State::Draining { .. }) {
-                v[5] = Some(p.waiting() as f64);
-                v[6] = Some(p.running() as f64);
-                v[7] = Some(p.kv_usage(server));
-                v[8] = Some(p.completed() as f64);
+                put(Series::NumRequestsWaiting, p.waiting() as f64);
+                put(Series::NumRequestsRunning, p.running() as f64);
+                put(Series::KvCacheUsage, p.kv_usage(server));
+                put(Series::RequestSuccessRate, p.completed() as f64);
             }
             if v.iter().any(Option::is_some) {
                 self.samples
