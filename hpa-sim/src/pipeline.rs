@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::calc::{Phase, PodView};
 use crate::controller::Observation;
 use crate::quantity::Milli;
-use crate::scenario::{Pipeline, Scenario, Series};
+use crate::scenario::{PipelineConfig, Scenario, Series};
 use crate::serving::{Fleet, State};
 use crate::spec::{MetricSpec, SourceType};
 
@@ -43,8 +43,10 @@ fn slot(s: Series) -> Option<usize> {
 /// One scrape of one pod: its time and each scraped series' value, by [`slot`].
 type Scrape = (f64, [Option<f64>; SCRAPED.len()]);
 
+/// Prometheus' scrapes of every pod and of the Service's arrivals, kept as far back as the
+/// adapter's and KEDA's queries look; it answers what the HPA reads ([`Pipeline::observe`]).
 #[derive(Debug, Clone, Default)]
-pub struct Prometheus {
+pub struct Pipeline {
     /// Per pod: `(scrape time, value per scraped series)`.
     samples: BTreeMap<String, VecDeque<Scrape>>,
     /// `(time, arrivals counter)` at each scrape, for the request rate.
@@ -56,9 +58,9 @@ fn adapter_quantity(v: f64) -> Milli {
     Milli((v * 1000.0) as i64)
 }
 
-impl Prometheus {
-    pub fn new(p: &Pipeline) -> Prometheus {
-        Prometheus {
+impl Pipeline {
+    pub fn new(p: &PipelineConfig) -> Pipeline {
+        Pipeline {
             horizon: p.window_seconds + p.delay_seconds + p.scrape_interval_seconds,
             ..Default::default()
         }
@@ -233,10 +235,11 @@ impl Prometheus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arrivals::Arrivals;
+    use crate::arrivals::Poisson;
     use crate::curves::Curves;
     use crate::rng::Rng;
-    use crate::scenario::{Length, Requests, Server};
+    use crate::scenario::{Length, Requests};
+    use crate::server::Server;
 
     #[test]
     fn the_finished_request_rate_is_a_counters_rate_over_the_window() {
@@ -246,7 +249,7 @@ mod tests {
             ..Server::default()
         };
         let mut f = Fleet::new(server, 1);
-        let mut prom = Prometheus::new(&Pipeline::default());
+        let mut prom = Pipeline::new(&PipelineConfig::default());
         let req = Requests {
             prompt_tokens: Length {
                 mean: 500.0,
@@ -258,7 +261,7 @@ mod tests {
             },
         };
         let (curves, mut rng) = (Curves::h200(), Rng::new(7));
-        let mut arrivals = Arrivals::new(&mut rng);
+        let mut arrivals = Poisson::new(&mut rng);
         let (dt, rate) = (0.25, 20.0);
         let mut t = 0.0;
         let mut scrapes = 0;

@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 
 use crate::curves::Curves;
-use crate::scenario::Server;
+use crate::server::Server;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Request {

@@ -45,22 +45,27 @@ impl Default for ControllerConfig {
     }
 }
 
+/// A `controller:` setting out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("controller.syncPeriodSeconds: {0} must be a positive number")]
+    SyncPeriod(f64),
+    #[error("controller.tolerance: {0} must be 0 or more")]
+    Tolerance(f64),
+    #[error("controller.downscaleStabilizationSeconds must be 0 or more")]
+    DownscaleStabilization,
+}
+
 impl ControllerConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.sync_period_seconds > 0.0 && self.sync_period_seconds.is_finite()) {
-            return Err(format!(
-                "controller.syncPeriodSeconds: {} must be a positive number",
-                self.sync_period_seconds
-            ));
+            return Err(ConfigError::SyncPeriod(self.sync_period_seconds));
         }
         if !(self.tolerance >= 0.0 && self.tolerance.is_finite()) {
-            return Err(format!(
-                "controller.tolerance: {} must be 0 or more",
-                self.tolerance
-            ));
+            return Err(ConfigError::Tolerance(self.tolerance));
         }
         if self.downscale_stabilization_seconds < 0 {
-            return Err("controller.downscaleStabilizationSeconds must be 0 or more".into());
+            return Err(ConfigError::DownscaleStabilization);
         }
         Ok(())
     }
@@ -119,7 +124,7 @@ pub struct Controller {
 impl Controller {
     pub fn new(spec: HpaSpec, cfg: ControllerConfig) -> Result<Controller, Invalid> {
         spec.validate()?;
-        cfg.validate().map_err(|e| Invalid(vec![e]))?;
+        cfg.validate().map_err(|e| Invalid(vec![e.to_string()]))?;
         // maybeInitScaleDownStabilizationWindow: a present behavior without a scale-down
         // window takes the controller's flag.
         let behavior = spec.behavior.as_ref().map(|b| {
