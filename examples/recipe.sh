@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Reproduces the recipe table of docs/autoscaling.md: every candidate metric set of the
+# Reproduces the recipe tables of docs/autoscaling.md: every candidate metric set of the
 # bundled scenarios, each over a range of targets, tuned by hpa-sim. Each table row gives the
 # candidate's GPU-hours, their ratios to the lower bound and to the best schedule found with the
-# future known, and the p95 and p99 queue waits.
+# future known, and the p95 and p99 queue waits. Before them, GKE's procedure for its batch-size
+# and queue targets run on the model (one replica at increasing constant rates); after them, the
+# shipped recipe's scale-up and scale-down windows swept.
 #
-#   examples/recipe.sh [OUT_DIR]      (default out/recipe; about 5 minutes of CPU on 2 threads after
-#                                      the build, 12 minutes on 2 busy cores, plus about ten runs
-#                                      per scenario for its bounds)
+#   examples/recipe.sh [OUT_DIR]      (default out/recipe; about 12 minutes on 2 cores after the
+#                                      build, docs/benchmarks.md)
 #
-# Writes OUT_DIR/<scenario>/ (sweep.txt, candidates.md, sweep.json, sweep.csv, SVG plots).
+# Writes OUT_DIR/one-replica-*.md, OUT_DIR/<scenario>/ (sweep.txt, candidates.md, sweep.json,
+# sweep.csv, SVG plots) and OUT_DIR/behavior-<scenario>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out/recipe}"
@@ -52,3 +54,13 @@ mkdir -p "$out/batch-embedding"
   --sweep target.vllm_request_success_rate=200,230,260 \
   --report "$out/batch-embedding" > "$out/batch-embedding.txt"
 echo "==> batch-embedding"; cat "$out/batch-embedding/candidates.md"
+# The shipped recipe's behavior: its windows swept on the two chat traces.
+for s in diurnal-chat launch-day; do
+  mkdir -p "$out/behavior-$s"
+  "$sim" tune "examples/$s.yaml" --sweep candidate=queue-tensor-active \
+    --sweep share.gpu_tensor_active_ratio=0.8 --sweep target.vllm_num_requests_waiting=5 \
+    --sweep scaleUp.stabilizationWindowSeconds=0,60,120 \
+    --sweep scaleDown.stabilizationWindowSeconds=300,600,900 \
+    --report "$out/behavior-$s" > "$out/behavior-$s.txt"
+  echo "==> behavior, $s"; cat "$out/behavior-$s.txt"
+done
