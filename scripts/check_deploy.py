@@ -147,6 +147,10 @@ def check_rules(rep, promtool):
             rep.ok(f"{rel(PROMETHEUS_RULE)} == {rel(RULES)} (text and parsed groups)")
     records = record_needs()
     for group in plain["groups"]:
+        # Each group's cost is fitted to its purpose, not left to the server's evaluation_interval
+        # (docs/operations.md, "At fleet scale").
+        if "interval" not in group:
+            rep.fail(rel(RULES), f"rule group {group['name']} sets no interval")
         for rule in group["rules"]:
             if "record" in rule:
                 if rule["record"].count(":") != 2:
@@ -158,7 +162,8 @@ def check_rules(rep, promtool):
                 for key in ("summary", "description"):
                     if not rule.get("annotations", {}).get(key):
                         rep.fail(rel(RULES), f"alert {name} has no {key} annotation")
-    rep.ok(f"{len(records)} recording rule names, every alert has severity, summary and description")
+    rep.ok(f"{len(records)} recording rule names, every group has an interval, every alert has severity, "
+           "summary and description")
     return records
 
 

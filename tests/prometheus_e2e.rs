@@ -39,7 +39,23 @@ impl Prometheus {
     fn start(dir: &Path, agent_port: u16, ksm_port: u16) -> Prometheus {
         let port = common::free_port();
         let config = dir.join("prometheus.yml");
-        let rules = repo("daemonset/rules/gpu-pod-exporter.rules.yaml");
+        // The shipped rules with every group at this Prometheus's 1 s evaluation interval: what
+        // this test checks is their expressions and joins, and the shipped groups' own intervals
+        // (30 s to 2 min, for fleet scale) would chain minutes of waiting between the groups.
+        let shipped =
+            std::fs::read_to_string(repo("daemonset/rules/gpu-pod-exporter.rules.yaml")).unwrap();
+        let every_second: String = shipped
+            .lines()
+            .filter(|l| !l.starts_with("    interval: "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(
+            shipped.len(),
+            every_second.len(),
+            "the groups set no interval"
+        );
+        let rules = dir.join("gpu-pod-exporter.rules.yaml");
+        std::fs::write(&rules, every_second).unwrap();
         std::fs::write(
             &config,
             format!(
