@@ -21,9 +21,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::fake_kubelet::{FakeKubelet, PodSpec};
-use common::{prom, Agent};
+use common::{prom, Agent, WAIT};
 
-const WAIT: Duration = Duration::from_secs(30);
 /// Labels that would grow with processes rather than with pods and devices.
 const PROCESS_LABELS: [&str; 6] = ["pid", "process", "comm", "command", "exe", "cmdline"];
 
@@ -372,11 +371,11 @@ fn run(make: impl FnOnce(&Path) -> Node) -> (Node, Running) {
     (node, running)
 }
 
-/// Scrapes until every pod has its allocation and its processes' memory, then once more five
-/// intervals later: the settled series set.
+/// Scrapes until every pod has its allocation and its processes' memory, and the per-pod
+/// series have reached their number (the ratios need a second sample): the settled series set.
 fn settled(node: &Node, agent: &Agent) -> prom::Samples {
     let want = node.pods.len();
-    agent.scrape_until(WAIT, "every pod allocated and measured", |s| {
+    agent.scrape_until(WAIT, "every pod allocated, measured and profiled", |s| {
         // Memory above 0: the pod's processes attributed to it, not only its allocation.
         let pods_with = |family: &str| -> usize {
             s.find(family, &[])
@@ -386,11 +385,15 @@ fn settled(node: &Node, agent: &Agent) -> prom::Samples {
                 .collect::<BTreeSet<_>>()
                 .len()
         };
-        pods_with("pod_gpu_allocated") == want && pods_with("pod_gpu_memory_used_bytes") == want
-    });
-    // Ratios (per-process utilization, GPM, engine time) need a second sample: five intervals.
-    std::thread::sleep(Duration::from_millis(2500));
-    prom::parse(&agent.scrape())
+        let pod_series = s
+            .samples
+            .iter()
+            .filter(|x| x.name.starts_with("pod_"))
+            .count();
+        pods_with("pod_gpu_allocated") == want
+            && pods_with("pod_gpu_memory_used_bytes") == want
+            && pod_series >= node.pod_families * want
+    })
 }
 
 fn series_key(s: &prom::Sample) -> String {
@@ -463,7 +466,7 @@ fn series_per_node_are_bounded_by_pods_and_devices() {
         let first = settled(&node, &running.agent);
         check_bounded(&node, &first);
         // The same series from one scrape to the next: nothing accumulates while nothing moves.
-        std::thread::sleep(Duration::from_millis(1100));
+        std::thread::sleep(Duration::from_secs(2));
         let again = prom::parse(&running.agent.scrape());
         let keys = |s: &prom::Samples| s.samples.iter().map(series_key).collect::<BTreeSet<_>>();
         assert_eq!(
