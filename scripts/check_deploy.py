@@ -75,7 +75,8 @@ EXTERNAL_METRICS = {
         "kube_horizontalpodautoscaler_spec_max_replicas",
         "kube_horizontalpodautoscaler_status_condition",
     },
-    "vllm": {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"},
+    "vllm": {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc",
+             "vllm:request_success_total"},
 }
 
 PROMETHEUS_RULE_HEADER = """\
@@ -263,17 +264,27 @@ def check_autoscaling(rep):
         check_objects.validate_objects(rep, docs, rel(path))
     hpa = docs_by_file.get("hpa.yaml", [{}])[0]
     names = [m["pods"]["metric"]["name"] for m in hpa.get("spec", {}).get("metrics", []) if m.get("type") == "Pods"]
-    # The recipe chosen with hpa-sim (docs/autoscaling.md): tensor activity alone.
-    if names != ["gpu_tensor_active_ratio"]:
+    # The recipes chosen with hpa-sim (docs/autoscaling.md): a load signal with the queue beside
+    # it, tensor activity where the agent serves it, the engine's finished-request rate elsewhere.
+    if names != ["gpu_tensor_active_ratio", "vllm_num_requests_waiting"]:
         rep.fail("hpa.yaml", f"Pods metrics are {names}")
+    engine = docs_by_file.get("hpa-engine-signals.yaml", [{}])[0]
+    engine_names = [m["pods"]["metric"]["name"] for m in engine.get("spec", {}).get("metrics", [])
+                    if m.get("type") == "Pods"]
+    if engine_names != ["vllm_request_success_rate", "vllm_num_requests_waiting"]:
+        rep.fail("hpa-engine-signals.yaml", f"Pods metrics are {engine_names}")
+    for key in ("scaleTargetRef", "minReplicas", "maxReplicas", "behavior"):
+        if engine.get("spec", {}).get(key) != hpa.get("spec", {}).get(key):
+            rep.fail("hpa-engine-signals.yaml", f"its {key} is not hpa.yaml's")
     # vLLM pre-allocates --gpu-memory-utilization of the GPU at start: per-pod memory says
     # nothing about its load, and no example may scale on it.
     for fname, docs in docs_by_file.items():
         if "memory_used" in json.dumps(docs):
             rep.fail(fname, "scales on GPU memory, which vLLM pre-allocates")
     served = {r["name"]["as"] for r in yaml.safe_load(ADAPTER_VALUES.read_text())["rules"]["custom"]}
-    if not set(names) <= served:
-        rep.fail("hpa.yaml", f"metrics {set(names) - served} are not served by the adapter rules")
+    for fname, used in (("hpa.yaml", names), ("hpa-engine-signals.yaml", engine_names)):
+        if not set(used) <= served:
+            rep.fail(fname, f"metrics {set(used) - served} are not served by the adapter rules")
     so = docs_by_file.get("keda-scaledobject.yaml", [{}])[0]
     if so.get("spec", {}).get("scaleTargetRef", {}).get("name") != hpa.get("spec", {}).get("scaleTargetRef", {}).get("name"):
         rep.fail("keda-scaledobject.yaml", "scales another target than hpa.yaml")
@@ -293,7 +304,8 @@ def check_autoscaling(rep):
         sel = pm.get("spec", {}).get("selector", {}).get("matchLabels", {})
         if any(labels.get(k) != v for k, v in sel.items()) or pm["spec"]["podMetricsEndpoints"][0]["port"] not in ports:
             rep.fail("vllm-podmonitor.yaml", "does not select the vLLM Deployment's pods and port")
-    rep.ok("HPA metrics are served by the adapter; KEDA scales the same target; PodMonitor selects vLLM")
+    rep.ok("HPA metrics are served by the adapter; the engine-signal HPA differs only in its metrics; "
+           "KEDA scales the same target; PodMonitor selects vLLM")
 
 
 def autoscaling_expressions():

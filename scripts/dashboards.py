@@ -437,9 +437,14 @@ def gpu_autoscaling():
     per_pod_tensor = 'avg by (pod) (avg_over_time(pod_gpu_tensor_active_ratio{namespace="$namespace", pod=~"$pods"}[1m]))'
     per_pod_util = 'avg by (pod) (avg_over_time(pod_gpu_utilization_ratio{namespace="$namespace", pod=~"$pods"}[1m]))'
     per_pod_queue = 'sum by (pod) (avg_over_time(vllm:num_requests_waiting{namespace="$namespace", pod=~"$pods"}[1m]))'
+    per_pod_done = 'sum by (pod) (rate(vllm:request_success_total{namespace="$namespace", pod=~"$pods"}[1m]))'
     # kube-state-metrics exports fractional targets (milli-value / 1000) since v2.4.2.
     tensor_target = (f'kube_horizontalpodautoscaler_spec_target_metric{{{hpa}, metric_name="gpu_tensor_active_ratio", '
                      'metric_target_type="average"}')
+    queue_target = (f'kube_horizontalpodautoscaler_spec_target_metric{{{hpa}, metric_name="vllm_num_requests_waiting", '
+                    'metric_target_type="average"}')
+    done_target = (f'kube_horizontalpodautoscaler_spec_target_metric{{{hpa}, metric_name="vllm_request_success_rate", '
+                   'metric_target_type="average"}')
     dashed = [{"matcher": {"id": "byRegexp", "options": "target.*|tolerance.*"},
                "properties": [{"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
                               {"id": "custom.fillOpacity", "value": 0}]}]
@@ -449,15 +454,19 @@ def gpu_autoscaling():
     b.stat("Desired replicas", f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}", w=6, description=KSM)
     b.stat("Min replicas", f"kube_horizontalpodautoscaler_spec_min_replicas{{{hpa}}}", w=6, description=KSM)
     b.stat("Max replicas", f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}}", w=6, description=KSM)
-    b.timeseries("Replicas: current, desired, and the tensor metric's proposal", [
+    b.timeseries("Replicas: current, desired, and each metric's proposal", [
         (f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}}", "current"),
         (f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}", "desired"),
         (f"ceil(sum({per_pod_tensor}) / scalar({tensor_target}))", "tensor activity proposes"),
+        (f"ceil(sum({per_pod_queue}) / scalar({queue_target}))", "queue proposes"),
+        (f"ceil(sum({per_pod_done}) / scalar({done_target}))", "finished rate proposes"),
         (f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}}", "max"),
     ], min_=0, w=24, field={"decimals": 0},
-        description="The metric's proposal is ceil(sum of the pods' values / target) = ceil(pods x mean / target), "
-                    "before the HPA's 0.1 tolerance, min/max and behavior limits. Current, desired, max and the "
-                    "target: " + KSM)
+        description="Each metric's proposal is ceil(sum of the pods' values / target) = ceil(pods x mean / target), "
+                    "before the HPA's 0.1 tolerance, min/max and behavior limits; the HPA takes the largest. A metric "
+                    "the HPA does not have draws no line (hpa.yaml: tensor activity and the queue; "
+                    "hpa-engine-signals.yaml: the finished rate and the queue). Current, desired, max and the "
+                    "targets: " + KSM)
 
     b.row("Can the HPAs scale? (conditions)")
     b.table("HPA conditions in $namespace",
@@ -504,11 +513,36 @@ def gpu_autoscaling():
     ], unit="percentunit", min_=0, overrides=dashed,
         description="The HPA scales on the mean of the per-pod values. The target and the HPA's current value: " + KSM)
 
-    b.row("The load the users see")
+    b.row("Queue metric (vllm_num_requests_waiting): the load the users see")
     b.timeseries("Requests waiting per pod (vLLM)", [(per_pod_queue, "{{pod}}")], min_=0,
-                 description="vLLM's vllm:num_requests_waiting (needs vLLM's metrics scraped, vllm-podmonitor.yaml). "
-                             "Not an input of the HPA: requests wait when the replicas are too few, so a queue that "
-                             "stays above 0 says the tensor target is too high for this model (docs/autoscaling.md).")
+                 description="vLLM's vllm:num_requests_waiting, as the adapter serves it to the HPA (needs vLLM's "
+                             "metrics scraped, vllm-podmonitor.yaml). Zero while the replicas keep up; it grows with "
+                             "any overload and then drives the scale-out. A queue that stays above 0 between bursts "
+                             "says the load signal's target is too high for this model (docs/autoscaling.md).")
+    b.timeseries("Queue: mean against target", [
+        (f"avg({per_pod_queue})", "mean of pods"),
+        (queue_target, "target"),
+        (f"{queue_target} * 1.1", "tolerance: scale out above"),
+    ], min_=0, overrides=dashed,
+        description="The HPA scales out on the queue when the mean passes the target by more than the tolerance. "
+                    "The target: " + KSM)
+
+    b.row("Finished-request rate (vllm_request_success_rate, the engine-signal recipe)")
+    b.timeseries("Requests finished per second, per pod", [(per_pod_done, "{{pod}}")], min_=0, unit="reqps",
+                 description="rate(vllm:request_success_total[1m]) per pod, as the adapter serves it to "
+                             "hpa-engine-signals.yaml's HPA (GPUs without a load signal). It follows the load up to a "
+                             "replica's capacity, then stays there: the queue beside it covers the rest.")
+    b.timeseries("Finished rate: mean against target", [
+        (f"avg({per_pod_done})", "mean of pods"),
+        (done_target, "target"),
+        (f"{done_target} * 1.1", "tolerance: scale out above"),
+        (f"{done_target} * 0.9", "tolerance: scale in below"),
+    ], min_=0, unit="reqps", overrides=dashed,
+        description="Empty for an HPA that does not scale on it. A mean pinned under the target while the queue "
+                    "grows says one replica now finishes fewer requests than the target assumes (longer answers): "
+                    "measure the capacity again. The target: " + KSM)
+
+    b.row("Why not NVML utilization")
     b.timeseries("Why not NVML utilization: both against the load", [
         (f"avg({per_pod_util})", "mean NVML utilization"),
         (f"avg({per_pod_tensor}) / scalar({tensor_target})", "mean tensor activity / target"),
@@ -518,8 +552,9 @@ def gpu_autoscaling():
                     "See docs/autoscaling.md.")
 
     return dashboard("gpu-pod-exporter-autoscaling", "GPU / Autoscaling",
-                     "An HPA that scales an LLM server on its GPUs' tensor activity: the metric against its target, "
-                     "the replicas it proposes, what the HPA did, and the queue the users see.", b, [
+                     "An HPA that scales an LLM server on its GPUs' tensor activity (or, without a GPU load signal, "
+                     "its finished-request rate) beside its queue: each metric against its target, the replicas "
+                     "each proposes, what the HPA did, and whether it can scale at all.", b, [
                          var_datasource(),
                          # Namespaces with GPU pods, whether or not their GPUs give the HPA's metric: the
                          # dashboard must show an HPA that cannot get it.

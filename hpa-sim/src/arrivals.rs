@@ -10,15 +10,16 @@ use crate::replica::Request;
 use crate::rng::Rng;
 use crate::scenario::Requests;
 
+/// The arrival process: a Poisson process, each arrival a request with its drawn lengths.
 #[derive(Debug, Clone)]
-pub struct Arrivals {
+pub struct Poisson {
     /// What is left of the current unit-rate exponential gap.
     gap: f64,
 }
 
-impl Arrivals {
-    pub fn new(rng: &mut Rng) -> Arrivals {
-        Arrivals {
+impl Poisson {
+    pub fn new(rng: &mut Rng) -> Poisson {
+        Poisson {
             gap: rng.exponential(),
         }
     }
@@ -40,19 +41,25 @@ impl Arrivals {
         let mut used = 0.0;
         while used + self.gap <= mass {
             used += self.gap;
-            out.push(Request {
-                arrival: t + used / rate,
-                prompt: rng
-                    .lognormal(req.prompt_tokens.mean, req.prompt_tokens.cv)
-                    .max(1.0),
-                output: rng
-                    .lognormal(req.output_tokens.mean, req.output_tokens.cv)
-                    .max(1.0),
-            });
+            out.push(draw(t + used / rate, rng, req));
             self.gap = rng.exponential();
         }
         self.gap -= mass - used;
         out
+    }
+}
+
+/// A request arriving at `arrival`, its prompt and output lengths drawn from `req` (at least
+/// one token each).
+pub fn draw(arrival: f64, rng: &mut Rng, req: &Requests) -> Request {
+    Request {
+        arrival,
+        prompt: rng
+            .lognormal(req.prompt_tokens.mean, req.prompt_tokens.cv)
+            .max(1.0),
+        output: rng
+            .lognormal(req.output_tokens.mean, req.output_tokens.cv)
+            .max(1.0),
     }
 }
 
@@ -65,7 +72,7 @@ mod tests {
         let req = Requests::default();
         for dt in [0.25, 0.01, 1.0] {
             let mut rng = Rng::new(9);
-            let mut a = Arrivals::new(&mut rng);
+            let mut a = Poisson::new(&mut rng);
             let (rate, secs) = (40.0, 5_000.0);
             let mut times = Vec::new();
             let mut t = 0.0;

@@ -369,7 +369,7 @@ pub fn fit(samples: &[Sample], prefill_ms_per_token: Option<f64>) -> Result<Fit,
 }
 
 fn trim(v: f64) -> String {
-    crate::tune::trim(v)
+    crate::sweep::trim(v)
 }
 
 /// The fit and its residuals, for a terminal.

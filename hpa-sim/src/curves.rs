@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use crate::input::{self, InputError};
-use crate::scenario::Server;
+use crate::server::Server;
 
 /// The GPU series a curve gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

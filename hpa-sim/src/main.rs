@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
-use hpa_sim::{bounds, calibrate, plots, profile, report, scenario, simulate, trace, tune};
+use hpa_sim::{bounds, calibrate, profile, report, scenario, simulate, sweep, trace, tune};
 
 #[derive(Parser)]
 #[command(
@@ -44,10 +44,8 @@ enum Command {
     Tune {
         /// The SCENARIO file (YAML).
         scenario: PathBuf,
-        /// NAME=FROM:TO:STEP or NAME=A,B,C (repeatable). NAME: target.<metric>,
-        /// share.<metric>, minReplicas, maxReplicas, tolerance,
-        /// scaleUp.stabilizationWindowSeconds, scaleDown.stabilizationWindowSeconds, candidate.
-        #[arg(long = "sweep", required = true)]
+        /// NAME=FROM:TO:STEP or NAME=A,B,C (repeatable).
+        #[arg(long = "sweep", required = true, help = sweep_help())]
         sweeps: Vec<String>,
         /// METRIC=VALUE: the metric's value at saturation (share.<metric> targets are a
         /// share of it), e.g. measured from the Deployment's history.
@@ -134,6 +132,15 @@ struct Output {
     json: bool,
 }
 
+impl Output {
+    fn destination(&self) -> report::Destination {
+        report::Destination {
+            json: self.json,
+            folder: self.report.clone(),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct PromArgs {
     /// Take the arrival trace from this Prometheus (http://host:port) instead of trace.csv.
@@ -156,6 +163,14 @@ struct PromArgs {
     /// Resolution of the query, in seconds.
     #[arg(long, default_value_t = 60.0)]
     step: f64,
+}
+
+/// `--sweep`'s help, naming every parameter.
+fn sweep_help() -> String {
+    format!(
+        "NAME=FROM:TO:STEP or NAME=A,B,C (repeatable). NAME: {}",
+        sweep::Param::names()
+    )
 }
 
 fn main() -> std::process::ExitCode {
@@ -321,24 +336,6 @@ fn load(path: &std::path::Path, prom: &PromArgs) -> anyhow::Result<(scenario::Lo
     Ok((loaded, name))
 }
 
-/// Progress on stderr for runs that take a while.
-fn progress_bar(label: String) -> impl FnMut(f64) {
-    let start = std::time::Instant::now();
-    let mut last = -1i64;
-    move |share: f64| {
-        let pct = (share * 100.0) as i64;
-        if start.elapsed().as_secs_f64() > 2.0 && pct / 10 != last / 10 {
-            eprintln!("hpa-sim: {label}: {pct} %");
-            last = pct;
-        }
-    }
-}
-
-/// The bounds' search on stderr.
-fn bounds_log(label: String) -> impl Fn(&str) + Sync {
-    move |line: &str| eprintln!("hpa-sim: {label}: {line}")
-}
-
 fn simulate(
     path: &std::path::Path,
     with_bounds: bool,
@@ -349,7 +346,7 @@ fn simulate(
     let hpa = &loaded.scenario.hpa;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // The run and its yardsticks at once.
-    let log = bounds_log(format!("{name}: bounds"));
+    let log = report::bounds_log(format!("{name}: bounds"));
     let (bounds, run) = std::thread::scope(|s| {
         let b = s.spawn(|| {
             with_bounds
@@ -359,68 +356,13 @@ fn simulate(
         let run = simulate::run(
             &loaded,
             hpa,
-            &mut progress_bar(format!("simulating {name}")),
+            &mut report::progress_bar(format!("simulating {name}")),
         );
         (b.join(), run)
     });
     let run = run?;
     let bounds = bounds.map_err(|_| anyhow::anyhow!("the bounds' computation failed"))??;
-    if out.json {
-        writeln!(
-            std::io::stdout().lock(),
-            "{}",
-            serde_json::json!({"scenario": name, "totals": run.totals, "bounds": bounds, "steps": run.steps})
-        )?;
-    } else {
-        writeln!(
-            std::io::stdout().lock(),
-            "{name}: {:.1} h of trace from {}\n",
-            run.totals.hours,
-            loaded.trace.source
-        )?;
-        write!(
-            std::io::stdout().lock(),
-            "{}{}",
-            report::totals_text(&run.totals, bounds.as_ref()),
-            loaded
-                .profile
-                .summary(&loaded.scenario.server, run.totals.prefill_share)
-        )?;
-    }
-    if let Some(dir) = &out.report {
-        report::ensure_dir(dir)?;
-        report::save(
-            dir,
-            "summary.txt",
-            &format!(
-                "{}{}",
-                report::totals_text(&run.totals, bounds.as_ref()),
-                loaded
-                    .profile
-                    .summary(&loaded.scenario.server, run.totals.prefill_share)
-            ),
-        )?;
-        report::save(
-            dir,
-            "summary.json",
-            &serde_json::to_string_pretty(
-                &serde_json::json!({"scenario": name, "totals": run.totals, "bounds": bounds}),
-            )?,
-        )?;
-        report::save(dir, "steps.csv", &report::steps_csv(&run))?;
-        plots::replicas_svg(
-            &dir.join("replicas.svg"),
-            &format!("{name}: replicas and load"),
-            &run,
-            bounds.as_ref().map(|b| &b.best_schedule),
-        )?;
-        plots::metrics_svg(
-            &dir.join("metrics.svg"),
-            &format!("{name}: each metric against its target"),
-            &run,
-        )?;
-        eprintln!("hpa-sim: report written to {}", dir.display());
-    }
+    report::simulation(&out.destination(), &name, &loaded, &run, bounds.as_ref())?;
     Ok(())
 }
 
@@ -435,24 +377,10 @@ fn tune(
     let (loaded, name) = load(path, prom)?;
     let sweeps = sweeps
         .iter()
-        .map(|s| tune::parse_sweep(s))
+        .map(|s| sweep::parse_sweep(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut sat = std::collections::BTreeMap::new();
-    for s in saturation {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--saturation {s:?}: expected METRIC=VALUE"))?;
-        let v: f64 = v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--saturation {s:?}: {v:?} is not a number"))?;
-        if !(v > 0.0 && v.is_finite()) {
-            anyhow::bail!("--saturation {s:?}: the value must be positive");
-        }
-        sat.insert(k.trim().to_string(), v);
-    }
-    let (settings, rejected) =
-        tune::settings(&loaded, &sweeps, &sat).map_err(anyhow::Error::msg)?;
+    let saturation = sweep::parse_saturation(saturation)?;
+    let (settings, rejected) = sweep::settings(&loaded, &sweeps, &saturation)?;
     for r in &rejected {
         eprintln!("hpa-sim: skipped, Kubernetes would reject it: {r}");
     }
@@ -461,125 +389,20 @@ fn tune(
     }
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // Each setting is judged by the bounds of its own replica range (computed once a range).
-    let cache = bounds::Cache::default();
-    let per_setting = settings
-        .iter()
-        .map(|s| {
-            let r = bounds::Range::of(&loaded, &s.hpa);
-            cache.get(
-                &loaded,
-                &s.hpa,
-                threads,
-                &bounds_log(format!(
-                    "{name}: bounds for minReplicas {} maxReplicas {}",
-                    r.min, r.max
-                )),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let ranges = cache.all();
-    eprintln!(
-        "hpa-sim: {name}: {} settings on {threads} threads",
-        settings.len()
-    );
-    let started = std::time::Instant::now();
-    let outcomes = tune::run_all(
+    let tuned = tune::tune(&loaded, &settings, threads, &report::TuneLog::new(&name))?;
+    // The report folder shows the recommendation's run.
+    let recommended = match (&out.report, tuned.best) {
+        (Some(_), Some(b)) => Some(simulate::run(&loaded, &settings[b].hpa, &mut |_| {})?),
+        _ => None,
+    };
+    report::sweep(
+        &out.destination(),
+        &name,
         &loaded,
-        &settings,
-        &per_setting,
-        threads,
-        &|done, total, o| {
-            let p: Vec<String> = o.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            eprintln!(
-                "hpa-sim: [{done}/{total}] {:.0} s: {} -> {:.2} GPU-hours, p95 wait {:.2} s{}",
-                started.elapsed().as_secs_f64(),
-                p.join(" "),
-                o.totals.gpu_hours,
-                o.totals.wait_p95,
-                if o.totals.meets_goal {
-                    ""
-                } else {
-                    " (misses the goal)"
-                }
-            );
-        },
+        &tuned,
+        &rejected,
+        recommended.as_ref(),
     )?;
-    let best = tune::recommend(&outcomes);
-    let per = tune::best_per_candidate(&outcomes);
-    let has_candidates = outcomes.iter().any(|o| o.candidate.is_some());
-    let table = report::sweep_text(&outcomes, best, &ranges);
-    let cands = has_candidates.then(|| report::candidates_text(&outcomes, &per));
-    let bounds_json: Vec<serde_json::Value> = ranges
-        .iter()
-        .map(|(r, b)| {
-            serde_json::json!({
-                "minReplicas": r.min,
-                "maxReplicas": r.max,
-                "initialReplicas": r.initial,
-                "lower": b.lower,
-                "bestSchedule": b.best_schedule,
-            })
-        })
-        .collect();
-    let json = serde_json::json!({
-        "scenario": name,
-        "bounds": bounds_json,
-        "outcomes": outcomes,
-        "recommendation": best,
-        "bestPerCandidate": per,
-        "rejected": rejected,
-    });
-    if out.json {
-        writeln!(std::io::stdout().lock(), "{json}")?;
-    } else {
-        writeln!(
-            std::io::stdout().lock(),
-            "{name}: {} settings over {:.1} h of trace from {}\n",
-            outcomes.len(),
-            loaded.trace.duration() / 3600.0,
-            loaded.trace.source
-        )?;
-        write!(std::io::stdout().lock(), "{table}")?;
-        if let Some(c) = &cands {
-            writeln!(
-                std::io::stdout().lock(),
-                "\nbest setting per candidate:\n{c}"
-            )?;
-        }
-    }
-    if let Some(dir) = &out.report {
-        report::ensure_dir(dir)?;
-        report::save(dir, "sweep.txt", &table)?;
-        if let Some(c) = &cands {
-            report::save(dir, "candidates.md", c)?;
-        }
-        report::save(dir, "sweep.json", &serde_json::to_string_pretty(&json)?)?;
-        report::save(dir, "sweep.csv", &report::sweep_csv(&outcomes))?;
-        plots::cost_latency_svg(
-            &dir.join("cost-latency.svg"),
-            &format!("{name}: cost against latency"),
-            &outcomes,
-            best,
-            loaded.scenario.goal.p95_queue_wait_seconds,
-        )?;
-        if let Some(b) = best {
-            let run = simulate::run(&loaded, &settings[b].hpa, &mut |_| {})?;
-            plots::replicas_svg(
-                &dir.join("replicas.svg"),
-                &format!("{name}: the recommendation's replicas and load"),
-                &run,
-                Some(&per_setting[b].best_schedule),
-            )?;
-            plots::metrics_svg(
-                &dir.join("metrics.svg"),
-                &format!("{name}: the recommendation's metrics against targets"),
-                &run,
-            )?;
-            report::save(dir, "steps.csv", &report::steps_csv(&run))?;
-        }
-        eprintln!("hpa-sim: report written to {}", dir.display());
-    }
     Ok(())
 }
 
@@ -588,5 +411,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<report::ReportError>()
+                .is_some_and(report::ReportError::is_broken_pipe)
     })
 }

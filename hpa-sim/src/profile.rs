@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::curves::{Curves, GpuSeries, Row};
 use crate::input::{self, InputError};
-use crate::scenario::Server;
+use crate::server::Server;
 
 /// The bundled profile a scenario gets when it names none.
 pub const DEFAULT: &str = "h200-decode";

@@ -89,7 +89,7 @@ pub fn load(path: &Path) -> Result<Case, InputError> {
         .validate()
         .map_err(|e| InputError::Invalid {
             path: path.to_path_buf(),
-            what: e,
+            what: e.to_string(),
         })?;
     if case.replicas < 0 {
         return Err(InputError::Invalid {

@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 
 use crate::curves::Curves;
-use crate::scenario::Server;
+use crate::server::Server;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Request {
@@ -91,6 +91,8 @@ pub struct Replica {
     prefill_left: f64,
     /// Each GPU series integrated over time (value × seconds) since the agent's last sample.
     pub gpu: [f64; 5],
+    /// Requests this replica has finished (vLLM's `vllm:request_success_total`).
+    completed: u64,
 }
 
 /// Makes `e`, due in `dt`, the segment's end if it comes first.
@@ -126,6 +128,11 @@ impl Replica {
 
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// Requests finished since the replica started.
+    pub fn completed(&self) -> u64 {
+        self.completed
     }
 
     pub fn load(&self) -> usize {
@@ -295,6 +302,7 @@ impl Replica {
                 self.kv_prompt -= s.req.prompt;
                 self.kv_admitted -= s.admitted;
                 c.completed += 1;
+                self.completed += 1;
             }
         }
         if self.running.is_empty() {

@@ -10,6 +10,7 @@ use crate::controller::ControllerConfig;
 use crate::curves::{Curves, GpuSeries};
 use crate::input::{self, InputError};
 use crate::profile::{InlineLine, Profile, ProfileError};
+use crate::server::{Routing, Server};
 use crate::spec::{HpaSpec, MetricSpec};
 use crate::trace::{Trace, TraceError};
 
@@ -47,7 +48,7 @@ pub struct Scenario {
     #[serde(default)]
     pub metrics: BTreeMap<String, MetricSource>,
     #[serde(default)]
-    pub pipeline: Pipeline,
+    pub pipeline: PipelineConfig,
     #[serde(default)]
     pub goal: Goal,
     /// Named alternative metric lists for `tune --sweep candidate=a,b`.
@@ -106,65 +107,6 @@ impl Default for Requests {
                 mean: 250.0,
                 cv: 0.8,
             },
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum Routing {
-    /// kube-proxy's iptables mode: each request to a random ready endpoint.
-    #[default]
-    Random,
-    RoundRobin,
-    /// An inference gateway: to the endpoint with the fewest requests.
-    LeastRequests,
-}
-
-/// One replica (vLLM) as the model runs it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Server {
-    /// vLLM `--max-num-seqs`: the most sequences in one batch.
-    pub max_num_seqs: u32,
-    /// KV-cache capacity in tokens (vLLM logs it at start as "GPU KV cache size").
-    pub kv_cache_tokens: f64,
-    /// vLLM `--max-num-batched-tokens`: a request is admitted while the prompt tokens admitted
-    /// but not yet prefilled are at most this many (chunked prefill).
-    pub max_num_batched_tokens: f64,
-    /// Decode step time = `base_ms + per_seq_ms × running sequences` (from the profile).
-    pub step_base_ms: f64,
-    pub step_per_seq_ms: f64,
-    /// Prefill cost per prompt token (from the profile); the replica prefills before it decodes.
-    pub prefill_ms_per_token: f64,
-    /// Pending before a GPU is bound (scheduling, node provisioning).
-    pub pending_seconds: f64,
-    /// From running to ready: image start and model load.
-    pub startup_seconds: f64,
-    /// A deleted pod finishes its requests for at most this long (`preStop` +
-    /// `terminationGracePeriodSeconds`); what is left is dropped.
-    pub termination_grace_seconds: f64,
-    pub routing: Routing,
-}
-
-/// The bundled `h200-decode` profile's step-time line and prefill cost (a test checks them
-/// against the profile file).
-pub const H200_STEP_BASE_MS: f64 = 1.0404;
-pub const H200_STEP_PER_SEQ_MS: f64 = 0.031332;
-pub const H200_PREFILL_MS_PER_TOKEN: f64 = 0.0065;
-
-impl Default for Server {
-    fn default() -> Self {
-        Server {
-            max_num_seqs: 256,
-            kv_cache_tokens: 500_000.0,
-            max_num_batched_tokens: 8192.0,
-            step_base_ms: H200_STEP_BASE_MS,
-            step_per_seq_ms: H200_STEP_PER_SEQ_MS,
-            prefill_ms_per_token: H200_PREFILL_MS_PER_TOKEN,
-            pending_seconds: 0.0,
-            startup_seconds: 180.0,
-            termination_grace_seconds: 120.0,
-            routing: Routing::Random,
         }
     }
 }
@@ -240,6 +182,9 @@ pub enum Series {
     NumRequestsRunning,
     /// `vllm:kv_cache_usage_perc` (0..1; older vLLM: `vllm:gpu_cache_usage_perc`).
     KvCacheUsage,
+    /// Per pod, from vLLM: requests finished per second, `rate(vllm:request_success_total[1m])`.
+    /// It follows the load one for one up to the replica's capacity, then stays there.
+    RequestSuccessRate,
     /// The Service's arrival rate, requests/s over the window (an Object metric).
     RequestRate,
 }
@@ -260,7 +205,10 @@ impl Series {
     pub fn from_vllm(self) -> bool {
         matches!(
             self,
-            Series::NumRequestsWaiting | Series::NumRequestsRunning | Series::KvCacheUsage
+            Series::NumRequestsWaiting
+                | Series::NumRequestsRunning
+                | Series::KvCacheUsage
+                | Series::RequestSuccessRate
         )
     }
 
@@ -279,6 +227,7 @@ impl Series {
             "vllm_kv_cache_usage_perc" | "vllm_gpu_cache_usage_perc" | "vllm_kv_cache_usage" => {
                 Series::KvCacheUsage
             }
+            "vllm_request_success_rate" => Series::RequestSuccessRate,
             "requests_per_second" | "vllm_request_rate" => Series::RequestRate,
             _ => return None,
         })
@@ -291,9 +240,10 @@ pub struct MetricSource {
     pub series: Series,
 }
 
+/// `pipeline:`: how a metric travels from the pods to the HPA (its timing).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Pipeline {
+pub struct PipelineConfig {
     /// Prometheus' scrape interval.
     pub scrape_interval_seconds: f64,
     /// The agent's `--collect.interval`: a GPU value is the mean over the interval before
@@ -305,9 +255,9 @@ pub struct Pipeline {
     pub delay_seconds: f64,
 }
 
-impl Default for Pipeline {
+impl Default for PipelineConfig {
     fn default() -> Self {
-        Pipeline {
+        PipelineConfig {
             scrape_interval_seconds: 15.0,
             agent_interval_seconds: 5.0,
             window_seconds: 60.0,
@@ -397,7 +347,9 @@ impl Scenario {
         self.hpa
             .validate()
             .map_err(|e| invalid(path, e.to_string()))?;
-        self.controller.validate().map_err(|e| invalid(path, e))?;
+        self.controller
+            .validate()
+            .map_err(|e| invalid(path, e.to_string()))?;
         let mut lists: Vec<(&str, &Vec<MetricSpec>)> = vec![("hpa.metrics", &self.hpa.metrics)];
         for (name, c) in &self.candidates {
             lists.push((name.as_str(), &c.metrics));

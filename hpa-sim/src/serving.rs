@@ -11,7 +11,7 @@ use crate::curves::Curves;
 use crate::replica::Replica;
 pub use crate::replica::{Counters, Request};
 use crate::rng::Rng;
-use crate::scenario::{Routing, Server};
+use crate::server::{Routing, Server};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum State {
@@ -53,6 +53,11 @@ impl Pod {
 
     pub fn kv_usage(&self, cfg: &Server) -> f64 {
         self.rep.kv_usage(cfg)
+    }
+
+    /// Requests the pod's server has finished (`vllm:request_success_total`).
+    pub fn completed(&self) -> u64 {
+        self.rep.completed()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -400,7 +405,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arrivals::Arrivals;
+    use crate::arrivals::Poisson;
     use crate::curves::GpuSeries;
     use crate::scenario::{Length, Requests};
 
@@ -425,7 +430,7 @@ mod tests {
                 cv: 0.0,
             },
         };
-        let mut arrivals = Arrivals::new(rng);
+        let mut arrivals = Poisson::new(rng);
         let mut t = from;
         while t < from + secs {
             let arr = arrivals.tick(t, dt, rate, rng, &req);

@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::controller::{Controller, SyncOutcome};
-use crate::pipeline::Prometheus;
+use crate::pipeline::Pipeline;
 use crate::rng::Rng;
 use crate::scenario::Loaded;
 use crate::schedule::Schedule;
@@ -139,7 +139,7 @@ pub fn run_policy(
     let mut rng = Rng::new(sc.seed ^ workload::ROUTING_SALT);
     let initial = sc.initial_for(hpa);
     let mut fleet = Fleet::new(sc.server, initial);
-    let mut prom = Prometheus::new(&sc.pipeline);
+    let mut pipeline = Pipeline::new(&sc.pipeline);
     let mut spec_replicas = initial;
     let mut steps = Vec::new();
     let mut all_waits: Vec<f64> = Vec::new();
@@ -162,12 +162,12 @@ pub fn run_policy(
             fleet.agent_sample();
         }
         if (k + 1) % scrape_every == 0 {
-            prom.scrape(now, &fleet);
+            pipeline.scrape(now, &fleet);
         }
         if (k + 1) % sync_every == 0 {
             let (desired, metrics, reason) = match policy {
                 Policy::Hpa(hpa) => {
-                    let obs = prom.observe(now, &fleet, sc, &hpa.metrics);
+                    let obs = pipeline.observe(now, &fleet, sc, &hpa.metrics);
                     let out: SyncOutcome =
                         ctl.sync((now * 1000.0).round() as i64, spec_replicas, &obs);
                     let metrics = hpa

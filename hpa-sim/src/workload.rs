@@ -4,7 +4,8 @@
 
 use crate::arrivals;
 use crate::rng::Rng;
-use crate::scenario::{Loaded, Requests, Server};
+use crate::scenario::{Loaded, Requests};
+use crate::server::Server;
 use crate::serving::Request;
 use crate::trace::Trace;
 
@@ -19,13 +20,13 @@ pub struct Arrivals<'a> {
     req: Requests,
     dt: f64,
     rng: Rng,
-    process: arrivals::Arrivals,
+    process: arrivals::Poisson,
 }
 
 impl<'a> Arrivals<'a> {
     pub fn new(loaded: &'a Loaded) -> Arrivals<'a> {
         let mut rng = Rng::new(loaded.scenario.seed);
-        let process = arrivals::Arrivals::new(&mut rng);
+        let process = arrivals::Poisson::new(&mut rng);
         Arrivals {
             trace: &loaded.trace,
             req: loaded.scenario.requests,

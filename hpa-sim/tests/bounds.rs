@@ -13,7 +13,7 @@ use hpa_sim::scenario::{self, Loaded};
 use hpa_sim::schedule::Schedule;
 use hpa_sim::simulate::{self, Policy, Run};
 use hpa_sim::spec::HpaSpec;
-use hpa_sim::tune;
+use hpa_sim::{sweep, tune};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
@@ -143,8 +143,8 @@ fn a_min_replicas_sweep_is_judged_by_each_settings_own_bounds() {
     // One hour of the same shape keeps this quick.
     let dir = tempfile::tempdir().unwrap();
     let loaded = bursty(dir.path(), 1, 1.0);
-    let sweep = tune::parse_sweep("minReplicas=1,2,3").unwrap();
-    let (settings, rejected) = tune::settings(&loaded, &[sweep], &BTreeMap::new()).unwrap();
+    let sweep = sweep::parse_sweep("minReplicas=1,2,3").unwrap();
+    let (settings, rejected) = sweep::settings(&loaded, &[sweep], &BTreeMap::new()).unwrap();
     assert!(rejected.is_empty());
     assert_eq!(settings.len(), 3);
     let cache = bounds::Cache::default();

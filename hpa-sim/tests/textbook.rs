@@ -19,7 +19,8 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use hpa_sim::profile::Profile;
 use hpa_sim::rng::Rng;
-use hpa_sim::scenario::{Routing, Scenario, Server};
+use hpa_sim::scenario::Scenario;
+use hpa_sim::server::{Routing, Server};
 use hpa_sim::serving::{Fleet, Request};
 
 // --- references -----------------------------------------------------------------------------

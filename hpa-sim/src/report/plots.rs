@@ -6,10 +6,11 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
+use super::ReportError;
 use crate::bounds::BestSchedule;
-use crate::report::ReportError;
 use crate::simulate::Run;
-use crate::tune::{trim, Outcome};
+use crate::sweep::trim;
+use crate::tune::Outcome;
 
 const HPA: RGBColor = RGBColor(20, 40, 120);
 const READY: RGBColor = RGBColor(44, 160, 44);
@@ -19,10 +20,17 @@ const LOAD: RGBColor = RGBColor(170, 170, 170);
 const WAITING: RGBColor = RGBColor(255, 127, 14);
 const CLIPPED: RGBColor = RGBColor(120, 0, 120);
 
-fn plot_err(path: &Path) -> impl Fn(String) -> ReportError + '_ {
-    move |what| ReportError::Plot {
-        path: path.display().to_string(),
-        what,
+/// A drawing's failure as the report's error for the figure at `path`.
+trait Drawn<T> {
+    fn drawn(self, path: &Path) -> Result<T, ReportError>;
+}
+
+impl<T, E: std::fmt::Display> Drawn<T> for Result<T, E> {
+    fn drawn(self, path: &Path) -> Result<T, ReportError> {
+        self.map_err(|e| ReportError::Plot {
+            path: path.display().to_string(),
+            what: e.to_string(),
+        })
     }
 }
 
@@ -30,7 +38,8 @@ fn plot_err(path: &Path) -> impl Fn(String) -> ReportError + '_ {
 fn legend<'a, DB, CT>(
     chart: &mut ChartContext<'a, DB, CT>,
     at: SeriesLabelPosition,
-) -> Result<(), String>
+    path: &Path,
+) -> Result<(), ReportError>
 where
     DB: DrawingBackend + 'a,
     CT: plotters::coord::CoordTranslate,
@@ -41,7 +50,7 @@ where
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(|x| x.to_string())
+        .drawn(path)
 }
 
 /// A replica count held until the next point.
@@ -83,7 +92,8 @@ fn mark_clipped<DB: DrawingBackend>(
     peaks: &[(f64, f64)],
     y_max: f64,
     unit: &str,
-) -> Result<(), String> {
+    path: &Path,
+) -> Result<(), ReportError> {
     if peaks.is_empty() {
         return Ok(());
     }
@@ -93,7 +103,7 @@ fn mark_clipped<DB: DrawingBackend>(
                 .iter()
                 .map(|&(x, _)| TriangleMarker::new((x, y_max), 7, CLIPPED.filled())),
         )
-        .map_err(|x| x.to_string())?
+        .drawn(path)?
         .label(format!(
             "off the scale (true value beside), above {}{unit}",
             trim(y_max)
@@ -107,7 +117,7 @@ fn mark_clipped<DB: DrawingBackend>(
                 ("sans-serif", 13).into_font().color(&CLIPPED),
             )
         }))
-        .map_err(|x| x.to_string())?;
+        .drawn(path)?;
     Ok(())
 }
 
@@ -132,7 +142,6 @@ pub fn replicas_svg(
     best: Option<&BestSchedule>,
 ) -> Result<(), ReportError> {
     let best_gpus: &[(f64, usize)] = best.map_or(&[], |b| &b.gpus);
-    let e = plot_err(path);
     let hours = |t: f64| t / 3600.0;
     let t_max = run.steps.last().map_or(1.0, |s| hours(s.t)).max(1e-3);
     let r_max = run
@@ -158,7 +167,7 @@ pub fn replicas_svg(
         .max(1.0)
         * 1.1;
     let root = SVGBackend::new(path, (1200, 800)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    root.fill(&WHITE).drawn(path)?;
     let (top, bottom) = root.split_vertically(520);
     let mut chart = ChartBuilder::on(&top)
         .caption(title, ("sans-serif", 22))
@@ -167,7 +176,7 @@ pub fn replicas_svg(
         .y_label_area_size(56)
         .right_y_label_area_size(64)
         .build_cartesian_2d(0.0..t_max, 0.0..r_max)
-        .map_err(|x| e(x.to_string()))?
+        .drawn(path)?
         .set_secondary_coord(0.0..t_max, 0.0..rps_max);
     chart
         .configure_mesh()
@@ -175,12 +184,12 @@ pub fn replicas_svg(
         .y_desc("replicas")
         .light_line_style(WHITE.mix(0.0))
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .drawn(path)?;
     chart
         .configure_secondary_axes()
         .y_desc("requests/s")
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .drawn(path)?;
     chart
         .draw_secondary_series(LineSeries::new(
             run.steps
@@ -188,7 +197,7 @@ pub fn replicas_svg(
                 .map(|s| (hours(s.t), s.requests_per_second)),
             LOAD.stroke_width(2),
         ))
-        .map_err(|x| e(x.to_string()))?
+        .drawn(path)?
         .label("load (requests/s, right axis)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], LOAD.stroke_width(2)));
     type Line<'a> = (&'a str, RGBColor, u32, Vec<(f64, f64)>);
@@ -237,43 +246,42 @@ pub fn replicas_svg(
         }
         chart
             .draw_series(LineSeries::new(step_line(&pts), color.stroke_width(width)))
-            .map_err(|x| e(x.to_string()))?
+            .drawn(path)?
             .label(name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
             });
     }
-    legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(&e)?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft, path)?;
     let mut lower = ChartBuilder::on(&bottom)
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
         .right_y_label_area_size(64)
         .build_cartesian_2d(0.0..t_max, 0.0..wait_max)
-        .map_err(|x| e(x.to_string()))?;
+        .drawn(path)?;
     lower
         .configure_mesh()
         .x_desc("hours")
         .y_desc("requests waiting")
         .light_line_style(WHITE.mix(0.0))
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .drawn(path)?;
     lower
         .draw_series(LineSeries::new(
             run.steps.iter().map(|s| (hours(s.t), s.waiting as f64)),
             WAITING.stroke_width(2),
         ))
-        .map_err(|x| e(x.to_string()))?
+        .drawn(path)?
         .label("requests waiting (all replicas)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], WAITING.stroke_width(2)));
-    legend(&mut lower, SeriesLabelPosition::UpperLeft).map_err(&e)?;
-    root.present().map_err(|x| e(x.to_string()))
+    legend(&mut lower, SeriesLabelPosition::UpperLeft, path)?;
+    root.present().drawn(path)
 }
 
 /// Each metric the HPA read against its target, as a share of the target (1.0 = on target),
 /// up to 10x; higher values are marked at the top edge with their true share.
 pub fn metrics_svg(path: &Path, title: &str, run: &Run) -> Result<(), ReportError> {
-    let e = plot_err(path);
     let names: Vec<String> = run
         .steps
         .first()
@@ -297,27 +305,27 @@ pub fn metrics_svg(path: &Path, title: &str, run: &Run) -> Result<(), ReportErro
         .fold(1.5, f64::max)
         .min(10.0);
     let root = SVGBackend::new(path, (1200, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    root.fill(&WHITE).drawn(path)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
         .build_cartesian_2d(0.0..t_max, 0.0..y_max)
-        .map_err(|x| e(x.to_string()))?;
+        .drawn(path)?;
     chart
         .configure_mesh()
         .x_desc("hours")
         .y_desc("value / target")
         .light_line_style(WHITE.mix(0.0))
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .drawn(path)?;
     chart
         .draw_series(LineSeries::new(
             vec![(0.0, 1.0), (t_max, 1.0)],
             BLACK.stroke_width(1),
         ))
-        .map_err(|x| e(x.to_string()))?
+        .drawn(path)?
         .label("target")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     let mut peaks = Vec::new();
@@ -335,15 +343,15 @@ pub fn metrics_svg(path: &Path, title: &str, run: &Run) -> Result<(), ReportErro
                 pts.iter().map(|&(x, y)| (x, y.min(y_max))),
                 color.stroke_width(2),
             ))
-            .map_err(|x| e(x.to_string()))?
+            .drawn(path)?
             .label(format!("{n} (target {})", trim(target)))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    mark_clipped(&mut chart, &peaks, y_max, "x").map_err(&e)?;
-    legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(&e)?;
-    root.present().map_err(|x| e(x.to_string()))
+    mark_clipped(&mut chart, &peaks, y_max, "x", path)?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft, path)?;
+    root.present().drawn(path)
 }
 
 /// Cost against latency over the sweep: each setting's GPU-hours over its lower bound (the
@@ -357,7 +365,6 @@ pub fn cost_latency_svg(
     best: Option<usize>,
     goal_p95: f64,
 ) -> Result<(), ReportError> {
-    let e = plot_err(path);
     let ratios = || outcomes.iter().map(|o| o.ratio_to_lower_bound);
     let best_ratio = outcomes
         .first()
@@ -383,27 +390,27 @@ pub fn cost_latency_svg(
         .min(goal_p95 * 20.0)
         * 1.1;
     let root = SVGBackend::new(path, (1000, 700)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    root.fill(&WHITE).drawn(path)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(x_lo..x_hi, 0.0..y_max)
-        .map_err(|x| e(x.to_string()))?;
+        .drawn(path)?;
     chart
         .configure_mesh()
         .x_desc("GPU-hours / lower bound")
         .y_desc("p95 queue wait (s)")
         .light_line_style(WHITE.mix(0.0))
         .draw()
-        .map_err(|x| e(x.to_string()))?;
+        .drawn(path)?;
     chart
         .draw_series(LineSeries::new(
             vec![(x_lo, goal_p95), (x_hi, goal_p95)],
             RED.stroke_width(1),
         ))
-        .map_err(|x| e(x.to_string()))?
+        .drawn(path)?
         .label(format!("goal: p95 wait {} s", trim(goal_p95)))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     chart
@@ -411,7 +418,7 @@ pub fn cost_latency_svg(
             vec![(1.0, 0.0), (1.0, y_max)],
             BLACK.stroke_width(1),
         ))
-        .map_err(|x| e(x.to_string()))?
+        .drawn(path)?
         .label("lower bound")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     if let Some(r) = best_ratio {
@@ -420,7 +427,7 @@ pub fn cost_latency_svg(
                 vec![(r, 0.0), (r, y_max)],
                 BEST.stroke_width(1),
             ))
-            .map_err(|x| e(x.to_string()))?
+            .drawn(path)?
             .label(format!("best schedule ({r:.2} x lower bound)"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BEST));
     }
@@ -444,7 +451,7 @@ pub fn cost_latency_svg(
         };
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
-            .map_err(|x| e(x.to_string()))?
+            .drawn(path)?
             .label(name)
             .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
     }
@@ -453,7 +460,7 @@ pub fn cost_latency_svg(
         .filter(|o| o.totals.wait_p95 > y_max)
         .map(|o| (o.ratio_to_lower_bound, o.totals.wait_p95))
         .collect();
-    mark_clipped(&mut chart, &off, y_max, " s").map_err(&e)?;
+    mark_clipped(&mut chart, &off, y_max, " s", path)?;
     if let Some(b) = best {
         let o = &outcomes[b];
         chart
@@ -462,12 +469,12 @@ pub fn cost_latency_svg(
                 10,
                 BLACK.stroke_width(2),
             )))
-            .map_err(|x| e(x.to_string()))?
+            .drawn(path)?
             .label("recommendation")
             .legend(|(x, y)| Circle::new((x + 10, y), 6, BLACK.stroke_width(2)));
     }
-    legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(&e)?;
-    root.present().map_err(|x| e(x.to_string()))
+    legend(&mut chart, SeriesLabelPosition::UpperRight, path)?;
+    root.present().drawn(path)
 }
 
 #[cfg(test)]
