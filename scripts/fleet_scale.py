@@ -565,8 +565,11 @@ def run(a, templates, n, rules):
             queries[f'adapter discovery {name}'] = med
             print(f'     adapter discovery {name:<24} {med:7.1f} / {mx:7.1f}   {k}  (/api/v1/series, 10 min)')
         for q in keda_queries():
+            if 'vllm:' in q:
+                continue  # vLLM's own series are not simulated here
             med, mx, k = timed_query(prom_port, q, a.repeat)
-            queries['keda'] = med
+            name = re.search(r'\(([a-z_:]+)\{', q)
+            queries[f'keda {name.group(1) if name else q[:30]}'] = med
             print(f'     KEDA {q[:40]:<37} {med:7.1f} / {mx:7.1f}   {k}')
         print(f'   load after: {loadavg()}', flush=True)
         return dict(nodes=n, rules=rules, head=head, ingest=ingest, rss=rss, cpu=cpu, groups=group_rows, cost=cost,
