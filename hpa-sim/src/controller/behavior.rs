@@ -14,6 +14,16 @@ pub(super) struct Recommendation {
     pub(super) at: i64,
 }
 
+/// Records this sync's recommendation in the slot of one that has left every window, or appends
+/// it (upstream writes the same few lines in both stabilization functions).
+fn store(recs: &mut Vec<Recommendation>, old: Option<usize>, replicas: i32, at: i64) {
+    let rec = Recommendation { replicas, at };
+    match old {
+        Some(i) => recs[i] = rec,
+        None => recs.push(rec),
+    }
+}
+
 /// A change of the scale, remembered for the `behavior` policies (upstream's
 /// `timestampedScaleEvent`).
 #[derive(Debug, Clone, Copy)]
@@ -76,14 +86,7 @@ impl Controller {
                 max = r.replicas;
             }
         }
-        let rec = Recommendation {
-            replicas: desired,
-            at: now,
-        };
-        match old {
-            Some(i) => recs[i] = rec,
-            None => recs.push(rec),
-        }
+        store(recs, old, desired, now);
         max
     }
 
@@ -141,14 +144,7 @@ impl Controller {
         if recommendation > down {
             recommendation = down;
         }
-        let rec = Recommendation {
-            replicas: desired,
-            at: now,
-        };
-        match old {
-            Some(i) => recs[i] = rec,
-            None => recs.push(rec),
-        }
+        store(recs, old, desired, now);
         let reason = if desired >= current {
             "ScaleUpStabilized: recent recommendations were lower than current one, applying the lowest recent recommendation"
         } else {
