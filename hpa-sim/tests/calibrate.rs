@@ -4,16 +4,12 @@
 //! size, no saturation, no line), each with a nonzero exit and the reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use hpa_sim::profile::Profile;
 
 mod common;
+use common::fake_prom::{query_of, FakeProm};
 use common::{hpa_sim, path_str};
 
 fn repo(rel: &str) -> PathBuf {
@@ -195,104 +191,6 @@ fn bad_samples_name_the_file_and_line() {
 
 // --- Prometheus ---------------------------------------------------------------------------
 
-/// A fake Prometheus on 127.0.0.1 that answers every `query_range` with `answer(query)` until
-/// stopped (or 60 s), and records the queries.
-struct FakeProm {
-    url: String,
-    stop: Arc<AtomicBool>,
-    queries: Arc<Mutex<Vec<String>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
-}
-
-impl FakeProm {
-    fn start(answer: fn(&str) -> serde_json::Value) -> FakeProm {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let stop = Arc::new(AtomicBool::new(false));
-        let queries = Arc::new(Mutex::new(Vec::new()));
-        let (stopped, seen) = (stop.clone(), queries.clone());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline && !stopped.load(Ordering::SeqCst) {
-                let mut stream = match listener.accept() {
-                    Ok((s, _)) => s,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                    Err(_) => break,
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&req).to_string();
-                let target = text.split_whitespace().nth(1).unwrap_or_default();
-                let query = target
-                    .split(['?', '&'])
-                    .find_map(|kv| kv.strip_prefix("query="))
-                    .map(percent_decode)
-                    .unwrap_or_default();
-                let body = answer(&query).to_string();
-                seen.lock().unwrap().push(query);
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(reply.as_bytes());
-                let _ = stream.flush();
-            }
-        });
-        FakeProm {
-            url,
-            stop,
-            queries,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        self.queries.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeProm {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
 const START: i64 = 1_700_000_000;
 
 /// Two pods over 40 one-minute samples, their batch sweeping 1..256 (the second pod's
@@ -339,7 +237,7 @@ fn history(query: &str) -> serde_json::Value {
 
 #[test]
 fn a_history_in_prometheus_gives_a_profile_over_the_recording_rules() {
-    let prom = FakeProm::start(history);
+    let prom = FakeProm::start(None, |req| ("200 OK", history(&query_of(req)).to_string()));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("history.yaml");
     let (stdout, stderr) = ok(&[
@@ -358,7 +256,7 @@ fn a_history_in_prometheus_gives_a_profile_over_the_recording_rules() {
         path_str(&out),
     ]);
     let url = prom.url.clone();
-    let queries = prom.finish();
+    let queries: Vec<String> = prom.finish().iter().map(|r| query_of(r)).collect();
     assert!(
         stderr.contains(&format!("reading the samples from {url}")),
         "{stderr}"
@@ -408,7 +306,7 @@ fn a_prometheus_without_vllm_series_is_named() {
     fn empty(_: &str) -> serde_json::Value {
         serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": []}})
     }
-    let prom = FakeProm::start(empty);
+    let prom = FakeProm::start(None, |req| ("200 OK", empty(&query_of(req)).to_string()));
     let dir = tempfile::tempdir().unwrap();
     let out = hpa_sim(&[
         "calibrate",

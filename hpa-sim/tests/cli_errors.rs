@@ -4,17 +4,15 @@
 //! port and a fake Prometheus (a matrix, an error answer, no series).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
+use common::fake_prom::FakeProm;
 use common::{fixture, hpa_sim, path_str};
 
 /// Runs, requires a clean failure (exit 2, nothing on stdout, no panic) and returns stderr.
@@ -423,74 +421,9 @@ fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// A fake Prometheus on 127.0.0.1: answers one request with `status` and `body`, then exits;
-/// gives up after a deadline or when stopped, so a test never hangs on it.
-struct FakeProm {
-    url: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl FakeProm {
-    fn start(status: &'static str, body: String) -> FakeProm {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let mut requests = Vec::new();
-            while Instant::now() < deadline && !stopped.load(Ordering::SeqCst) {
-                let mut stream = match listener.accept() {
-                    Ok((s, _)) => s,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
-                    Err(_) => break,
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                requests.push(String::from_utf8_lossy(&req).to_string());
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes());
-                let _ = stream.flush();
-                break;
-            }
-            requests
-        });
-        FakeProm {
-            url,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// The requests it received.
-    fn finish(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for FakeProm {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
+/// A fake Prometheus that answers one request with `status` and `body`.
+fn answering_once(status: &'static str, body: String) -> FakeProm {
+    FakeProm::start(Some(1), move |_| (status, body.clone()))
 }
 
 const START: i64 = 1_700_000_000;
@@ -541,7 +474,7 @@ fn a_prometheus_matrix_becomes_the_trace_summed_over_series() {
         "data": {"resultType": "matrix", "result": [series("1", "a"), series("2", "b")]}
     })
     .to_string();
-    let prom = FakeProm::start("200 OK", body);
+    let prom = answering_once("200 OK", body);
     let scenario = fixture("no-trace.yaml");
     let mut args = prom_args("simulate", path_str(&scenario), &prom.url);
     args.push("--json");
@@ -574,7 +507,7 @@ fn a_prometheus_matrix_becomes_the_trace_summed_over_series() {
 
 #[test]
 fn a_prometheus_error_answer_is_reported_with_the_url() {
-    let prom = FakeProm::start(
+    let prom = answering_once(
         "400 Bad Request",
         r#"{"status":"error","errorType":"bad_data","error":"bad_data: parse error"}"#.into(),
     );
@@ -592,7 +525,7 @@ fn a_prometheus_error_answer_is_reported_with_the_url() {
 
 #[test]
 fn a_prometheus_query_without_series_is_reported() {
-    let prom = FakeProm::start(
+    let prom = answering_once(
         "200 OK",
         r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.into(),
     );
@@ -616,7 +549,7 @@ fn a_prometheus_query_without_series_is_reported() {
 
 #[test]
 fn a_prometheus_answer_that_is_not_json_is_reported() {
-    let prom = FakeProm::start("200 OK", "<html>login</html>".into());
+    let prom = answering_once("200 OK", "<html>login</html>".into());
     let scenario = fixture("no-trace.yaml");
     let err = fails(&prom_args("simulate", path_str(&scenario), &prom.url));
     let url = prom.url.clone();

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests of the `hpa-sim` binary: fixture paths and a run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod fake_prom;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
