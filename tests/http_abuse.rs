@@ -6,21 +6,14 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::load::{raise_open_files_limit, rss_mib};
+use common::load::{connect, raise_open_files_limit, rss_mib, Slowloris};
 use common::{fixture, prom, Agent};
 
 const IDLE: usize = 1000;
 const SLOWLORIS: usize = 200;
-
-fn connect(port: u16) -> TcpStream {
-    TcpStream::connect(("127.0.0.1", port)).unwrap()
-}
 
 /// GETs `path`, timing it: how long it took, and the status.
 fn timed_get(agent: &Agent, path: &str) -> (Duration, u16) {
@@ -41,25 +34,8 @@ fn scrapes_and_probes_are_answered_beside_1000_idle_and_200_slowloris_clients() 
 
     let rss_idle = rss_mib(&agent);
     let idle: Vec<TcpStream> = (0..IDLE).map(|_| connect(agent.port)).collect();
-    let mut slow: Vec<TcpStream> = (0..SLOWLORIS).map(|_| connect(agent.port)).collect();
-    for s in &mut slow {
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-            .unwrap();
-    }
     // The slowloris clients trickle a header line every 200 ms and never end the head.
-    let stop = Arc::new(AtomicBool::new(false));
-    let trickle = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                for s in &mut slow {
-                    let _ = s.write_all(b"X-Slow: 1\r\n");
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            slow
-        })
-    };
+    let slow = Slowloris::start(agent.port, SLOWLORIS);
 
     // Every client socket is accepted, not left in the backlog.
     let s = agent.scrape_until(
@@ -97,8 +73,7 @@ fn scrapes_and_probes_are_answered_beside_1000_idle_and_200_slowloris_clients() 
     );
 
     // The header timeout closes them all, and each is counted.
-    stop.store(true, Ordering::Relaxed);
-    let slow = trickle.join().unwrap();
+    let slow = slow.stop();
     let s = agent.scrape_until(
         Duration::from_secs(15),
         "idle and slow clients closed by the header timeout",

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::load::{raise_open_files_limit, rss_kib, rss_mib};
+use common::load::{connect, raise_open_files_limit, rss_kib, rss_mib, Slowloris};
 use common::{fixture, prom, Agent, WAIT};
 
 /// One flood at a time: each loads the machine (thousands of sockets, dozens of threads), and
@@ -40,10 +40,6 @@ fn max_connections(agent: &Agent) -> usize {
         .find_map(|l| l.split("max_connections=").nth(1))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no max_connections in the log:\n{log}"))
-}
-
-fn connect(port: u16) -> TcpStream {
-    TcpStream::connect(("127.0.0.1", port)).unwrap()
 }
 
 /// A connection with a 4 KiB receive buffer, set before it connects (so the window it
@@ -219,30 +215,12 @@ fn probes_are_answered_past_the_connection_cap() {
     let cap = max_connections(&agent);
     let (idle_n, slow_n) = (cap - 148, 200);
     let idle: Vec<TcpStream> = (0..idle_n).map(|_| connect(agent.port)).collect();
-    let mut slow: Vec<TcpStream> = (0..slow_n).map(|_| connect(agent.port)).collect();
-    for s in &mut slow {
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-            .unwrap();
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let trickle = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                for s in &mut slow {
-                    let _ = s.write_all(b"X-Slow: 1\r\n");
-                }
-                thread::sleep(Duration::from_millis(200));
-            }
-            slow
-        })
-    };
+    let slow = Slowloris::start(agent.port, slow_n);
     // The probes while the clients are held (the header timeout closes them after 5 s).
     thread::sleep(Duration::from_millis(300));
     let (ok, failed, slowest) = probe(&agent, 10, Duration::from_millis(100));
     let over = agent.try_get("/metrics", &[]).map(|r| r.status);
-    stop.store(true, Ordering::Relaxed);
-    let slow = trickle.join().unwrap();
+    let slow = slow.stop();
     drop((idle, slow));
     let s = agent.scrape_until(WAIT, "the clients gone", |s| {
         s.value("gpu_pod_exporter_http_connections", &[])
