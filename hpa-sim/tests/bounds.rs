@@ -6,7 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod common;
+use common::shipped;
 
 use hpa_sim::bounds::{self, Bounds};
 use hpa_sim::scenario::{self, Loaded};
@@ -14,21 +17,6 @@ use hpa_sim::schedule::Schedule;
 use hpa_sim::simulate::{self, Policy, Run};
 use hpa_sim::spec::HpaSpec;
 use hpa_sim::{sweep, tune};
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
-
-#[derive(serde::Deserialize)]
-struct Manifest {
-    spec: HpaSpec,
-}
-
-/// The shipped recipe's HPA (daemonset/autoscaling/hpa.yaml).
-fn shipped() -> HpaSpec {
-    let text = std::fs::read_to_string(repo("daemonset/autoscaling/hpa.yaml")).unwrap();
-    serde_saphyr::from_str::<Manifest>(&text).unwrap().spec
-}
 
 /// The bursty trace, `hours` long, at `scale` times its rate, under the shipped HPA with the
 /// chat server's defaults (a 2 s p95 goal, no flap) but the step-time line the trace was first

@@ -6,29 +6,12 @@
 //! grow longer than its target was set for (docs/autoscaling.md, "The recipe and the evidence").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{manifest, repo, shipped};
 
 use hpa_sim::scenario;
 use hpa_sim::simulate;
 use hpa_sim::spec::HpaSpec;
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
-
-#[derive(serde::Deserialize)]
-struct Manifest {
-    spec: HpaSpec,
-}
-
-fn manifest(name: &str) -> HpaSpec {
-    let text = std::fs::read_to_string(repo(&format!("daemonset/autoscaling/{name}"))).unwrap();
-    serde_saphyr::from_str::<Manifest>(&text).unwrap().spec
-}
-
-fn shipped() -> HpaSpec {
-    manifest("hpa.yaml")
-}
 
 fn metric_names(h: &HpaSpec) -> Vec<String> {
     h.metrics.iter().map(|m| m.name().to_string()).collect()

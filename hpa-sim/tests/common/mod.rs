@@ -22,3 +22,24 @@ pub fn hpa_sim(args: &[&str]) -> Output {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
 }
+
+/// A path of the repository (the workspace root).
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    spec: hpa_sim::spec::HpaSpec,
+}
+
+/// The HPA spec of a shipped manifest, `daemonset/autoscaling/<name>`.
+pub fn manifest(name: &str) -> hpa_sim::spec::HpaSpec {
+    let text = std::fs::read_to_string(repo(&format!("daemonset/autoscaling/{name}"))).unwrap();
+    serde_saphyr::from_str::<Manifest>(&text).unwrap().spec
+}
+
+/// The shipped recipe's HPA (daemonset/autoscaling/hpa.yaml).
+pub fn shipped() -> hpa_sim::spec::HpaSpec {
+    manifest("hpa.yaml")
+}
