@@ -382,18 +382,17 @@ pub fn settings(
     saturation: &BTreeMap<String, f64>,
 ) -> Result<(Vec<Setting>, Vec<String>), SettingsError> {
     let sc = &loaded.scenario;
-    // The metric names each combination's HPA will have: the candidate's, or the scenario's.
+    // Whether a combination's HPA has a metric: the candidate's metrics, or the scenario's.
     let cand = sweeps.iter().position(|s| s.param == Param::Candidate);
-    let names_of = |c: &[(usize, usize)]| -> Vec<String> {
+    let has_metric = |c: &[(usize, usize)], metric: &str| -> bool {
         let metrics = match cand.and_then(|ci| c.iter().find(|(si, _)| *si == ci)) {
             Some((ci, vi)) => sc
                 .candidates
                 .get(&sweeps[*ci].values[*vi].to_string())
-                .map(|k| k.metrics.clone())
-                .unwrap_or_default(),
-            None => sc.hpa.metrics.clone(),
+                .map_or(&[][..], |k| k.metrics.as_slice()),
+            None => sc.hpa.metrics.as_slice(),
         };
-        metrics.iter().map(|m| m.name().to_string()).collect()
+        metrics.iter().any(|m| m.name() == metric)
     };
     let mut combos: Vec<Vec<(usize, usize)>> = vec![vec![]];
     // The candidate first, so that each combination knows its metrics: a target or share of a
@@ -408,7 +407,7 @@ pub fn settings(
         let mut next = Vec::new();
         for c in &combos {
             let n = match s.param.metric() {
-                Some(m) if !names_of(c).iter().any(|x| x == m) => 1,
+                Some(m) if !has_metric(c, m) => 1,
                 _ => s.values.len(),
             };
             for vi in 0..n {
@@ -445,10 +444,9 @@ pub fn settings(
         let mut hpa = sc.hpa.clone();
         let mut candidate = None;
         let mut params = Vec::new();
-        // The candidate first: it replaces the metrics the targets then apply to.
-        let mut ordered = combo.clone();
-        ordered.sort_by_key(|(si, _)| sweeps[*si].param != Param::Candidate);
-        for (si, vi) in ordered {
+        // The candidate comes first in each combination (`order`): it replaces the metrics the
+        // targets then apply to.
+        for (si, vi) in combo {
             let s = &sweeps[si];
             let v = &s.values[vi];
             if s.param == Param::Candidate {
