@@ -54,6 +54,14 @@ pub struct Pipeline {
     horizon: f64,
 }
 
+/// A counter's `rate(...[window])` from its samples in the window, oldest first: the increase
+/// between the first and the last over the time between them; none from fewer than two.
+fn rate(mut inside: impl DoubleEndedIterator<Item = (f64, f64)>) -> Option<f64> {
+    let first = inside.next()?;
+    let last = inside.next_back()?;
+    (last.0 > first.0).then(|| (last.1 - first.1) / (last.0 - first.0))
+}
+
 fn adapter_quantity(v: f64) -> Milli {
     Milli((v * 1000.0) as i64)
 }
@@ -115,14 +123,12 @@ impl Pipeline {
     fn avg_over_time(&self, pod: &str, s: Series, at: f64, window: f64) -> Option<f64> {
         let i = slot(s)?;
         let q = self.samples.get(pod)?;
-        if s == Series::RequestSuccessRate {
-            let mut inside = q
-                .iter()
-                .filter(|(t, _)| *t > at - window && *t <= at)
-                .filter_map(|(t, v)| Some((*t, v[i]?)));
-            let first = inside.next()?;
-            let last = inside.next_back()?;
-            return (last.0 > first.0).then(|| (last.1 - first.1) / (last.0 - first.0));
+        if s.is_counter() {
+            return rate(
+                q.iter()
+                    .filter(|(t, _)| *t > at - window && *t <= at)
+                    .filter_map(|(t, v)| Some((*t, v[i]?))),
+            );
         }
         let (mut sum, mut n) = (0.0, 0u32);
         for (t, v) in q {
@@ -151,16 +157,12 @@ impl Pipeline {
 
     /// Arrivals per second over the window (`rate(requests_total[window])`).
     fn request_rate(&self, at: f64, window: f64) -> Option<f64> {
-        let inside: Vec<&(f64, u64)> = self
-            .arrivals
-            .iter()
-            .filter(|s| s.0 > at - window && s.0 <= at)
-            .collect();
-        let (first, last) = (inside.first()?, inside.last()?);
-        if last.0 <= first.0 {
-            return None;
-        }
-        Some((last.1 - first.1) as f64 / (last.0 - first.0))
+        rate(
+            self.arrivals
+                .iter()
+                .filter(|s| s.0 > at - window && s.0 <= at)
+                .map(|&(t, n)| (t, n as f64)),
+        )
     }
 
     /// What the HPA reads at `now` for the given metrics.

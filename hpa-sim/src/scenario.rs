@@ -201,6 +201,12 @@ impl Series {
         })
     }
 
+    /// A counter, read as its `rate(...[window])`; the others are gauges, read as their
+    /// `avg_over_time(...[window])`.
+    pub fn is_counter(self) -> bool {
+        matches!(self, Series::RequestSuccessRate)
+    }
+
     /// Exported by vLLM itself: absent until the server is up.
     pub fn from_vllm(self) -> bool {
         matches!(
